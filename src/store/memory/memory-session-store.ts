@@ -1,0 +1,209 @@
+import { compareUtf8 } from "../byte-order.js";
+import {
+  ExpiresAtPassedError,
+  SessionExistsError,
+  SessionNotFoundError,
+  VersionMismatchError,
+} from "../errors.js";
+import type {
+  PageRequest,
+  SessionPage,
+  SessionStore,
+  StoredSession,
+  UpsertInput,
+} from "../session-store.js";
+
+/** Options of {@link MemorySessionStore}. */
+export interface MemorySessionStoreOptions {
+  /** Cap on live sessions per user; 0 means unlimited. */
+  readonly maxSessionsPerUser: number;
+  /**
+   * How often to drop expired sessions of users nobody writes to, in ms;
+   * 0 disables the timer (expired sessions are then only dropped when their
+   * user is written to).
+   */
+  readonly sweepIntervalMs: number;
+}
+
+/**
+ * An in-process SessionStore with the same semantics as the Redis store, for
+ * development and single-instance use: nothing survives a restart and nothing
+ * is shared between processes.
+ *
+ * Every method runs synchronously inside one call, so each operation is
+ * atomic with respect to the others, like the Redis store's Lua scripts.
+ * A session is live while now <= storageExpiresAtMs, matching Redis key
+ * expiry.
+ */
+export class MemorySessionStore implements SessionStore {
+  private readonly users = new Map<string, Map<string, StoredSession>>();
+  private readonly maxSessionsPerUser: number;
+  private readonly sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: MemorySessionStoreOptions) {
+    this.maxSessionsPerUser = options.maxSessionsPerUser;
+    if (options.sweepIntervalMs > 0) {
+      this.sweepTimer = setInterval(() => this.sweep(), options.sweepIntervalMs);
+      this.sweepTimer.unref();
+    }
+  }
+
+  /** The number of sessions held, expired or not: what sweeping bounds. */
+  get size(): number {
+    let total = 0;
+    for (const sessions of this.users.values()) {
+      total += sessions.size;
+    }
+    return total;
+  }
+
+  /** Drops every expired session and every user left without sessions. */
+  sweep(): void {
+    const now = Date.now();
+    for (const userId of this.users.keys()) {
+      this.prune(userId, now);
+    }
+  }
+
+  async get(userId: string, sessionId: string, signal?: AbortSignal) {
+    signal?.throwIfAborted();
+    return this.live(userId, sessionId, Date.now());
+  }
+
+  async upsert(input: UpsertInput, signal?: AbortSignal): Promise<StoredSession> {
+    signal?.throwIfAborted();
+    const now = Date.now();
+    if (input.expiresAtMs !== undefined && input.expiresAtMs <= now) {
+      throw new ExpiresAtPassedError();
+    }
+    const current = this.live(input.userId, input.sessionId, now);
+    const expected = input.expectedVersion;
+    if (current) {
+      if (expected === 0n) throw new SessionExistsError();
+      if (expected !== undefined && expected !== current.version) throw new VersionMismatchError();
+    } else if (expected !== undefined && expected !== 0n) {
+      throw new SessionNotFoundError();
+    }
+    const sessions = this.prune(input.userId, now) ?? new Map<string, StoredSession>();
+    this.users.set(input.userId, sessions);
+    if (!current) this.evictForInsert(sessions);
+    const stored: StoredSession = {
+      userId: input.userId,
+      sessionId: input.sessionId,
+      data: input.data.slice(),
+      version: current ? current.version + 1n : 1n,
+      storageExpiresAtMs: storageExpiry(now, input.ttlMs, input.expiresAtMs),
+      expiresAtMs: input.expiresAtMs,
+    };
+    sessions.set(input.sessionId, stored);
+    return stored;
+  }
+
+  async touch(userId: string, sessionId: string, ttlMs: number, signal?: AbortSignal) {
+    signal?.throwIfAborted();
+    const now = Date.now();
+    const current = this.live(userId, sessionId, now);
+    if (!current) throw new SessionNotFoundError();
+    const touched: StoredSession = {
+      ...current,
+      storageExpiresAtMs: storageExpiry(now, ttlMs, current.expiresAtMs),
+    };
+    this.users.get(userId)?.set(sessionId, touched);
+    this.prune(userId, now);
+    return touched;
+  }
+
+  async delete(
+    userId: string,
+    sessionId: string,
+    expectedVersion: bigint | undefined,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    signal?.throwIfAborted();
+    const now = Date.now();
+    const current = this.live(userId, sessionId, now);
+    if (current && expectedVersion !== undefined && expectedVersion !== current.version) {
+      throw new VersionMismatchError();
+    }
+    this.users.get(userId)?.delete(sessionId);
+    this.prune(userId, now);
+    return current !== undefined;
+  }
+
+  async listByUser(userId: string, page: PageRequest, signal?: AbortSignal): Promise<SessionPage> {
+    signal?.throwIfAborted();
+    const now = Date.now();
+    const after = page.after;
+    const candidates = [...(this.users.get(userId)?.values() ?? [])]
+      .filter((s) => s.storageExpiresAtMs >= now)
+      .filter((s) => after === undefined || compareUtf8(s.sessionId, after) > 0)
+      .sort((a, b) => compareUtf8(a.sessionId, b.sessionId));
+    return {
+      sessions: candidates.slice(0, page.limit),
+      hasMore: candidates.length > page.limit,
+    };
+  }
+
+  async deleteByUser(
+    userId: string,
+    exceptSessionIds: readonly string[],
+    signal?: AbortSignal,
+  ): Promise<number> {
+    signal?.throwIfAborted();
+    const sessions = this.prune(userId, Date.now());
+    if (!sessions) return 0;
+    const keep = new Set(exceptSessionIds);
+    let deleted = 0;
+    for (const sessionId of sessions.keys()) {
+      if (!keep.has(sessionId)) {
+        sessions.delete(sessionId);
+        deleted++;
+      }
+    }
+    if (sessions.size === 0) this.users.delete(userId);
+    return deleted;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweepTimer);
+  }
+
+  private live(userId: string, sessionId: string, now: number): StoredSession | undefined {
+    const session = this.users.get(userId)?.get(sessionId);
+    return session && session.storageExpiresAtMs >= now ? session : undefined;
+  }
+
+  /** Drops a user's expired sessions; returns what is left, if anything. */
+  private prune(userId: string, now: number): Map<string, StoredSession> | undefined {
+    const sessions = this.users.get(userId);
+    if (!sessions) return undefined;
+    for (const [sessionId, session] of sessions) {
+      if (session.storageExpiresAtMs < now) sessions.delete(sessionId);
+    }
+    if (sessions.size > 0) return sessions;
+    this.users.delete(userId);
+    return undefined;
+  }
+
+  /**
+   * Makes room for one more session under the cap by evicting the sessions
+   * that expire soonest (ties broken by id, as Redis orders equal scores).
+   */
+  private evictForInsert(sessions: Map<string, StoredSession>): void {
+    const excess = sessions.size - this.maxSessionsPerUser + 1;
+    if (this.maxSessionsPerUser === 0 || excess <= 0) return;
+    const victims = [...sessions.values()]
+      .sort(
+        (a, b) =>
+          a.storageExpiresAtMs - b.storageExpiresAtMs || compareUtf8(a.sessionId, b.sessionId),
+      )
+      .slice(0, excess);
+    for (const victim of victims) sessions.delete(victim.sessionId);
+  }
+}
+
+/** min(now + ttl, expiresAt): the absolute end always wins. */
+function storageExpiry(now: number, ttlMs: number, expiresAtMs: number | undefined): number {
+  const byTtl = now + ttlMs;
+  return expiresAtMs !== undefined && expiresAtMs < byTtl ? expiresAtMs : byTtl;
+}

@@ -1,0 +1,251 @@
+import { readFileSync } from "node:fs";
+import type { Cluster, Redis, Result } from "ioredis";
+import { abortable } from "../abortable.js";
+import {
+  ExpiresAtPassedError,
+  SessionExistsError,
+  SessionNotFoundError,
+  StoreUnavailableError,
+  VersionMismatchError,
+} from "../errors.js";
+import type {
+  PageRequest,
+  SessionPage,
+  SessionStore,
+  StoredSession,
+  UpsertInput,
+} from "../session-store.js";
+import { sessionKey, type UserKeys, userKeys } from "./redis-keys.js";
+import { decodeRecord } from "./redis-record.js";
+
+/** Options of {@link RedisSessionStore}. */
+export interface RedisSessionStoreOptions {
+  /** A connected client: standalone, Sentinel-managed or Cluster. */
+  readonly redis: Redis | Cluster;
+  /** Prefix of every key; must not contain `{` or `}`. */
+  readonly keyPrefix: string;
+  /** Cap on live sessions per user; 0 means unlimited. */
+  readonly maxSessionsPerUser: number;
+}
+
+/** Status codes the write scripts reply with (see lua/upsert.lua). */
+const Status = {
+  Ok: 0,
+  NotFound: 1,
+  VersionMismatch: 2,
+  AlreadyExists: 3,
+  ExpiresAtPassed: 4,
+} as const;
+type Status = (typeof Status)[keyof typeof Status];
+
+declare module "ioredis" {
+  interface RedisCommander<Context> {
+    sessionUpsert(
+      key: string,
+      index: string,
+      sessionId: string,
+      data: Buffer,
+      ttlMs: number,
+      expiresAtMs: number,
+      expectedVersion: string,
+      maxSessionsPerUser: number,
+      sessionPrefix: string,
+    ): Result<[Status, string?, number?], Context>;
+    sessionTouchBuffer(
+      key: string,
+      index: string,
+      sessionId: string,
+      ttlMs: number,
+    ): Result<[Status, Buffer?], Context>;
+    sessionDelete(
+      key: string,
+      index: string,
+      sessionId: string,
+      expectedVersion: string,
+    ): Result<[Status, number?], Context>;
+    sessionListBuffer(
+      index: string,
+      sessionPrefix: string,
+      after: string,
+      limit: number,
+    ): Result<[number, ...Buffer[]], Context>;
+    sessionDeleteByUser(
+      index: string,
+      sessionPrefix: string,
+      ...exceptSessionIds: string[]
+    ): Result<number, Context>;
+  }
+}
+
+function script(name: string): string {
+  return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8");
+}
+
+const COMMON = script("common");
+
+/** The scripts, each prefixed with the shared helpers; ioredis runs them by SHA. */
+const COMMANDS = {
+  sessionUpsert: { numberOfKeys: 2, lua: COMMON + script("upsert") },
+  sessionTouch: { numberOfKeys: 2, lua: COMMON + script("touch") },
+  sessionDelete: { numberOfKeys: 2, lua: COMMON + script("delete") },
+  sessionList: { numberOfKeys: 1, lua: COMMON + script("list"), readOnly: true },
+  sessionDeleteByUser: { numberOfKeys: 1, lua: COMMON + script("delete_by_user") },
+} as const;
+
+/**
+ * Redis replies that mean "not now" rather than "broken": the server is
+ * loading, busy with a script, failing over, read-only, or out of memory.
+ */
+const TRANSIENT_REPLY =
+  /^(LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN|NOREPLICAS|OOM|MISCONF)\b/;
+
+/**
+ * The Redis SessionStore. Every operation is one round trip: a GET for reads,
+ * one Lua script (by SHA, falling back to the source after a script cache
+ * flush) for everything else. Each script touches only the keys of one user,
+ * which share a Cluster hash slot, so the store works unchanged on Cluster.
+ * Expiry uses the Redis server's clock: keys are written with PXAT and the
+ * scripts read TIME. See redis-keys.ts for the layout and lua/ for the
+ * scripts.
+ */
+export class RedisSessionStore implements SessionStore {
+  private readonly redis: Redis | Cluster;
+  private readonly keyPrefix: string;
+  private readonly maxSessionsPerUser: number;
+
+  constructor(options: RedisSessionStoreOptions) {
+    this.redis = options.redis;
+    this.keyPrefix = options.keyPrefix;
+    this.maxSessionsPerUser = options.maxSessionsPerUser;
+    for (const [name, definition] of Object.entries(COMMANDS)) {
+      this.redis.defineCommand(name, definition);
+    }
+  }
+
+  async get(userId: string, sessionId: string, signal?: AbortSignal) {
+    const key = sessionKey(this.keys(userId), sessionId);
+    const record = await this.call(signal, () => this.redis.getBuffer(key));
+    return record ? decodeRecord(userId, sessionId, record) : undefined;
+  }
+
+  async upsert(input: UpsertInput, signal?: AbortSignal): Promise<StoredSession> {
+    const keys = this.keys(input.userId);
+    const data = Buffer.from(input.data.buffer, input.data.byteOffset, input.data.byteLength);
+    const [status, version = "", storageExpiresAtMs = 0] = await this.call(signal, () =>
+      this.redis.sessionUpsert(
+        sessionKey(keys, input.sessionId),
+        keys.index,
+        input.sessionId,
+        data,
+        input.ttlMs,
+        input.expiresAtMs ?? 0,
+        input.expectedVersion?.toString() ?? "",
+        this.maxSessionsPerUser,
+        keys.sessionPrefix,
+      ),
+    );
+    switch (status) {
+      case Status.Ok:
+        return {
+          userId: input.userId,
+          sessionId: input.sessionId,
+          data: input.data,
+          version: BigInt(version),
+          storageExpiresAtMs,
+          expiresAtMs: input.expiresAtMs,
+        };
+      case Status.NotFound:
+        throw new SessionNotFoundError();
+      case Status.VersionMismatch:
+        throw new VersionMismatchError();
+      case Status.AlreadyExists:
+        throw new SessionExistsError();
+      case Status.ExpiresAtPassed:
+        throw new ExpiresAtPassedError();
+    }
+  }
+
+  async touch(userId: string, sessionId: string, ttlMs: number, signal?: AbortSignal) {
+    const keys = this.keys(userId);
+    const [status, record] = await this.call(signal, () =>
+      this.redis.sessionTouchBuffer(sessionKey(keys, sessionId), keys.index, sessionId, ttlMs),
+    );
+    if (status !== Status.Ok || !record) throw new SessionNotFoundError();
+    return decodeRecord(userId, sessionId, record);
+  }
+
+  async delete(
+    userId: string,
+    sessionId: string,
+    expectedVersion: bigint | undefined,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const keys = this.keys(userId);
+    const [status, deleted] = await this.call(signal, () =>
+      this.redis.sessionDelete(
+        sessionKey(keys, sessionId),
+        keys.index,
+        sessionId,
+        expectedVersion?.toString() ?? "",
+      ),
+    );
+    if (status === Status.VersionMismatch) throw new VersionMismatchError();
+    return deleted === 1;
+  }
+
+  async listByUser(userId: string, page: PageRequest, signal?: AbortSignal): Promise<SessionPage> {
+    const keys = this.keys(userId);
+    const [hasMore, ...pairs] = await this.call(signal, () =>
+      this.redis.sessionListBuffer(keys.index, keys.sessionPrefix, page.after ?? "", page.limit),
+    );
+    const sessions: StoredSession[] = [];
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      const id = pairs[i] as Buffer;
+      sessions.push(decodeRecord(userId, id.toString("utf8"), pairs[i + 1] as Buffer));
+    }
+    return { sessions, hasMore: hasMore === 1 };
+  }
+
+  async deleteByUser(
+    userId: string,
+    exceptSessionIds: readonly string[],
+    signal?: AbortSignal,
+  ): Promise<number> {
+    const keys = this.keys(userId);
+    return this.call(signal, () =>
+      this.redis.sessionDeleteByUser(keys.index, keys.sessionPrefix, ...exceptSessionIds),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  private keys(userId: string): UserKeys {
+    return userKeys(this.keyPrefix, userId);
+  }
+
+  /** Runs one Redis call, translating connection-level failures. */
+  private async call<T>(signal: AbortSignal | undefined, operation: () => Promise<T>): Promise<T> {
+    try {
+      return await abortable(signal, operation);
+    } catch (error) {
+      if (signal?.aborted && error === signal.reason) throw error;
+      throw isUnavailable(error) ? new StoreUnavailableError(error) : error;
+    }
+  }
+}
+
+/**
+ * Whether an error from ioredis means Redis could not serve the command now.
+ * Errors replied by the server are failures of the command itself, except
+ * the transient ones; every other error ioredis raises (connection closed,
+ * offline queue disabled, command timed out, retries exhausted, cluster
+ * down) is about reaching Redis.
+ */
+function isUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error) || error instanceof TypeError || error instanceof RangeError) {
+    return false;
+  }
+  return error.name !== "ReplyError" || TRANSIENT_REPLY.test(error.message);
+}

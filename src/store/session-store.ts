@@ -1,0 +1,120 @@
+/**
+ * The storage port of SessionStore: what the service needs from a backend,
+ * in domain terms. Adapters (Redis, in-memory) implement it, and one contract
+ * test suite holds every adapter to the same semantics.
+ *
+ * A store keeps each session as opaque bytes (the service decides the
+ * encoding) plus the metadata it manages itself: the version, the time it
+ * will forget the session (`storageExpiresAtMs`), and the session's absolute
+ * end (`expiresAtMs`). All expiry decisions use the store's own clock, so
+ * several service replicas sharing one backend agree on them.
+ */
+export interface SessionStore {
+  /**
+   * Returns the live session stored under (userId, sessionId), or undefined
+   * when there is none or it has expired.
+   */
+  get(userId: string, sessionId: string, signal?: AbortSignal): Promise<StoredSession | undefined>;
+
+  /**
+   * Inserts or replaces a session, keeping it until
+   * min(now + ttlMs, expiresAtMs). Assigns version 1 on insert and the
+   * previous version + 1 on update.
+   *
+   * @throws ExpiresAtPassedError when expiresAtMs is not after now.
+   * @throws SessionExistsError when expectedVersion is 0 and the session exists.
+   * @throws VersionMismatchError when expectedVersion > 0 differs from the stored version.
+   * @throws SessionNotFoundError when expectedVersion > 0 and the session does not exist.
+   */
+  upsert(input: UpsertInput, signal?: AbortSignal): Promise<StoredSession>;
+
+  /**
+   * Moves a session's storage expiry to min(now + ttlMs, its expiresAtMs)
+   * without changing its data or version.
+   *
+   * @throws SessionNotFoundError when the session does not exist.
+   */
+  touch(
+    userId: string,
+    sessionId: string,
+    ttlMs: number,
+    signal?: AbortSignal,
+  ): Promise<StoredSession>;
+
+  /**
+   * Deletes a session; resolves to false when there was no live session.
+   *
+   * @throws VersionMismatchError when expectedVersion is given and the
+   *   session exists with another version.
+   */
+  delete(
+    userId: string,
+    sessionId: string,
+    expectedVersion: bigint | undefined,
+    signal?: AbortSignal,
+  ): Promise<boolean>;
+
+  /**
+   * Returns up to `limit` live sessions of a user whose ids sort after
+   * `after` (bytewise order of their UTF-8 encoding), in that order.
+   */
+  listByUser(userId: string, page: PageRequest, signal?: AbortSignal): Promise<SessionPage>;
+
+  /**
+   * Atomically deletes every session of a user except those whose ids are in
+   * `exceptSessionIds`, and resolves to the number of live sessions deleted.
+   */
+  deleteByUser(
+    userId: string,
+    exceptSessionIds: readonly string[],
+    signal?: AbortSignal,
+  ): Promise<number>;
+
+  /** Releases the store's resources (connections, timers). */
+  close(): Promise<void>;
+}
+
+/** A session as a store holds it. */
+export interface StoredSession {
+  readonly userId: string;
+  readonly sessionId: string;
+  /** The encoded session, opaque to the store. */
+  readonly data: Uint8Array;
+  /** 1 after insert, incremented by every update; never changed by touch. */
+  readonly version: bigint;
+  /** When the store forgets the session, in Unix milliseconds. */
+  readonly storageExpiresAtMs: number;
+  /** The session's absolute end in Unix milliseconds, or undefined for none. */
+  readonly expiresAtMs: number | undefined;
+}
+
+/** What an upsert writes. */
+export interface UpsertInput {
+  readonly userId: string;
+  readonly sessionId: string;
+  readonly data: Uint8Array;
+  /** How long to keep the session from now; a positive whole number of ms. */
+  readonly ttlMs: number;
+  /** The session's absolute end in Unix milliseconds; undefined for none. */
+  readonly expiresAtMs: number | undefined;
+  /**
+   * Undefined: write unconditionally. 0: insert only. N > 0: replace only
+   * the stored version N.
+   */
+  readonly expectedVersion: bigint | undefined;
+}
+
+/** One page request of listByUser. */
+export interface PageRequest {
+  /** Only sessions whose id sorts after this one; undefined for the first page. */
+  readonly after: string | undefined;
+  /** The maximum number of sessions to return; at least 1. */
+  readonly limit: number;
+}
+
+/** One page of a user's sessions. */
+export interface SessionPage {
+  readonly sessions: readonly StoredSession[];
+  /** Whether live sessions sorting after the last one returned remain. */
+  readonly hasMore: boolean;
+}
