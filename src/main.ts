@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+import { type Config, ConfigError, helpText, loadConfig } from "./config.js";
+import { createLogger, type Logger } from "./logger.js";
+import { createServer } from "./server.js";
+import { MemorySessionStore } from "./store/memory/memory-session-store.js";
+import { connectRedis } from "./store/redis/redis-client.js";
+import { RedisSessionStore } from "./store/redis/redis-session-store.js";
+import type { SessionStore } from "./store/session-store.js";
+
+/** Exit code for an invalid configuration (as in sysexits' EX_USAGE). */
+const EXIT_USAGE = 64;
+/** Exit code when a dependency (Redis) cannot be reached at startup. */
+const EXIT_UNAVAILABLE = 69;
+
+async function openStore(config: Config, logger: Logger): Promise<SessionStore> {
+  if (config.redisUrl === undefined) {
+    logger.warn(
+      "REDIS_URL is not set: using the embedded in-memory store; sessions will not survive a restart and are not shared between instances",
+    );
+    return new MemorySessionStore({
+      maxSessionsPerUser: config.maxSessionsPerUser,
+      sweepIntervalMs: 10_000,
+    });
+  }
+  const redis = await connectRedis(
+    {
+      url: config.redisUrl,
+      cluster: config.redisCluster,
+      commandTimeoutMs: config.redisCommandTimeoutMs,
+      connectTimeoutMs: config.redisConnectTimeoutMs,
+    },
+    logger,
+  );
+  return new RedisSessionStore({
+    redis,
+    keyPrefix: config.keyPrefix,
+    maxSessionsPerUser: config.maxSessionsPerUser,
+  });
+}
+
+async function main(): Promise<void> {
+  let config: Config | "help";
+  try {
+    config = loadConfig(process.env, process.argv.slice(2));
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`sessionstore: ${error.message}\n`);
+    process.exit(EXIT_USAGE);
+  }
+  if (config === "help") {
+    process.stdout.write(helpText());
+    return;
+  }
+
+  const logger = createLogger(config.logLevel);
+  let store: SessionStore;
+  try {
+    store = await openStore(config, logger);
+  } catch (error) {
+    logger.fatal({ err: error }, "cannot reach Redis");
+    process.exit(EXIT_UNAVAILABLE);
+  }
+
+  const server = createServer({ ...config, store, logger });
+  const address = await server.listen(config.port, config.host);
+  logger.info(
+    { address: address.address, port: address.port, store: config.redisUrl ? "redis" : "memory" },
+    "SessionStore listening (gRPC, gRPC-Web, Connect over HTTP/2 cleartext)",
+  );
+
+  let stopping = false;
+  const stop = async (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    await server.close();
+    await store.close();
+    logger.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+await main();

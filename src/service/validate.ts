@@ -1,0 +1,79 @@
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/**
+ * Input checks shared by the handlers. Each failure is INVALID_ARGUMENT with
+ * a message naming the field and what a valid value is, never the value
+ * itself (ids and tokens are personal data).
+ */
+
+export const MAX_ID_BYTES = 128;
+
+/** Unicode category Cc: exactly U+0000-U+001F and U+007F-U+009F. */
+const CONTROL = /\p{Cc}/u;
+
+export function invalid(field: string, problem: string): ConnectError {
+  return new ConnectError(`${field}: ${problem}`, Code.InvalidArgument);
+}
+
+/**
+ * An id is 1 to 128 bytes of UTF-8 without control characters. Unpaired
+ * surrogates (possible in JSON) are rejected too: they have no UTF-8
+ * encoding, so two different strings would name the same session.
+ */
+export function checkId(field: string, value: string): string {
+  if (value.length === 0) throw invalid(field, "is required");
+  if (Buffer.byteLength(value, "utf8") > MAX_ID_BYTES || !value.isWellFormed()) {
+    throw invalid(field, `must be at most ${MAX_ID_BYTES} bytes of valid UTF-8`);
+  }
+  if (CONTROL.test(value)) throw invalid(field, "must not contain control characters");
+  return value;
+}
+
+/** Largest Duration and Timestamp seconds protobuf allows, roughly 10,000 years. */
+const MAX_DURATION_SECONDS = 315_576_000_000n;
+const MIN_TIMESTAMP_SECONDS = -62_135_596_800n; // 0001-01-01T00:00:00Z
+const MAX_TIMESTAMP_SECONDS = 253_402_300_799n; // 9999-12-31T23:59:59Z
+
+/**
+ * A ttl is a positive Duration of at most maxSeconds, returned in whole
+ * milliseconds, rounding a fraction of a millisecond up so it stays positive.
+ */
+export function checkTtl(field: string, ttl: Duration | undefined, maxSeconds: number): number {
+  if (!ttl) throw invalid(field, "is required");
+  const { seconds, nanos } = ttl;
+  if (
+    seconds > MAX_DURATION_SECONDS ||
+    seconds < -MAX_DURATION_SECONDS ||
+    nanos <= -1e9 ||
+    nanos >= 1e9 ||
+    (seconds > 0n && nanos < 0) ||
+    (seconds < 0n && nanos > 0)
+  ) {
+    throw invalid(field, "is not a valid duration");
+  }
+  const totalNanos = seconds * 1_000_000_000n + BigInt(nanos);
+  if (totalNanos <= 0n) throw invalid(field, "must be positive");
+  if (totalNanos > BigInt(maxSeconds) * 1_000_000_000n) {
+    throw invalid(field, `must be at most ${maxSeconds} seconds`);
+  }
+  return Number((totalNanos + 999_999n) / 1_000_000n);
+}
+
+/** A Timestamp must be within 0001-01-01 and 9999-12-31 with nanos in range. */
+export function checkTimestamp(field: string, value: Timestamp | undefined): void {
+  if (!value) return;
+  if (
+    value.seconds < MIN_TIMESTAMP_SECONDS ||
+    value.seconds > MAX_TIMESTAMP_SECONDS ||
+    value.nanos < 0 ||
+    value.nanos >= 1e9
+  ) {
+    throw invalid(field, "is not a valid timestamp");
+  }
+}
+
+/** A timestamp in whole Unix milliseconds, rounded down. */
+export function floorMs(value: Timestamp): number {
+  return Number(value.seconds) * 1000 + Math.floor(value.nanos / 1_000_000);
+}
