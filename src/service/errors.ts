@@ -26,11 +26,11 @@ export function toConnectError(error: unknown, logger: Logger, method: string): 
     return new ConnectError("stored version differs from expected_version", Code.Aborted);
   }
   if (error instanceof ExpiresAtPassedError) {
-    return new ConnectError("session.expires_at: must be in the future", Code.InvalidArgument);
+    return new ConnectError("session.expires_at must be in the future", Code.InvalidArgument);
   }
   if (error instanceof StoreUnavailableError) {
     logger.warn({ err: error, method }, "session storage unavailable");
-    return new ConnectError("session storage is unavailable, retry later", Code.Unavailable);
+    return new ConnectError("session storage is unavailable - retry later", Code.Unavailable);
   }
   logger.error({ err: error, method }, "unexpected error");
   return new ConnectError("internal error", Code.Internal);

@@ -32,5 +32,5 @@ export function decodePageToken(token: string): string | undefined {
 }
 
 function malformed() {
-  return invalid("page_token", "is malformed; pass the next_page_token of the previous page");
+  return invalid("page_token", "is malformed - pass the next_page_token of the previous page");
 }

@@ -5,6 +5,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
  * Input checks shared by the handlers. Each failure is INVALID_ARGUMENT with
  * a message naming the field and what a valid value is, never the value
  * itself (ids and tokens are personal data).
+ *
+ * Status messages avoid URI-reserved characters such as ":" and ",": the
+ * server percent-encodes grpc-message with encodeURIComponent, and grpc-js
+ * clients decode it with decodeURI, which leaves those characters escaped.
  */
 
 export const MAX_ID_BYTES = 128;
@@ -13,7 +17,7 @@ export const MAX_ID_BYTES = 128;
 const CONTROL = /\p{Cc}/u;
 
 export function invalid(field: string, problem: string): ConnectError {
-  return new ConnectError(`${field}: ${problem}`, Code.InvalidArgument);
+  return new ConnectError(`${field} ${problem}`, Code.InvalidArgument);
 }
 
 /**
