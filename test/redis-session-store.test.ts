@@ -165,14 +165,13 @@ describe("RedisSessionStore layout", () => {
     expect((await commandCounts(admin)).get("get") ?? 0).toBe(before);
 
     const controller = new AbortController();
-    await admin.client("PAUSE", 2000, "ALL");
+    const resumed = await redis.pause(700);
     const started = Date.now();
     const pending = store.get("u1", "s1", controller.signal);
     setTimeout(() => controller.abort(new Error("cancelled")), 50);
     await expect(pending).rejects.toThrow("cancelled");
-    expect(Date.now() - started).toBeLessThan(1000);
-    const unpause = redis.client();
-    await unpause.client("UNPAUSE").finally(() => unpause.disconnect());
+    expect(Date.now() - started).toBeLessThan(600);
+    await resumed();
   });
 });
 
@@ -188,7 +187,11 @@ describe("RedisSessionStore when Redis fails", () => {
   });
 
   it("fails fast with StoreUnavailableError while Redis is down, then recovers", async () => {
-    const store = await openStore(flaky);
+    const client = await connectRedis(
+      { url: flaky.url, cluster: false, commandTimeoutMs: 1000, connectTimeoutMs: 5000 },
+      logger,
+    );
+    const store = new RedisSessionStore({ redis: client, keyPrefix: "x", maxSessionsPerUser: 0 });
     try {
       await store.upsert({
         userId: "u",
@@ -199,22 +202,29 @@ describe("RedisSessionStore when Redis fails", () => {
         expectedVersion: undefined,
       });
       await flaky.kill();
+      // Once the reconnect backoff has grown to its cap, a queued command
+      // would wait up to a second for the next attempt; ours fail at once.
+      await new Promise<void>((resolve) => {
+        const onReconnecting = (delay: number) => {
+          if (delay < 1000) return;
+          client.off("reconnecting", onReconnecting);
+          resolve();
+        };
+        client.on("reconnecting", onReconnecting);
+      });
       const started = Date.now();
       await expect(store.get("u", "s")).rejects.toBeInstanceOf(StoreUnavailableError);
       await expect(store.listByUser("u", { after: undefined, limit: 1 })).rejects.toBeInstanceOf(
         StoreUnavailableError,
       );
-      expect(Date.now() - started).toBeLessThan(500);
+      expect(Date.now() - started).toBeLessThan(100);
       await flaky.restart();
-      // A fresh server has no data (nothing is persisted), but answers again within a second.
+      // A fresh server has no data (nothing is persisted), but answers again
+      // within the capped backoff.
       const back = Date.now();
-      await waitFor(
-        "the store to reconnect",
-        async () => (await store.get("u", "s")) === undefined,
-        {
-          timeoutMs: 3000,
-        },
-      );
+      await waitFor("the store to reconnect", async () => (await store.get("u", "s")) === undefined, {
+        timeoutMs: 3000,
+      });
       expect(Date.now() - back).toBeLessThan(1500);
     } finally {
       await store.close();
@@ -223,15 +233,14 @@ describe("RedisSessionStore when Redis fails", () => {
 
   it("times a stuck command out as StoreUnavailableError", async () => {
     const store = await openStore(flaky, { commandTimeoutMs: 200 });
-    const admin = flaky.client();
     try {
-      await admin.client("PAUSE", 1000, "ALL");
+      const resumed = await flaky.pause(1000);
       const started = Date.now();
       await expect(store.get("u", "s")).rejects.toBeInstanceOf(StoreUnavailableError);
       expect(Date.now() - started).toBeLessThan(900);
+      await resumed();
     } finally {
       await store.close();
-      admin.disconnect();
     }
   });
 

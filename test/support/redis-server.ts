@@ -22,6 +22,12 @@ export interface RedisServer {
   readonly url: string;
   /** A new client of this server (the caller closes it). */
   client(): Redis;
+  /**
+   * Holds every client command for `ms` (CLIENT PAUSE ALL), as a stuck
+   * Redis would; resolves to a function that waits until the pause is over.
+   * The pause cannot be lifted early: Redis 7.0 holds CLIENT UNPAUSE too.
+   */
+  pause(ms: number): Promise<() => Promise<void>>;
   /** Kills the process at once (SIGKILL), as an outage would. */
   kill(): Promise<void>;
   /** Starts the process again on the same port, after kill(). */
@@ -72,6 +78,19 @@ export async function startRedisServer(
     port,
     url: `redis://127.0.0.1:${port}`,
     client: () => new Redis({ port, host: "127.0.0.1", lazyConnect: false }),
+    pause: async (ms) => {
+      const admin = new Redis({ port, host: "127.0.0.1" });
+      try {
+        await admin.client("PAUSE", ms, "ALL");
+      } finally {
+        admin.disconnect();
+      }
+      return async () => {
+        await waitFor(`the pause of port ${port} to end`, () => ping(port), {
+          timeoutMs: ms + 5000,
+        });
+      };
+    },
     kill: () => stopProcess("SIGKILL"),
     restart: async () => {
       current = await waitFor(`redis-server to restart on port ${port}`, () =>
