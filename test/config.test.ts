@@ -1,0 +1,153 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, helpText, loadConfig } from "../src/config.js";
+
+function load(env: Record<string, string> = {}, argv: string[] = []) {
+  const config = loadConfig(env, argv);
+  if (config === "help") throw new Error("unexpected help");
+  return config;
+}
+
+function failure(env: Record<string, string>, argv: string[] = []): string {
+  try {
+    loadConfig(env, argv);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("loadConfig", () => {
+  it("has the documented defaults", () => {
+    expect(load()).toEqual({
+      port: 50051,
+      host: "0.0.0.0",
+      redisUrl: undefined,
+      redisCluster: false,
+      keyPrefix: "sessionstore",
+      logLevel: "info",
+      maxTtlSeconds: 400 * 24 * 3600,
+      maxSessionsPerUser: 0,
+      maxPayloadBytes: 65536,
+      maxRequestBytes: 1024 * 1024,
+      redisCommandTimeoutMs: 1000,
+      redisConnectTimeoutMs: 10_000,
+    });
+  });
+
+  it("reads every setting from its environment variable", () => {
+    expect(
+      load({
+        PORT: "7000",
+        HOST: "127.0.0.1",
+        REDIS_URL: "redis://localhost:6380/2",
+        REDIS_CLUSTER: "true",
+        KEY_PREFIX: "app:sessions",
+        LOG_LEVEL: "debug",
+        MAX_TTL_SECONDS: "3600",
+        MAX_SESSIONS_PER_USER: "5",
+        MAX_PAYLOAD_BYTES: "1024",
+        MAX_REQUEST_BYTES: "4096",
+        REDIS_COMMAND_TIMEOUT_MS: "250",
+        REDIS_CONNECT_TIMEOUT_MS: "500",
+      }),
+    ).toEqual({
+      port: 7000,
+      host: "127.0.0.1",
+      redisUrl: "redis://localhost:6380/2",
+      redisCluster: true,
+      keyPrefix: "app:sessions",
+      logLevel: "debug",
+      maxTtlSeconds: 3600,
+      maxSessionsPerUser: 5,
+      maxPayloadBytes: 1024,
+      maxRequestBytes: 4096,
+      redisCommandTimeoutMs: 250,
+      redisConnectTimeoutMs: 500,
+    });
+  });
+
+  it("lets a flag, in either form, win over its variable", () => {
+    const config = load({ PORT: "7000", LOG_LEVEL: "warn" }, [
+      "--port=7001",
+      "--log-level",
+      "error",
+      "--redis-cluster",
+    ]);
+    expect(config.port).toBe(7001);
+    expect(config.logLevel).toBe("error");
+    expect(config.redisCluster).toBe(true);
+  });
+
+  it("ignores variables it does not define and treats empty ones as unset", () => {
+    const config = load({ PORTS: "x", SESSIONSTORE_PORT: "y", REDIS_URL: "", PORT: "" });
+    expect(config.port).toBe(50051);
+    expect(config.redisUrl).toBeUndefined();
+  });
+
+  it("returns a frozen object", () => {
+    expect(Object.isFrozen(load())).toBe(true);
+  });
+
+  it.each([
+    [{ PORT: "abc" }, 'invalid PORT (--port) "abc": expected an integer from 0 to 65535'],
+    [{ PORT: "65536" }, "invalid PORT"],
+    [{ PORT: "-1" }, "invalid PORT"],
+    [{ PORT: "1.5" }, "invalid PORT"],
+    [{ LOG_LEVEL: "loud" }, "invalid LOG_LEVEL (--log-level)"],
+    [{ KEY_PREFIX: "a{b}" }, "invalid KEY_PREFIX"],
+    [{ KEY_PREFIX: "with space" }, "invalid KEY_PREFIX"],
+    [{ MAX_TTL_SECONDS: "0" }, "invalid MAX_TTL_SECONDS"],
+    [{ MAX_SESSIONS_PER_USER: "-3" }, "invalid MAX_SESSIONS_PER_USER"],
+    [{ MAX_PAYLOAD_BYTES: "lots" }, "invalid MAX_PAYLOAD_BYTES"],
+    [{ MAX_REQUEST_BYTES: "0" }, "invalid MAX_REQUEST_BYTES"],
+    [{ REDIS_CLUSTER: "maybe" }, "invalid REDIS_CLUSTER"],
+    [{ REDIS_COMMAND_TIMEOUT_MS: "0" }, "invalid REDIS_COMMAND_TIMEOUT_MS"],
+    [{ REDIS_CONNECT_TIMEOUT_MS: "soon" }, "invalid REDIS_CONNECT_TIMEOUT_MS"],
+    [{ REDIS_URL: "http://localhost:6379" }, "invalid REDIS_URL (--redis-url)"],
+  ])("rejects %o, naming the setting", (env, message) => {
+    expect(failure(env)).toContain(message);
+  });
+
+  it("never repeats a REDIS_URL, which may hold a password", () => {
+    const message = failure({ REDIS_URL: "redis://:hunter2@host:6379,nonsense" });
+    expect(message).toContain("invalid REDIS_URL");
+    expect(message).not.toContain("hunter2");
+  });
+
+  it("rejects unknown flags and flags without a value", () => {
+    expect(failure({}, ["--prot", "1"])).toBe('unknown argument "--prot"; see --help');
+    expect(failure({}, ["--port"])).toBe("--port needs a value; see --help");
+  });
+
+  it("answers --help and -h", () => {
+    expect(loadConfig({}, ["--help"])).toBe("help");
+    expect(loadConfig({ PORT: "bad" }, ["-h"])).toBe("help");
+  });
+});
+
+describe("helpText", () => {
+  it("lists every setting with its variable, flag and default", () => {
+    const text = helpText();
+    for (const [env, flag, fallback] of [
+      ["PORT", "--port", "50051"],
+      ["HOST", "--host", "0.0.0.0"],
+      ["REDIS_URL", "--redis-url", "unset"],
+      ["REDIS_CLUSTER", "--redis-cluster", "false"],
+      ["KEY_PREFIX", "--key-prefix", "sessionstore"],
+      ["LOG_LEVEL", "--log-level", "info"],
+      ["MAX_TTL_SECONDS", "--max-ttl-seconds", "34560000 (400 days)"],
+      ["MAX_SESSIONS_PER_USER", "--max-sessions-per-user", "0"],
+      ["MAX_PAYLOAD_BYTES", "--max-payload-bytes", "65536"],
+      ["MAX_REQUEST_BYTES", "--max-request-bytes", "1048576"],
+      ["REDIS_COMMAND_TIMEOUT_MS", "--redis-command-timeout-ms", "1000"],
+      ["REDIS_CONNECT_TIMEOUT_MS", "--redis-connect-timeout-ms", "10000"],
+    ]) {
+      expect(text).toMatch(
+        new RegExp(
+          `${flag} <value>, ${env}\\n.*\\(default: ${fallback?.replace(/[()]/g, "\\$&")}\\)`,
+        ),
+      );
+    }
+  });
+});

@@ -1,0 +1,158 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { Code } from "@connectrpc/connect";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createSessionStoreClient } from "../src/client.js";
+import { expectCode, sessionFixture, ttl, uniqueUserId } from "./support/fixtures.js";
+import { type RedisServer, startRedisServer } from "./support/redis-server.js";
+import { logLines, runServer, type ServerProcess } from "./support/server-process.js";
+import { createGrpcJsClient } from "./support/test-server.js";
+
+const run = promisify(execFile);
+const started: ServerProcess[] = [];
+let redis: RedisServer;
+
+function start(env: Record<string, string>, args: string[] = []): ServerProcess {
+  const server = runServer(env, args);
+  started.push(server);
+  return server;
+}
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+});
+
+afterEach(() => {
+  for (const server of started.splice(0)) server.kill();
+});
+
+afterAll(async () => {
+  await redis?.stop();
+});
+
+describe("the sessionstore command", () => {
+  it("prints every setting with --help and exits 0", async () => {
+    const server = start({}, ["--help"]);
+    expect(await server.exited).toBe(0);
+    for (const name of [
+      "PORT",
+      "HOST",
+      "REDIS_URL",
+      "KEY_PREFIX",
+      "LOG_LEVEL",
+      "MAX_TTL_SECONDS",
+    ]) {
+      expect(server.output.stdout).toContain(name);
+    }
+  });
+
+  it("exits 64 naming an invalid setting", async () => {
+    const server = start({ PORT: "http" });
+    expect(await server.exited).toBe(64);
+    expect(server.output.stderr).toBe(
+      'sessionstore: invalid PORT (--port) "http": expected an integer from 0 to 65535\n',
+    );
+  });
+
+  it("exits 69 when Redis cannot be reached, without showing the password", async () => {
+    const down = await startRedisServer();
+    const port = down.port;
+    await down.stop();
+    const server = start({
+      REDIS_URL: `redis://:s3cret-pass@127.0.0.1:${port}`,
+      REDIS_CONNECT_TIMEOUT_MS: "300",
+    });
+    expect(await server.exited).toBe(69);
+    expect(server.output.stdout).toContain("cannot reach Redis");
+    expect(server.output.stdout + server.output.stderr).not.toContain("s3cret-pass");
+  });
+
+  it("serves on the embedded store when REDIS_URL is unset, and warns that data is not kept", async () => {
+    const server = start({ PORT: "0", HOST: "127.0.0.1", UNRELATED_SETTING: "ignored" });
+    const port = await server.port();
+    const warning = logLines(server.output).find((l) => String(l.msg).includes("in-memory store"));
+    expect(warning).toMatchObject({ level: 40 });
+    expect(String(warning?.msg)).toContain("will not survive a restart");
+    const client = createSessionStoreClient({ baseUrl: `http://127.0.0.1:${port}` });
+    const userId = uniqueUserId();
+    await client.upsert({ session: sessionFixture(userId, "s"), ttl: ttl(60_000) });
+    expect((await client.get({ sessionId: "s", userId })).session?.version).toBe(1n);
+  });
+
+  it("serves from Redis when REDIS_URL is set", async () => {
+    const server = start({
+      PORT: "0",
+      HOST: "127.0.0.1",
+      REDIS_URL: redis.url,
+      KEY_PREFIX: "main-test",
+    });
+    const port = await server.port();
+    expect(logLines(server.output).find((l) => l.msg === "connected to Redis")).toBeDefined();
+    const client = createSessionStoreClient({
+      baseUrl: `http://127.0.0.1:${port}`,
+      protocol: "connect",
+    });
+    const userId = uniqueUserId();
+    await client.upsert({ session: sessionFixture(userId, "s"), ttl: ttl(60_000) });
+    const admin = redis.client();
+    try {
+      expect(await admin.exists(`main-test:{${userId}}:s:s`)).toBe(1);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it("answers buf curl with the schema from proto/, as the README shows", async () => {
+    const server = start({ PORT: "0", HOST: "127.0.0.1" });
+    const port = await server.port();
+    const url = `http://127.0.0.1:${port}/sessionstore.v1.SessionStoreService`;
+    const curl = (method: string, body: unknown) =>
+      run("npx", [
+        "buf",
+        "curl",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "--schema",
+        "proto",
+        "-d",
+        JSON.stringify(body),
+        `${url}/${method}`,
+      ]);
+    const upserted = await curl("Upsert", {
+      session: { id: "s1", userId: "u1", extraPayload: { theme: "dark" } },
+      ttl: "3600s",
+    });
+    expect(JSON.parse(upserted.stdout)).toMatchObject({
+      session: { id: "s1", userId: "u1", extraPayload: { theme: "dark" }, version: "1" },
+    });
+    const got = await curl("Get", { sessionId: "s1", userId: "u1" });
+    expect(JSON.parse(got.stdout).session.version).toBe("1");
+    const missing = await curl("Get", { sessionId: "nope", userId: "u1" }).catch(
+      (e: { stderr: string }) => e,
+    );
+    expect((missing as { stderr: string }).stderr).toContain("not_found");
+  });
+
+  it("exits 0 on SIGTERM and SIGINT even while clients hold connections open", async () => {
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      const server = start({ PORT: "0", HOST: "127.0.0.1" });
+      const port = await server.port();
+      const grpcClient = createGrpcJsClient(port);
+      const connect = createSessionStoreClient({ baseUrl: `http://127.0.0.1:${port}` });
+      try {
+        await expectCode(connect.get({ sessionId: "s", userId: "u" }), Code.NotFound);
+        await grpcClient.call("Get", { sessionId: "s", userId: "u" }).catch(() => undefined);
+        const t0 = Date.now();
+        server.child.kill(signal);
+        expect(await server.exited).toBe(0);
+        expect(Date.now() - t0).toBeLessThan(3000);
+        expect(logLines(server.output).map((l) => l.msg)).toEqual(
+          expect.arrayContaining(["shutting down", "stopped"]),
+        );
+      } finally {
+        grpcClient.close();
+      }
+    }
+  });
+});
