@@ -222,9 +222,13 @@ describe("RedisSessionStore when Redis fails", () => {
       // A fresh server has no data (nothing is persisted), but answers again
       // within the capped backoff.
       const back = Date.now();
-      await waitFor("the store to reconnect", async () => (await store.get("u", "s")) === undefined, {
-        timeoutMs: 3000,
-      });
+      await waitFor(
+        "the store to reconnect",
+        async () => (await store.get("u", "s")) === undefined,
+        {
+          timeoutMs: 3000,
+        },
+      );
       expect(Date.now() - back).toBeLessThan(1500);
     } finally {
       await store.close();
