@@ -19,6 +19,8 @@ export function createLogger(level: LogLevel, destination?: NodeJS.WritableStrea
     level,
     base: { service: "sessionstore" },
     timestamp: pino.stdTimeFunctions.isoTime,
+    // "level":"warn" rather than pino's 40: what log pipelines and people read.
+    formatters: { level: (label: string) => ({ level: label }) },
     serializers: { err: safeError },
   };
   return destination ? pino(options, destination) : pino(options);

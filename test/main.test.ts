@@ -71,7 +71,7 @@ describe("the sessionstore command", () => {
     const server = start({ PORT: "0", HOST: "127.0.0.1", UNRELATED_SETTING: "ignored" });
     const port = await server.port();
     const warning = logLines(server.output).find((l) => String(l.msg).includes("in-memory store"));
-    expect(warning).toMatchObject({ level: 40 });
+    expect(warning).toMatchObject({ level: "warn" });
     expect(String(warning?.msg)).toContain("will not survive a restart");
     const client = createSessionStoreClient({ baseUrl: `http://127.0.0.1:${port}` });
     const userId = uniqueUserId();

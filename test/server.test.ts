@@ -291,7 +291,7 @@ describe("unexpected failures", () => {
     const logged = running.logs.lines.find((line) => line.includes("malformed session record"));
     expect(logged).toBeDefined();
     expect(JSON.parse(logged ?? "{}")).toMatchObject({
-      level: 50,
+      level: "error",
       method: "Get",
       msg: "unexpected error",
     });
