@@ -174,16 +174,7 @@ describe("a plain @grpc/grpc-js client", () => {
     });
     expect(inserted.session.version).toBe("1");
     const got = await grpcClient.call<R>("Get", { sessionId: "s1", userId });
-    expect(got.session).toMatchObject({
-      id: "s1",
-      userId,
-      refreshTokenId: "rt-1",
-      createdAt: { seconds: "1700000000", nanos: 5 },
-      lastKnownIp: "198.51.100.2",
-      tokenSignatureTransport: "TOKEN_TRANSPORT_BEARER",
-      extraPayload: { fields: { role: { stringValue: "admin" }, n: { numberValue: 3 } } },
-      version: "1",
-    });
+    expect(got.session).toMatchObject({ ...session, version: "1" });
     const touched = await grpcClient.call<R>("Touch", {
       sessionId: "s1",
       userId,

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { DurationSchema, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
+import { type Session, SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
 import { createLogger } from "../../src/logger.js";
 import { routerOptions, type ServerOptions, sessionStoreRoutes } from "../../src/server.js";
 import type { SessionStore } from "../../src/store/session-store.js";
@@ -10,6 +10,11 @@ import { expectCode, sessionFixture, ttl, uniqueUserId } from "../support/fixtur
 import { waitFor } from "../support/wait-for.js";
 
 type SessionStoreClient = Client<typeof SessionStoreService>;
+
+/** A returned session's storage_expires_at in Unix ms (NaN when missing). */
+function expiryOf(session: Session | undefined): number {
+  return session?.storageExpiresAt ? timestampMs(session.storageExpiresAt) : Number.NaN;
+}
 
 /** Opens a store over the backend under test; the contract closes it. */
 export type OpenStore = (options: { maxSessionsPerUser: number }) => Promise<SessionStore>;
@@ -60,6 +65,16 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
     async function put(userId: string, id: string, ttlMs = 60_000) {
       const res = await client.upsert({ session: sessionFixture(userId, id), ttl: ttl(ttlMs) });
       return res.session;
+    }
+
+    /** Waits until Get answers NOT_FOUND for the session. */
+    async function waitUntilGone(what: string, sessionId: string, userId: string) {
+      await waitFor(what, () =>
+        client.get({ sessionId, userId }).then(
+          () => false,
+          (e: { code?: Code }) => e.code === Code.NotFound,
+        ),
+      );
     }
 
     async function listAll(userId: string, pageSize = 0) {
@@ -114,14 +129,9 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
       it("is NOT_FOUND once storage_expires_at has passed", async () => {
         const userId = uniqueUserId();
         const stored = await put(userId, "short", 150);
-        const expiry = timestampMs(stored?.storageExpiresAt ?? timestampFromMs(0));
+        const expiry = expiryOf(stored);
         await expect(client.get({ sessionId: "short", userId })).resolves.toBeDefined();
-        await waitFor("the session to expire", () =>
-          client.get({ sessionId: "short", userId }).then(
-            () => false,
-            (e: { code?: Code }) => e.code === Code.NotFound,
-          ),
-        );
+        await waitUntilGone("the session to expire", "short", userId);
         // It was live until its storage_expires_at (both clocks are this machine's).
         expect(Date.now()).toBeGreaterThanOrEqual(expiry);
         expect(await listAll(userId)).toEqual([]);
@@ -134,13 +144,8 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
           session: sessionFixture(userId, "abs", { expiresAt: timestampFromMs(expiresAt) }),
           ttl: ttl(3_600_000),
         });
-        expect(timestampMs(session?.storageExpiresAt ?? timestampFromMs(0))).toBe(expiresAt);
-        await waitFor("the session to pass expires_at", () =>
-          client.get({ sessionId: "abs", userId }).then(
-            () => false,
-            (e: { code?: Code }) => e.code === Code.NotFound,
-          ),
-        );
+        expect(expiryOf(session)).toBe(expiresAt);
+        await waitUntilGone("the session to pass expires_at", "abs", userId);
         expect(Date.now()).toBeGreaterThanOrEqual(expiresAt);
       });
     });
@@ -156,9 +161,7 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
           ttl: ttl(60_000),
         });
         expect(first.session?.version).toBe(1n);
-        expect(timestampMs(first.session?.storageExpiresAt ?? timestampFromMs(0))).toBeGreaterThan(
-          Date.now(),
-        );
+        expect(expiryOf(first.session)).toBeGreaterThan(Date.now());
         const second = await client.upsert({
           session: sessionFixture(userId, "v", { lastKnownIp: "198.51.100.1", version: 7n }),
           ttl: ttl(60_000),
@@ -177,7 +180,7 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
           ttl: create(DurationSchema, { seconds: 0n, nanos: 250_000_000 }),
         });
         const after = Date.now();
-        const expiry = timestampMs(session?.storageExpiresAt ?? timestampFromMs(0));
+        const expiry = expiryOf(session);
         expect(expiry).toBeGreaterThanOrEqual(before + 250);
         expect(expiry).toBeLessThanOrEqual(after + 250);
       });
@@ -189,9 +192,7 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
           session: sessionFixture(userId, "tiny"),
           ttl: create(DurationSchema, { seconds: 0n, nanos: 1 }),
         });
-        expect(timestampMs(session?.storageExpiresAt ?? timestampFromMs(0))).toBeGreaterThanOrEqual(
-          before + 1,
-        );
+        expect(expiryOf(session)).toBeGreaterThanOrEqual(before + 1);
       });
 
       it("caps storage_expires_at at expires_at", async () => {
@@ -201,13 +202,13 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
           session: sessionFixture(userId, "cap", { expiresAt: timestampFromMs(expiresAt) }),
           ttl: ttl(3_600_000),
         });
-        expect(timestampMs(early.session?.storageExpiresAt ?? timestampFromMs(0))).toBe(expiresAt);
+        expect(expiryOf(early.session)).toBe(expiresAt);
         const before = Date.now();
         const late = await client.upsert({
           session: sessionFixture(userId, "cap", { expiresAt: timestampFromMs(expiresAt) }),
           ttl: ttl(10_000),
         });
-        const expiry = timestampMs(late.session?.storageExpiresAt ?? timestampFromMs(0));
+        const expiry = expiryOf(late.session);
         expect(expiry).toBeGreaterThanOrEqual(before + 10_000);
         expect(expiry).toBeLessThan(expiresAt);
       });
@@ -568,7 +569,7 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
         const stored = await put(userId, "t", 60_000);
         const before = Date.now();
         const { session } = await client.touch({ sessionId: "t", userId, ttl: ttl(120_000) });
-        const expiry = timestampMs(session?.storageExpiresAt ?? timestampFromMs(0));
+        const expiry = expiryOf(session);
         expect(expiry).toBeGreaterThanOrEqual(before + 120_000);
         expect(session?.version).toBe(1n);
         expect({ ...session, storageExpiresAt: undefined }).toEqual({
@@ -583,12 +584,7 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
         const userId = uniqueUserId();
         await put(userId, "t", 60_000);
         await client.touch({ sessionId: "t", userId, ttl: ttl(100) });
-        await waitFor("the touched session to expire", () =>
-          client.get({ sessionId: "t", userId }).then(
-            () => false,
-            (e: { code?: Code }) => e.code === Code.NotFound,
-          ),
-        );
+        await waitUntilGone("the touched session to expire", "t", userId);
         expect(await listAll(userId)).toEqual([]);
       });
 
@@ -600,7 +596,7 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
           ttl: ttl(1000),
         });
         const { session } = await client.touch({ sessionId: "t", userId, ttl: ttl(3_600_000) });
-        expect(timestampMs(session?.storageExpiresAt ?? timestampFromMs(0))).toBe(expiresAt);
+        expect(expiryOf(session)).toBe(expiresAt);
       });
 
       it("is NOT_FOUND for a missing session and validates ttl like Upsert", async () => {
@@ -662,12 +658,7 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
       it("does not count an expired session as deleted", async () => {
         const userId = uniqueUserId();
         await put(userId, "old", 50);
-        await waitFor("the session to expire", () =>
-          client.get({ sessionId: "old", userId }).then(
-            () => false,
-            () => true,
-          ),
-        );
+        await waitUntilGone("the session to expire", "old", userId);
         expect((await client.delete({ sessionId: "old", userId })).deleted).toBe(false);
       });
     });
@@ -812,12 +803,7 @@ export function describeSessionStoreContract(name: string, open: OpenStore): voi
         const userId = uniqueUserId();
         await put(userId, "live");
         await put(userId, "dead", 50);
-        await waitFor("the short session to expire", () =>
-          client.get({ sessionId: "dead", userId }).then(
-            () => false,
-            () => true,
-          ),
-        );
+        await waitUntilGone("the short session to expire", "dead", userId);
         expect((await client.deleteByUser({ userId })).deletedCount).toBe(1n);
       });
 

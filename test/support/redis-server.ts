@@ -6,14 +6,17 @@ import { Redis } from "ioredis";
 import { freePort } from "./free-port.js";
 import { waitFor } from "./wait-for.js";
 
-export const REDIS_MISSING_MESSAGE =
-  "redis-server was not found on PATH. The tests start their own Redis servers; install Redis 6.2+ " +
-  "(Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) and run the tests again.";
-
-/** Throws {@link REDIS_MISSING_MESSAGE} when redis-server cannot be run. */
+/** Throws, saying how to install them, when redis-server or redis-cli cannot be run. */
 export function assertRedisServerInstalled(): void {
-  const probe = spawnSync("redis-server", ["--version"], { encoding: "utf8" });
-  if (probe.error || probe.status !== 0) throw new Error(REDIS_MISSING_MESSAGE);
+  for (const command of ["redis-server", "redis-cli"]) {
+    const probe = spawnSync(command, ["--version"], { encoding: "utf8" });
+    if (probe.error || probe.status !== 0) {
+      throw new Error(
+        `${command} was not found on PATH. The tests start their own Redis servers; install Redis 6.2+ ` +
+          "(Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) and run the tests again.",
+      );
+    }
+  }
 }
 
 /** A redis-server process this test run started, on its own port and directory. */
