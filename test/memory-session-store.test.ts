@@ -1,13 +1,16 @@
 import { describe, expect, it } from "vitest";
 import { MemorySessionStore } from "../src/store/memory/memory-session-store.js";
-import { describeSessionStoreContract } from "./contract/session-store-contract.js";
+import { describeSessionStoreContract, grpcClient } from "./contract/session-store-contract.js";
 import { waitFor } from "./support/wait-for.js";
 
-describeSessionStoreContract(
-  "memory",
-  async ({ maxSessionsPerUser }) =>
-    new MemorySessionStore({ maxSessionsPerUser, sweepIntervalMs: 0 }),
-);
+const openMemory = async ({ maxSessionsPerUser }: { maxSessionsPerUser: number }) =>
+  new MemorySessionStore({ maxSessionsPerUser, sweepIntervalMs: 0 });
+
+describeSessionStoreContract("memory", openMemory);
+
+// The same contract through the real server over gRPC, which serves plain
+// gRPC unary calls on its own fast path rather than through connect-node.
+describeSessionStoreContract("memory, over gRPC", openMemory, grpcClient);
 
 describe("MemorySessionStore", () => {
   const input = (userId: string, sessionId: string, ttlMs: number) => ({

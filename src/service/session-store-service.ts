@@ -1,10 +1,20 @@
-import { fromJson, type JsonObject, toBinary } from "@bufbuild/protobuf";
-import { StructSchema } from "@bufbuild/protobuf/wkt";
+import type { MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import type { SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
-import type { SessionStore } from "../store/session-store.js";
+import {
+  DeleteByUserResponseSchema,
+  DeleteResponseSchema,
+  type SessionStoreService,
+} from "../../gen/sessionstore/v1/session_store_pb.js";
+import type { SessionStore, StoredSession } from "../store/session-store.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
-import { decodeSession, encodeSession } from "./session-codec.js";
+import { encodedReply, messageReply, type Reply } from "./reply.js";
+import {
+  decodeSession,
+  encodedFieldSize,
+  encodeSession,
+  encodeSessionsResponse,
+  storedSessionFromUpsertRequest,
+} from "./session-codec.js";
 import { checkId, checkTimestamp, checkTtl, floorMs, invalid } from "./validate.js";
 
 /** What the handlers need: the store and the request limits. */
@@ -21,26 +31,51 @@ export const DEFAULT_PAGE_SIZE = 100;
 /** Larger page sizes are clamped to this. */
 export const MAX_PAGE_SIZE = 1000;
 
+type Methods = typeof SessionStoreService.method;
+
+/**
+ * The handlers of every SessionStoreService method, independent of the
+ * serving stack: each takes the decoded request, an optional abort signal (a
+ * deadline or cancellation) and, when the stack has it, the request's binary
+ * encoding; it resolves to the response in message and binary form (see
+ * reply.ts).
+ */
+export type SessionStoreHandlers = {
+  [K in keyof Methods]: (
+    request: MessageShape<Methods[K]["input"]>,
+    signal?: AbortSignal,
+    encoded?: Uint8Array,
+  ) => Promise<Reply<Methods[K]["output"]>>;
+};
+
+/** Fields of extra_payload in Session. */
+const EXTRA_PAYLOAD_FIELD = 9;
+
+/** A response carrying one session (Get, Upsert, Touch). */
+function sessionReply(stored: StoredSession) {
+  return encodedReply(encodeSessionsResponse([stored]), () => ({ session: decodeSession(stored) }));
+}
+
 /**
  * The SessionStoreService handlers: they validate requests, translate between
  * protobuf messages and the store's domain types, and pass the RPC's abort
  * signal down so a deadline or cancellation stops the work. Store errors are
- * mapped to status codes by the errorMapping interceptor.
+ * mapped to status codes by the serving stack (see errors.ts).
  */
-export function createSessionStoreService(
+export function createSessionStoreHandlers(
   options: SessionStoreServiceOptions,
-): ServiceImpl<typeof SessionStoreService> {
+): SessionStoreHandlers {
   const { store, maxTtlSeconds, maxPayloadBytes } = options;
   return {
-    async get(req, ctx) {
+    async get(req, signal) {
       const sessionId = checkId("session_id", req.sessionId);
       const userId = checkId("user_id", req.userId);
-      const stored = await store.get(userId, sessionId, ctx.signal);
+      const stored = await store.get(userId, sessionId, signal);
       if (!stored) throw new ConnectError("session not found", Code.NotFound);
-      return { session: decodeSession(stored) };
+      return sessionReply(stored);
     },
 
-    async upsert(req, ctx) {
+    async upsert(req, signal, encoded) {
       const session = req.session;
       if (!session) throw invalid("session", "is required");
       checkId("session.id", session.id);
@@ -48,65 +83,78 @@ export function createSessionStoreService(
       checkTimestamp("session.created_at", session.createdAt);
       checkTimestamp("session.refreshed_at", session.refreshedAt);
       checkTimestamp("session.expires_at", session.expiresAt);
-      if (session.extraPayload) checkPayloadSize(session.extraPayload, maxPayloadBytes);
+      // The session's bytes as the client sent them, when available: they
+      // decoded, so they are valid, and encoding the message again would
+      // only reproduce them.
+      const data = (encoded && storedSessionFromUpsertRequest(encoded)) ?? encodeSession(session);
+      if (encodedFieldSize(data, EXTRA_PAYLOAD_FIELD) > maxPayloadBytes) {
+        throw invalid("session.extra_payload", `must encode to at most ${maxPayloadBytes} bytes`);
+      }
       const ttlMs = checkTtl("ttl", req.ttl, maxTtlSeconds);
       const stored = await store.upsert(
         {
           userId: session.userId,
           sessionId: session.id,
-          data: encodeSession(session),
+          data,
           ttlMs,
           expiresAtMs: session.expiresAt ? floorMs(session.expiresAt) : undefined,
           expectedVersion: req.expectedVersion,
         },
-        ctx.signal,
+        signal,
       );
-      return { session: decodeSession(stored) };
+      return sessionReply(stored);
     },
 
-    async touch(req, ctx) {
+    async touch(req, signal) {
       const sessionId = checkId("session_id", req.sessionId);
       const userId = checkId("user_id", req.userId);
       const ttlMs = checkTtl("ttl", req.ttl, maxTtlSeconds);
-      const stored = await store.touch(userId, sessionId, ttlMs, ctx.signal);
-      return { session: decodeSession(stored) };
+      const stored = await store.touch(userId, sessionId, ttlMs, signal);
+      return sessionReply(stored);
     },
 
-    async delete(req, ctx) {
+    async delete(req, signal) {
       const sessionId = checkId("session_id", req.sessionId);
       const userId = checkId("user_id", req.userId);
-      const deleted = await store.delete(userId, sessionId, req.expectedVersion, ctx.signal);
-      return { deleted };
+      const deleted = await store.delete(userId, sessionId, req.expectedVersion, signal);
+      return messageReply(DeleteResponseSchema, { deleted });
     },
 
-    async listByUser(req, ctx) {
+    async listByUser(req, signal) {
       const userId = checkId("user_id", req.userId);
       if (req.pageSize < 0) throw invalid("page_size", "must not be negative");
       const limit = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(req.pageSize, MAX_PAGE_SIZE);
       const after = decodePageToken(req.pageToken);
-      const page = await store.listByUser(userId, { after, limit }, ctx.signal);
+      const page = await store.listByUser(userId, { after, limit }, signal);
       const last = page.sessions.at(-1);
-      return {
+      const nextPageToken = page.hasMore && last ? encodePageToken(last.sessionId) : "";
+      return encodedReply(encodeSessionsResponse(page.sessions, nextPageToken), () => ({
         sessions: page.sessions.map(decodeSession),
-        nextPageToken: page.hasMore && last ? encodePageToken(last.sessionId) : "",
-      };
+        nextPageToken,
+      }));
     },
 
-    async deleteByUser(req, ctx) {
+    async deleteByUser(req, signal) {
       const userId = checkId("user_id", req.userId);
       req.exceptSessionIds.forEach((id, i) => {
         checkId(`except_session_ids[${i}]`, id);
       });
-      const deleted = await store.deleteByUser(userId, req.exceptSessionIds, ctx.signal);
-      return { deletedCount: BigInt(deleted) };
+      const deleted = await store.deleteByUser(userId, req.exceptSessionIds, signal);
+      return messageReply(DeleteByUserResponseSchema, { deletedCount: BigInt(deleted) });
     },
   };
 }
 
-/** The payload's protobuf encoding must fit the limit. */
-function checkPayloadSize(payload: JsonObject, maxBytes: number): void {
-  const size = toBinary(StructSchema, fromJson(StructSchema, payload)).byteLength;
-  if (size > maxBytes) {
-    throw invalid("session.extra_payload", `must encode to at most ${maxBytes} bytes`);
-  }
+/** The handlers as a Connect service implementation. */
+export function toServiceImpl(
+  handlers: SessionStoreHandlers,
+): ServiceImpl<typeof SessionStoreService> {
+  return {
+    get: async (req, ctx) => (await handlers.get(req, ctx.signal)).message(),
+    upsert: async (req, ctx) => (await handlers.upsert(req, ctx.signal)).message(),
+    touch: async (req, ctx) => (await handlers.touch(req, ctx.signal)).message(),
+    delete: async (req, ctx) => (await handlers.delete(req, ctx.signal)).message(),
+    listByUser: async (req, ctx) => (await handlers.listByUser(req, ctx.signal)).message(),
+    deleteByUser: async (req, ctx) => (await handlers.deleteByUser(req, ctx.signal)).message(),
+  };
 }

@@ -42,26 +42,27 @@ const MAX_TIMESTAMP_SECONDS = 253_402_300_799n; // 9999-12-31T23:59:59Z
 /**
  * A ttl is a positive Duration of at most maxSeconds, returned in whole
  * milliseconds, rounding a fraction of a millisecond up so it stays positive.
+ * (Within the Duration range, seconds * 1000 is an exact double.)
  */
 export function checkTtl(field: string, ttl: Duration | undefined, maxSeconds: number): number {
   if (!ttl) throw invalid(field, "is required");
-  const { seconds, nanos } = ttl;
+  const { nanos } = ttl;
   if (
-    seconds > MAX_DURATION_SECONDS ||
-    seconds < -MAX_DURATION_SECONDS ||
+    ttl.seconds > MAX_DURATION_SECONDS ||
+    ttl.seconds < -MAX_DURATION_SECONDS ||
     nanos <= -1e9 ||
     nanos >= 1e9 ||
-    (seconds > 0n && nanos < 0) ||
-    (seconds < 0n && nanos > 0)
+    (ttl.seconds > 0n && nanos < 0) ||
+    (ttl.seconds < 0n && nanos > 0)
   ) {
     throw invalid(field, "is not a valid duration");
   }
-  const totalNanos = seconds * 1_000_000_000n + BigInt(nanos);
-  if (totalNanos <= 0n) throw invalid(field, "must be positive");
-  if (totalNanos > BigInt(maxSeconds) * 1_000_000_000n) {
+  const seconds = Number(ttl.seconds);
+  if (seconds < 0 || (seconds === 0 && nanos <= 0)) throw invalid(field, "must be positive");
+  if (seconds > maxSeconds || (seconds === maxSeconds && nanos > 0)) {
     throw invalid(field, `must be at most ${maxSeconds} seconds`);
   }
-  return Number((totalNanos + 999_999n) / 1_000_000n);
+  return seconds * 1000 + Math.ceil(nanos / 1_000_000);
 }
 
 /** A Timestamp must be within 0001-01-01 and 9999-12-31 with nanos in range. */

@@ -3,8 +3,14 @@ import { DurationSchema, timestampFromMs, timestampMs } from "@bufbuild/protobuf
 import { type Client, Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Session, SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
+import { createSessionStoreClient } from "../../src/client.js";
 import { createLogger } from "../../src/logger.js";
-import { routerOptions, type ServerOptions, sessionStoreRoutes } from "../../src/server.js";
+import {
+  createServer,
+  routerOptions,
+  type ServerOptions,
+  sessionStoreRoutes,
+} from "../../src/server.js";
 import type { SessionStore } from "../../src/store/session-store.js";
 import { expectCode, sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
 import { waitFor } from "../support/wait-for.js";
@@ -23,19 +29,43 @@ export const MAX_TTL_SECONDS = 34_560_000;
 export const MAX_PAYLOAD_BYTES = 65_536;
 const CAP = 3;
 
-/** The service in process over `store`, with the default limits. */
-export function inProcessClient(store: SessionStore): SessionStoreClient {
-  const options: ServerOptions = {
+/** The server options the contract runs with: the default limits. */
+function serverOptions(store: SessionStore): ServerOptions {
+  return {
     store,
     logger: createLogger("silent"),
     maxTtlSeconds: MAX_TTL_SECONDS,
     maxPayloadBytes: MAX_PAYLOAD_BYTES,
     maxRequestBytes: 1024 * 1024,
   };
+}
+
+/** How the contract reaches the service: a client, and how to let go of it. */
+export interface ContractClient {
+  readonly client: SessionStoreClient;
+  close(): Promise<void>;
+}
+
+/** The service in process (Connect's router transport) over `store`. */
+export async function inProcessClient(store: SessionStore): Promise<ContractClient> {
+  const options = serverOptions(store);
   const transport = createRouterTransport(sessionStoreRoutes(options), {
     router: routerOptions(options),
   });
-  return createClient(SessionStoreService, transport);
+  return { client: createClient(SessionStoreService, transport), close: async () => {} };
+}
+
+/**
+ * The real HTTP/2 server over `store` on a free port, called over gRPC: the
+ * path plain gRPC clients take (see grpc-unary-fast-path.ts).
+ */
+export async function grpcClient(store: SessionStore): Promise<ContractClient> {
+  const server = createServer(serverOptions(store));
+  const { port } = await server.listen(0, "127.0.0.1");
+  return {
+    client: createSessionStoreClient({ baseUrl: `http://127.0.0.1:${port}`, protocol: "grpc" }),
+    close: () => server.close(),
+  };
 }
 
 /**
@@ -43,21 +73,28 @@ export function inProcessClient(store: SessionStore): SessionStoreClient {
  * API (validation, semantics and status codes together), so that the
  * embedded store and every Redis deployment are held to the same contract.
  */
-export function describeSessionStoreContract(name: string, open: OpenStore): void {
+export function describeSessionStoreContract(
+  name: string,
+  open: OpenStore,
+  connect: (store: SessionStore) => Promise<ContractClient> = inProcessClient,
+): void {
   describe(`SessionStore contract: ${name}`, () => {
     let store: SessionStore;
     let cappedStore: SessionStore;
     let client: SessionStoreClient;
     let capped: SessionStoreClient;
+    const connections: ContractClient[] = [];
 
     beforeAll(async () => {
       store = await open({ maxSessionsPerUser: 0 });
       cappedStore = await open({ maxSessionsPerUser: CAP });
-      client = inProcessClient(store);
-      capped = inProcessClient(cappedStore);
+      connections.push(await connect(store), await connect(cappedStore));
+      client = (connections[0] as ContractClient).client;
+      capped = (connections[1] as ContractClient).client;
     });
 
     afterAll(async () => {
+      for (const connection of connections) await connection.close();
       await store?.close();
       await cappedStore?.close();
     });
