@@ -21,4 +21,5 @@ COPY proto ./proto
 USER node
 EXPOSE 50051
 # Exec form, so SIGTERM reaches Node and the server shuts down gracefully.
-ENTRYPOINT ["node", "dist/src/main.js"]
+# The entry point's #! line (env -S) sets the runtime tuning, as for npm start.
+ENTRYPOINT ["dist/src/main.js"]

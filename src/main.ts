@@ -1,4 +1,8 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=4
+// Runtime tuning lives in the line above, so `npm start`, the Docker image
+// and the benchmark all run the server the same way: a 4 MB young-generation
+// semi-space and two malloc arenas keep the resident memory under load
+// about 25 MB lower for a few µs of CPU per call (see bench/RESULTS.md).
 import { type Config, ConfigError, helpText, loadConfig } from "./config.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createServer } from "./server.js";

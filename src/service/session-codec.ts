@@ -106,21 +106,16 @@ function sessionTail(stored: StoredSession): Uint8Array {
   return out;
 }
 
-/** One top-level field of an encoded message, located without decoding it. */
-interface WireField {
-  readonly number: number;
-  readonly wireType: number;
-  /** Where the field's key starts. */
-  readonly start: number;
-  /** Where its value starts (after the length, for length-delimited fields). */
-  readonly valueStart: number;
-  /** Where the field ends. */
-  readonly end: number;
-}
-
-/** The top-level fields of an encoded message, in wire order. */
-function wireFields(message: Uint8Array): WireField[] {
-  const fields: WireField[] = [];
+/**
+ * Calls `visit` with each top-level field of an encoded message, in wire
+ * order: its number, where its key starts, where its value starts (after the
+ * length, for length-delimited fields) and where it ends. Reads no further
+ * than the message and decodes nothing.
+ */
+function visitFields(
+  message: Uint8Array,
+  visit: (number: number, start: number, valueStart: number, end: number) => void,
+): void {
   let pos = 0;
   while (pos < message.length) {
     const start = pos;
@@ -141,9 +136,8 @@ function wireFields(message: Uint8Array): WireField[] {
       throw new Error(`unexpected wire type ${wireType}`);
     }
     if (pos > message.length) throw new Error("truncated field");
-    fields.push({ number: Math.floor(key / 8), wireType, start, valueStart, end: pos });
+    visit(Math.floor(key / 8), start, valueStart, pos);
   }
-  return fields;
 }
 
 /**
@@ -152,9 +146,9 @@ function wireFields(message: Uint8Array): WireField[] {
  */
 export function encodedFieldSize(message: Uint8Array, number: number): number {
   let size = 0;
-  for (const field of wireFields(message)) {
-    if (field.number === number) size += field.end - field.valueStart;
-  }
+  visitFields(message, (n, _start, valueStart, end) => {
+    if (n === number) size += end - valueStart;
+  });
   return size;
 }
 
@@ -163,30 +157,32 @@ export function encodedFieldSize(message: Uint8Array, number: number): number {
  * request's own bytes instead of encoding the decoded message again: field 1
  * with the output-only fields 10 and 11 removed. Only valid for bytes that
  * already decoded as an UpsertRequest (so every string in them is valid
- * UTF-8). Returns undefined when field 1 occurs more than once (protobuf
- * merges the occurrences; the caller then encodes the decoded message).
+ * UTF-8). Returns undefined when field 1 is absent or occurs more than once
+ * (protobuf merges the occurrences; the caller then encodes the decoded
+ * message).
  */
 export function storedSessionFromUpsertRequest(request: Uint8Array): Uint8Array | undefined {
-  let session: WireField | undefined;
-  for (const field of wireFields(request)) {
-    if (field.number !== 1) continue;
-    if (session) return undefined;
-    session = field;
-  }
-  if (!session) return undefined;
-  const bytes = request.subarray(session.valueStart, session.end);
-  const kept: WireField[] = [];
-  let dropped = false;
-  for (const field of wireFields(bytes)) {
-    if (field.number === 10 || field.number === 11) dropped = true;
-    else kept.push(field);
-  }
-  if (!dropped) return bytes;
-  const out = new Uint8Array(kept.reduce((n, f) => n + f.end - f.start, 0));
+  let occurrences = 0;
+  let session = request.subarray(0, 0);
+  visitFields(request, (n, _start, valueStart, end) => {
+    if (n !== 1) return;
+    occurrences++;
+    session = request.subarray(valueStart, end);
+  });
+  if (occurrences !== 1) return undefined;
+  const kept: [number, number][] = [];
+  let keptBytes = 0;
+  visitFields(session, (n, start, _valueStart, end) => {
+    if (n === 10 || n === 11) return;
+    kept.push([start, end]);
+    keptBytes += end - start;
+  });
+  if (keptBytes === session.length) return session;
+  const out = new Uint8Array(keptBytes);
   let pos = 0;
-  for (const field of kept) {
-    out.set(bytes.subarray(field.start, field.end), pos);
-    pos += field.end - field.start;
+  for (const [start, end] of kept) {
+    out.set(session.subarray(start, end), pos);
+    pos += end - start;
   }
   return out;
 }

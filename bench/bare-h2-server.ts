@@ -1,0 +1,35 @@
+/**
+ * The floor: a bare node:http2 server that answers every gRPC call with the
+ * same canned response after one event-loop turn (as if a Redis reply had
+ * arrived), with no framework, store or codec. Whatever latency it shows
+ * under a load comes from Node's HTTP/2 stack, its garbage collector and the
+ * machine, not from SessionStore.
+ *
+ * Usage: node bare-h2-server.js <hex response message>; listens on PORT.
+ */
+import http2 from "node:http2";
+import type { Socket } from "node:net";
+
+const message = Buffer.from(process.argv[2] ?? "", "hex");
+const frame = Buffer.alloc(5 + message.length);
+frame.writeUInt32BE(message.length, 1);
+message.copy(frame, 5);
+
+const server = http2.createServer();
+server.on("connection", (socket: Socket) => socket.setNoDelay(true));
+server.on("stream", (stream) => {
+  stream.on("data", () => {});
+  stream.once("end", () => {
+    setImmediate(() => {
+      if (stream.closed) return;
+      stream.respond(
+        { ":status": 200, "content-type": "application/grpc+proto" },
+        { waitForTrailers: true },
+      );
+      stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.end(frame);
+    });
+  });
+});
+server.listen(Number(process.env.PORT), process.env.HOST ?? "127.0.0.1");
+process.on("SIGTERM", () => process.exit(0));

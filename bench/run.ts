@@ -1,0 +1,607 @@
+/**
+ * The SessionStore benchmark: `npm run bench` (or `npm run bench -- --quick`).
+ *
+ * Everything runs in one go against one private redis-server: the service
+ * (dist/src/main.js), a minimal @grpc/grpc-js peer over the same handlers and
+ * store, and direct in-process calls, measured side by side with variants
+ * alternating round by round so that drift of this shared machine affects
+ * all of them alike. Ratios within one run are the figures to compare;
+ * absolute numbers vary between runs and machines.
+ */
+import { writeFileSync } from "node:fs";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Redis } from "ioredis";
+import {
+  DeleteByUserRequestSchema,
+  GetRequestSchema,
+  ListByUserRequestSchema,
+  TouchRequestSchema,
+  UpsertRequestSchema,
+} from "../gen/sessionstore/v1/session_store_pb.js";
+import { createSessionStoreClient, type SessionStoreProtocol } from "../src/client.js";
+import { createLogger } from "../src/logger.js";
+import { encodeSession } from "../src/service/session-codec.js";
+import {
+  createSessionStoreHandlers,
+  type SessionStoreHandlers,
+} from "../src/service/session-store-service.js";
+import { connectRedis } from "../src/store/redis/redis-client.js";
+import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
+import { type RedisServer, startRedisServer } from "../test/support/redis-server.js";
+import {
+  type Call,
+  closedLoop,
+  type LatencyProbe,
+  type LoadResult,
+  probeLatency,
+  rawGrpcClient,
+} from "./load.js";
+import { type ServerUnderTest, startBareServer, startPeer, startService } from "./processes.js";
+import { type Report, renderReport } from "./report.js";
+import { seedGetAll, seedUpsert } from "./seed-reference.js";
+import { median, processCpuMicros, processRssBytes, quantile } from "./stats.js";
+import { benchSession, forEachConcurrently, methodPath, requests, TTL_MS } from "./workload.js";
+
+const quick = process.argv.includes("--quick");
+const settings = quick
+  ? {
+      rounds: 1,
+      calls: 3000,
+      deleteCalls: 1000,
+      warmup: 1000,
+      concurrency: 32,
+      halfPeakMs: 1500,
+      sustainedMs: 2000,
+      listSizes: [10_000, 100_000],
+      seedScans: 2,
+      memorySessions: 20_000,
+    }
+  : {
+      rounds: 5,
+      calls: 20_000,
+      deleteCalls: 5000,
+      warmup: 5000,
+      concurrency: 32,
+      halfPeakMs: 5000,
+      sustainedMs: 10_000,
+      listSizes: [100_000, 1_000_000],
+      seedScans: 3,
+      memorySessions: 100_000,
+    };
+
+const METHODS = ["Get", "Upsert", "Touch", "ListByUser", "DeleteByUser"] as const;
+type Method = (typeof METHODS)[number];
+const SESSIONS_PER_KEYED_USER = 100;
+const SESSIONS_PER_LIST_USER = 5;
+
+const log = (message: string) => process.stderr.write(`${message}\n`);
+
+/** Everything started, stopped at the end even when a step fails. */
+const started: { stop(): Promise<void> }[] = [];
+function owned<T extends { stop(): Promise<void> }>(process: T): T {
+  started.push(process);
+  return process;
+}
+const silent = createLogger("silent");
+
+/** One way of doing the work: over gRPC to a server process, or in-process. */
+interface Variant {
+  readonly name: string;
+  /** The server process whose CPU time counts; undefined for in-process work. */
+  readonly server: ServerUnderTest | undefined;
+  call(method: Method, input: Workload, i: number): Promise<unknown>;
+  close(): void;
+}
+
+/** The inputs of one method's measurement. */
+interface Workload {
+  readonly bytes: Buffer[];
+  readonly messages: unknown[];
+}
+
+function grpcVariant(server: ServerUnderTest): Variant {
+  const client = rawGrpcClient(server.port);
+  return {
+    name: server.name,
+    server,
+    call: (method, input, i) =>
+      client.call(methodPath(method), input.bytes[i % input.bytes.length] as Buffer),
+    close: () => client.close(),
+  };
+}
+
+function directVariant(handlers: SessionStoreHandlers): Variant {
+  const byMethod: Record<Method, (message: never) => Promise<unknown>> = {
+    Get: (m) => handlers.get(m),
+    Upsert: (m) => handlers.upsert(m),
+    Touch: (m) => handlers.touch(m),
+    ListByUser: (m) => handlers.listByUser(m),
+    DeleteByUser: (m) => handlers.deleteByUser(m),
+  };
+  return {
+    name: "direct ioredis",
+    server: undefined,
+    call: (method, input, i) =>
+      byMethod[method](input.messages[i % input.messages.length] as never),
+    close: () => {},
+  };
+}
+
+/** A measurement with the CPU the server (or this process) spent per call. */
+interface Measured extends LoadResult {
+  readonly cpuMicrosPerCall: number;
+}
+
+async function measure(
+  variant: Variant,
+  call: Call,
+  calls: number,
+  concurrency = settings.concurrency,
+) {
+  const pid = variant.server?.pid;
+  const cpuBefore = pid ? processCpuMicros(pid) : cpuSelf();
+  const result = await closedLoop(call, { concurrency, calls });
+  const cpu = (pid ? processCpuMicros(pid) : cpuSelf()) - cpuBefore;
+  return { ...result, cpuMicrosPerCall: cpu / result.calls } satisfies Measured;
+}
+
+function cpuSelf(): number {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+}
+
+/** Peak RSS seen per process while sampling. */
+class RssSampler {
+  readonly peak = new Map<number, number>();
+  private readonly timer: NodeJS.Timeout;
+  constructor(pids: number[]) {
+    this.timer = setInterval(() => {
+      for (const pid of pids) {
+        const rss = processRssBytes(pid);
+        if (!(rss <= (this.peak.get(pid) ?? 0))) this.peak.set(pid, rss);
+      }
+    }, 100);
+  }
+  stop() {
+    clearInterval(this.timer);
+  }
+}
+
+async function main() {
+  const started = Date.now();
+  const redis = owned(await startRedisServer());
+  const service = owned(await startService(redis.url));
+  const peer = owned(await startPeer(redis.url));
+  const rssAtRest = processRssBytes(service.pid);
+  const peerRssAtRest = processRssBytes(peer.pid);
+  const bench = new Redis(redis.url, { enableAutoPipelining: true });
+  const store = new RedisSessionStore({
+    redis: bench,
+    keyPrefix: "sessionstore",
+    maxSessionsPerUser: 0,
+  });
+  const inProcess = await connectRedis(
+    { url: redis.url, cluster: false, commandTimeoutMs: 1000, connectTimeoutMs: 5000 },
+    silent,
+  );
+  const handlers = createSessionStoreHandlers({
+    store: new RedisSessionStore({
+      redis: inProcess,
+      keyPrefix: "sessionstore",
+      maxSessionsPerUser: 0,
+    }),
+    maxTtlSeconds: 34_560_000,
+    maxPayloadBytes: 65_536,
+  });
+  const variants = [grpcVariant(service), grpcVariant(peer), directVariant(handlers)];
+  const sampler = new RssSampler([service.pid, peer.pid]);
+
+  const put = (userId: string, sessionId: string) =>
+    store.upsert({
+      userId,
+      sessionId,
+      data: encodeSession(benchSession(userId, sessionId)),
+      ttlMs: TTL_MS,
+      expiresAtMs: undefined,
+      expectedVersion: undefined,
+    });
+
+  // Fixed data for the repeatable methods.
+  const keyed = (user: string) =>
+    Array.from({ length: SESSIONS_PER_KEYED_USER }, (_, i) => [user, `s${i}`] as const);
+  await forEachConcurrently([...keyed("bench-get"), ...keyed("bench-touch")], 64, ([u, s]) =>
+    put(u, s),
+  );
+  for (let i = 0; i < SESSIONS_PER_LIST_USER; i++) await put("bench-list", `s${i}`);
+  const workloads: Record<Exclude<Method, "DeleteByUser">, Workload> = {
+    Get: workload(
+      keyed("bench-get").map(([u, s]) => requests.get(u, s)),
+      GetRequestSchema,
+    ),
+    Upsert: workload(
+      keyed("bench-upsert").map(([u, s]) => requests.upsert(benchSession(u, s))),
+      UpsertRequestSchema,
+    ),
+    Touch: workload(
+      keyed("bench-touch").map(([u, s]) => requests.touch(u, s)),
+      TouchRequestSchema,
+    ),
+    ListByUser: workload([requests.listByUser("bench-list")], ListByUserRequestSchema),
+  };
+
+  // Each DeleteByUser call empties a user of its own, prepared beforehand.
+  let deleteBatch = 0;
+  const deleteWorkload = async (calls: number) => {
+    const users = Array.from({ length: calls }, (_, i) => `bench-dbu-${deleteBatch}-${i}`);
+    deleteBatch++;
+    const sessions = users.flatMap((u) =>
+      Array.from({ length: SESSIONS_PER_LIST_USER }, (_, i) => [u, `s${i}`] as const),
+    );
+    await forEachConcurrently(sessions, 256, ([u, s]) => put(u, s));
+    return workload(
+      users.map((u) => requests.deleteByUser(u)),
+      DeleteByUserRequestSchema,
+    );
+  };
+
+  log(`warming up (${settings.warmup} calls per method and variant)`);
+  for (const variant of variants) {
+    for (const [method, input] of Object.entries(workloads) as [Method, Workload][]) {
+      await closedLoop((i) => variant.call(method, input, i), {
+        concurrency: settings.concurrency,
+        calls: settings.warmup,
+      });
+    }
+  }
+
+  const results = new Map<string, Measured[]>();
+  const record = (key: string, value: Measured) =>
+    results.set(key, [...(results.get(key) ?? []), value]);
+  for (let round = 0; round < settings.rounds; round++) {
+    for (const [m, method] of METHODS.entries()) {
+      const order = rotate(variants, round + m);
+      for (const variant of order) {
+        const calls = method === "DeleteByUser" ? settings.deleteCalls : settings.calls;
+        const input = method === "DeleteByUser" ? await deleteWorkload(calls) : workloads[method];
+        const result = await measure(variant, (i) => variant.call(method, input, i), calls);
+        if (result.errors > 0)
+          throw new Error(`${method} on ${variant.name}: ${result.errors} errors`);
+        record(`${method}|${variant.name}`, result);
+        log(
+          `round ${round + 1}/${settings.rounds} ${method.padEnd(12)} ${variant.name.padEnd(14)} ${Math.round(result.throughput)} RPC/s, p99 ${result.p99Ms.toFixed(2)} ms, ${Math.round(result.cpuMicrosPerCall)} µs CPU/call`,
+        );
+      }
+    }
+  }
+
+  // Sustained peak gRPC load, for the RSS under load.
+  const serviceVariant = variants[0] as Variant;
+  const sustainedStart = Date.now();
+  let sustainedCalls = 0;
+  while (Date.now() - sustainedStart < settings.sustainedMs) {
+    const r = await closedLoop((i) => serviceVariant.call("Get", workloads.Get, i), {
+      concurrency: 64,
+      calls: 5000,
+    });
+    sustainedCalls += r.calls;
+  }
+  sampler.stop();
+  const rssUnderLoad = sampler.peak.get(service.pid) ?? Number.NaN;
+  const peerRssUnderLoad = sampler.peak.get(peer.pid) ?? Number.NaN;
+  log(
+    `sustained Get load: ${sustainedCalls} calls in ${Date.now() - sustainedStart} ms; service peak RSS ${(rssUnderLoad / 1e6).toFixed(1)} MB`,
+  );
+
+  // The same Get over every protocol and client stack the port serves.
+  const protocolSampler = new RssSampler([service.pid]);
+  const protocolClients: [string, Call][] = [
+    ["gRPC (@grpc/grpc-js client)", (i) => serviceVariant.call("Get", workloads.Get, i)],
+    ...(["grpc", "connect", "grpc-web"] as SessionStoreProtocol[]).map(
+      (protocol): [string, Call] => {
+        const client = createSessionStoreClient({
+          baseUrl: `http://127.0.0.1:${service.port}`,
+          protocol,
+        });
+        const messages = workloads.Get.messages as { userId: string; sessionId: string }[];
+        const name = { grpc: "gRPC", connect: "Connect", "grpc-web": "gRPC-Web" }[protocol];
+        return [
+          `${name} (connect-es client)`,
+          (i) => client.get(messages[i % messages.length] as never),
+        ];
+      },
+    ),
+  ];
+  for (const [, call] of protocolClients) {
+    await closedLoop(call, { concurrency: settings.concurrency, calls: settings.warmup });
+  }
+  for (let round = 0; round < settings.rounds; round++) {
+    for (const [name, call] of rotate(protocolClients, round)) {
+      const result = await measure(serviceVariant, call, settings.calls);
+      record(`protocol|${name}`, result);
+      log(
+        `round ${round + 1}/${settings.rounds} Get over ${name}: ${Math.round(result.throughput)} RPC/s, ${Math.round(result.cpuMicrosPerCall)} µs CPU/call`,
+      );
+    }
+  }
+  protocolSampler.stop();
+  const rssAllProtocols = protocolSampler.peak.get(service.pid) ?? Number.NaN;
+
+  // Latency at half the peak, open loop, from a separate light client
+  // process; the same load on the peer and on a bare node:http2 server.
+  const peak = median((results.get("Get|service") ?? []).map((r) => r.throughput));
+  const halfRate = Math.round(peak / 2);
+  const getRequest = workloads.Get.bytes[0] as Buffer;
+  const getResponse = await rawGrpcClient(service.port).call(methodPath("Get"), getRequest);
+  const bare = owned(await startBareServer(getResponse));
+  const latencyTargets: [string, ServerUnderTest][] = [
+    ["service", service],
+    ["grpc-js peer", peer],
+    ["bare node:http2", bare],
+  ];
+  const latency = new Map<string, LatencyProbe[]>();
+  for (let round = 0; round < Math.min(settings.rounds, 3); round++) {
+    for (const [name, server] of rotate(latencyTargets, round)) {
+      const probe = await probeLatency(
+        server.port,
+        methodPath("Get"),
+        getRequest,
+        halfRate,
+        settings.halfPeakMs,
+      );
+      if (probe.errors > 0) throw new Error(`latency probe on ${name}: ${probe.errors} errors`);
+      latency.set(name, [...(latency.get(name) ?? []), probe]);
+      log(
+        `Get at ${halfRate} RPC/s on ${name}: p50 ${probe.p50Ms.toFixed(2)} ms, p99 ${probe.p99Ms.toFixed(2)} ms (client send lag p99 ${probe.sendLagP99Ms.toFixed(2)} ms)`,
+      );
+    }
+  }
+  await bare.stop();
+
+  // The same probe on a second service process started with --trace-gc,
+  // to see which pauses the tail is made of.
+  const traced = owned(
+    await startService(redis.url, { nodeFlags: ["--trace-gc"], captureStdout: true }),
+  );
+  const tracedProbe = await probeLatency(
+    traced.port,
+    methodPath("Get"),
+    getRequest,
+    halfRate,
+    settings.halfPeakMs,
+  );
+  await traced.stop();
+  const gc = gcPauses(traced.stdout());
+  log(
+    `traced service: p99 ${tracedProbe.p99Ms.toFixed(2)} ms; ${gc.count} GC pauses, ${gc.over2ms} over 2 ms, longest ${gc.maxMs} ms`,
+  );
+
+  for (const variant of variants) variant.close();
+  await peer.stop();
+
+  const listScaling = await measureListScaling(redis, service, bench);
+  await service.stop();
+  bench.disconnect();
+  inProcess.disconnect();
+  const redisVersion = (await versionOf(redis)) ?? "unknown";
+  await redis.stop();
+
+  const memory = await measureMemory();
+
+  const report: Report = {
+    quick,
+    settings,
+    redisVersion,
+    durationMs: Date.now() - started,
+    results,
+    halfPeak: { rate: halfRate, peak, latency, traced: tracedProbe, gc },
+    rss: {
+      serviceAtRest: rssAtRest,
+      serviceUnderLoad: rssUnderLoad,
+      serviceAllProtocols: rssAllProtocols,
+      peerAtRest: peerRssAtRest,
+      peerUnderLoad: peerRssUnderLoad,
+    },
+    listScaling,
+    memory,
+  };
+  const markdown = renderReport(report);
+  process.stdout.write(`${markdown}\n`);
+  if (!quick) {
+    writeFileSync("bench/RESULTS.md", markdown);
+    log("wrote bench/RESULTS.md");
+  }
+}
+
+/** GC pauses in --trace-gc output: how many, how many over 2 ms, the longest. */
+function gcPauses(trace: string) {
+  const pauses = [...trace.matchAll(/: (Scavenge|Mark-Compact)[^,]*, ([\d.]+) \//g)].map((m) => ({
+    kind: m[1] as string,
+    ms: Number(m[2]),
+  }));
+  const over2 = pauses.filter((p) => p.ms > 2);
+  return {
+    count: pauses.length,
+    over2ms: over2.length,
+    markCompacts: pauses.filter((p) => p.kind === "Mark-Compact").length,
+    over2msMarkCompacts: over2.filter((p) => p.kind === "Mark-Compact").length,
+    maxMs: Math.max(0, ...pauses.map((p) => p.ms)),
+  };
+}
+
+function workload(bytes: Buffer[], schema: Parameters<typeof fromBinary>[0]): Workload {
+  return { bytes, messages: bytes.map((b) => fromBinary(schema, b)) };
+}
+
+function rotate<T>(items: readonly T[], by: number): T[] {
+  const k = by % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+async function versionOf(redis: RedisServer): Promise<string | undefined> {
+  const client = redis.client();
+  try {
+    return /redis_version:(\S+)/.exec(await client.info("server"))?.[1];
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** ListByUser for one user while Redis holds many other sessions, against SCAN. */
+async function measureListScaling(redis: RedisServer, service: ServerUnderTest, bench: Redis) {
+  const seed = new Redis(`${redis.url}/1`, { enableAutoPipelining: true });
+  const store = new RedisSessionStore({
+    redis: bench,
+    keyPrefix: "sessionstore",
+    maxSessionsPerUser: 0,
+  });
+  await bench.flushall();
+  const client = rawGrpcClient(service.port);
+  const target = "scaling-user";
+  const data = encodeSession(benchSession(target, "template"));
+  const dataBuffer = Buffer.from(data);
+  const putBoth = async (userId: string, sessionId: string) => {
+    await store.upsert({
+      userId,
+      sessionId,
+      data,
+      ttlMs: TTL_MS,
+      expiresAtMs: undefined,
+      expectedVersion: undefined,
+    });
+    await seedUpsert(seed, userId, sessionId, dataBuffer, TTL_MS / 1000);
+  };
+  for (let i = 0; i < SESSIONS_PER_LIST_USER; i++) await putBoth(target, `s${i}`);
+  const listRequest = requests.listByUser(target);
+  const rows: {
+    others: number;
+    serviceP50Ms: number;
+    serviceP99Ms: number;
+    seedMedianMs: number;
+    ratio: number;
+  }[] = [];
+  let others = 0;
+  for (const size of settings.listSizes) {
+    const todo = Array.from({ length: size - others }, (_, i) => others + i);
+    const t0 = Date.now();
+    await forEachConcurrently(todo, 512, (n) => putBoth(`other-${Math.floor(n / 5)}`, `s${n % 5}`));
+    others = size;
+    log(`list scaling: ${size} other sessions in each layout (filled in ${Date.now() - t0} ms)`);
+    const latencies: number[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const t = performance.now();
+      await client.call(methodPath("ListByUser"), listRequest);
+      latencies.push(performance.now() - t);
+    }
+    latencies.sort((a, b) => a - b);
+    const seedTimes: number[] = [];
+    for (let i = 0; i < settings.seedScans; i++) {
+      const t = performance.now();
+      const found = await seedGetAll(seed, target);
+      seedTimes.push(performance.now() - t);
+      if (found.length !== SESSIONS_PER_LIST_USER)
+        throw new Error(`seed reference found ${found.length} sessions`);
+    }
+    const row = {
+      others: size,
+      serviceP50Ms: quantile(latencies, 0.5),
+      serviceP99Ms: quantile(latencies, 0.99),
+      seedMedianMs: median(seedTimes),
+      ratio: median(seedTimes) / quantile(latencies, 0.5),
+    };
+    rows.push(row);
+    log(
+      `list scaling at ${size}: service p50 ${row.serviceP50Ms.toFixed(3)} ms, SCAN reference ${row.seedMedianMs.toFixed(0)} ms (${Math.round(row.ratio)}x)`,
+    );
+  }
+  client.close();
+  seed.disconnect();
+  await bench.flushall();
+  return rows;
+}
+
+/** Redis memory per session: the service's layout against one key per session. */
+async function measureMemory() {
+  const count = settings.memorySessions;
+  const layouts: [string, (redis: Redis, n: number) => Promise<unknown>][] = [
+    [
+      `service, ${SESSIONS_PER_LIST_USER} sessions per user`,
+      (redis, n) =>
+        storeFor(redis).upsert(
+          memoryInput(`user-${Math.floor(n / SESSIONS_PER_LIST_USER)}`, `session-${n}`),
+        ),
+    ],
+    [
+      "service, 1 session per user",
+      (redis, n) => storeFor(redis).upsert(memoryInput(`user-${n}`, `session-${n}`)),
+    ],
+    [
+      "seed (one key per session)",
+      (redis, n) => {
+        const input = memoryInput(`user-${Math.floor(n / SESSIONS_PER_LIST_USER)}`, `session-${n}`);
+        return seedUpsert(
+          redis,
+          input.userId,
+          input.sessionId,
+          Buffer.from(input.data),
+          TTL_MS / 1000,
+        );
+      },
+    ],
+  ];
+  const rows: { layout: string; bytesPerSession: number }[] = [];
+  for (const [layout, insert] of layouts) {
+    const server = owned(await startRedisServer());
+    const redis = new Redis(server.url, { enableAutoPipelining: true });
+    try {
+      const before = await usedMemory(redis);
+      await forEachConcurrently(
+        Array.from({ length: count }, (_, i) => i),
+        512,
+        (n) => insert(redis, n),
+      );
+      const after = await usedMemory(redis);
+      rows.push({ layout, bytesPerSession: (after - before) / count });
+      log(`memory: ${layout}: ${((after - before) / count).toFixed(0)} bytes per session`);
+    } finally {
+      redis.disconnect();
+      await server.stop();
+    }
+  }
+  return {
+    sessions: count,
+    sessionBytes: memoryInput("user-0", "session-0").data.byteLength,
+    rows,
+  };
+}
+
+const stores = new WeakMap<Redis, RedisSessionStore>();
+function storeFor(redis: Redis): RedisSessionStore {
+  let store = stores.get(redis);
+  if (!store) {
+    store = new RedisSessionStore({ redis, keyPrefix: "sessionstore", maxSessionsPerUser: 0 });
+    stores.set(redis, store);
+  }
+  return store;
+}
+
+function memoryInput(userId: string, sessionId: string) {
+  return {
+    userId,
+    sessionId,
+    data: encodeSession(benchSession(userId, sessionId)),
+    ttlMs: TTL_MS,
+    expiresAtMs: undefined,
+    expectedVersion: undefined,
+  };
+}
+
+async function usedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info("memory");
+  return Number(/used_memory:(\d+)/.exec(info)?.[1]);
+}
+
+try {
+  await main();
+} finally {
+  for (const process of started.reverse()) await process.stop();
+}
