@@ -6,6 +6,8 @@ export interface Config {
   readonly port: number;
   /** Address to listen on. */
   readonly host: string;
+  /** TCP port of the admin HTTP listener (/healthz, /readyz, /metrics); 0 disables it. */
+  readonly adminPort: number;
   /** Redis URL(s); undefined selects the embedded in-memory store. */
   readonly redisUrl: string | undefined;
   /** Whether redisUrl lists the seed nodes of a Redis Cluster. */
@@ -13,6 +15,10 @@ export interface Config {
   /** Prefix of every Redis key. */
   readonly keyPrefix: string;
   readonly logLevel: LogLevel;
+  /** Level of the one log line written per RPC. */
+  readonly rpcLogLevel: LogLevel;
+  /** How long shutdown lets in-flight RPCs finish before cancelling them, in ms. */
+  readonly shutdownTimeoutMs: number;
   /** Upper bound of Upsert's and Touch's ttl. */
   readonly maxTtlSeconds: number;
   /** Live sessions kept per user; 0 means unlimited. */
@@ -60,6 +66,27 @@ function integer(min: number, max: number, fallback: number) {
   };
 }
 
+/** A duration: "10s", "500ms", or a plain number of seconds; returned in ms. */
+function duration(fallbackMs: number, maxMs: number) {
+  return (raw: string | undefined): number | Invalid => {
+    if (raw === undefined) return fallbackMs;
+    const match = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(raw);
+    const ms = match ? Number(match[1]) * (match[2] === "ms" ? 1 : 1000) : Number.NaN;
+    return ms >= 0 && ms <= maxMs
+      ? Math.round(ms)
+      : new Invalid(`a duration such as 10s or 500ms, at most ${maxMs / 1000}s`);
+  };
+}
+
+function logLevel(fallback: LogLevel) {
+  return (raw: string | undefined): LogLevel | Invalid =>
+    raw === undefined
+      ? fallback
+      : (LOG_LEVELS as readonly string[]).includes(raw)
+        ? (raw as LogLevel)
+        : new Invalid(`one of ${LOG_LEVELS.join(", ")}`);
+}
+
 function boolean(raw: string | undefined): boolean | Invalid {
   if (raw === undefined || raw === "false" || raw === "0") return false;
   if (raw === "true" || raw === "1") return true;
@@ -96,6 +123,13 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
       raw === undefined ? "0.0.0.0" : raw !== "" ? raw : new Invalid("a host name or IP address"),
   },
   {
+    key: "adminPort",
+    env: "ADMIN_PORT",
+    description: "TCP port for /healthz, /readyz and /metrics over HTTP/1.1 (0 disables it)",
+    defaultText: "9090",
+    parse: integer(0, 65535, 9090),
+  },
+  {
     key: "redisUrl",
     env: "REDIS_URL",
     description: "Redis to keep sessions in; unset: the embedded in-memory store (lost on restart)",
@@ -127,12 +161,14 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     env: "LOG_LEVEL",
     description: `log level: ${LOG_LEVELS.join(", ")}`,
     defaultText: "info",
-    parse: (raw) =>
-      raw === undefined
-        ? "info"
-        : (LOG_LEVELS as readonly string[]).includes(raw)
-          ? (raw as LogLevel)
-          : new Invalid(`one of ${LOG_LEVELS.join(", ")}`),
+    parse: logLevel("info"),
+  },
+  {
+    key: "rpcLogLevel",
+    env: "RPC_LOG_LEVEL",
+    description: "level of the one log line per RPC (method, code, duration, peer)",
+    defaultText: "debug",
+    parse: logLevel("debug"),
   },
   {
     key: "maxTtlSeconds",
@@ -161,6 +197,13 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     description: "largest request message, in bytes (larger: RESOURCE_EXHAUSTED)",
     defaultText: "1048576",
     parse: integer(1, 0x7fffffff, 1_048_576),
+  },
+  {
+    key: "shutdownTimeoutMs",
+    env: "SHUTDOWN_TIMEOUT",
+    description: "on SIGTERM/SIGINT, how long in-flight RPCs may finish before they are cancelled",
+    defaultText: "10s",
+    parse: duration(10_000, 3_600_000),
   },
   {
     key: "redisCommandTimeoutMs",

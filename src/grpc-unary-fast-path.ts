@@ -10,6 +10,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 /** A unary method the fast path serves. */
 export interface UnaryRoute {
   readonly name: string;
+  /** "package.Service/Method", as metrics and logs name it. */
+  readonly procedure: string;
   readonly input: DescMessage;
   /**
    * Takes the decoded request and its encoding; resolves to the response,
@@ -32,6 +34,11 @@ export interface GrpcUnaryFastPathOptions {
   readonly readMaxBytes: number;
   /** Turns any failure into the status to send (and logs what it must). */
   readonly toStatus: (error: unknown, method: string) => ConnectError;
+  /**
+   * Told when a call starts (with a way to read its client's address); the
+   * function it returns is told the call's status code when it ends.
+   */
+  readonly observe: (procedure: string, peer: () => string | undefined) => (code: number) => void;
 }
 
 /**
@@ -70,6 +77,7 @@ export function createGrpcUnaryFastPath(options: GrpcUnaryFastPathOptions): Fast
     if (method.methodKind !== "unary" || !handler) continue;
     routes.set(`/${options.service.typeName}/${method.name}`, {
       name: method.name,
+      procedure: `${options.service.typeName}/${method.name}`,
       input: method.input,
       handler,
     });
@@ -100,16 +108,23 @@ function serveUnary(
   let timer: NodeJS.Timeout | undefined;
   const chunks: Buffer[] = [];
   let received = 0;
+  const ended = options.observe(route.procedure, () => stream.session?.socket?.remoteAddress);
 
   const finish = (response: Uint8Array | undefined, error: unknown) => {
     if (done) return;
     done = true;
     clearTimeout(timer);
-    if (stream.destroyed || stream.closed) return;
+    if (stream.destroyed || stream.closed) {
+      ended(Code.Canceled);
+      return;
+    }
     if (error === undefined && response) {
       sendMessage(stream, response);
+      ended(0);
     } else {
-      sendStatus(stream, options.toStatus(error, route.name));
+      const status = options.toStatus(error, route.name);
+      sendStatus(stream, status);
+      ended(status.code);
     }
   };
 
@@ -173,6 +188,7 @@ function serveUnary(
     // The client went away (cancelled, or the connection dropped).
     done = true;
     clearTimeout(timer);
+    ended(Code.Canceled);
     controller?.abort(new ConnectError("the client cancelled the call", Code.Canceled));
   });
 

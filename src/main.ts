@@ -1,4 +1,6 @@
 #!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=4
+import type { AddressInfo } from "node:net";
+import { createAdminServer } from "./admin.js";
 // Runtime tuning lives in the line above, so `npm start`, the Docker image
 // and the benchmark all run the server the same way: a 4 MB young-generation
 // semi-space and two malloc arenas keep the resident memory under load
@@ -10,11 +12,14 @@ import { MemorySessionStore } from "./store/memory/memory-session-store.js";
 import { connectRedis } from "./store/redis/redis-client.js";
 import { RedisSessionStore } from "./store/redis/redis-session-store.js";
 import type { SessionStore } from "./store/session-store.js";
+import { createTelemetry } from "./telemetry.js";
 
 /** Exit code for an invalid configuration (as in sysexits' EX_USAGE). */
 const EXIT_USAGE = 64;
 /** Exit code when a dependency (Redis) cannot be reached at startup. */
 const EXIT_UNAVAILABLE = 69;
+/** Exit code when a port cannot be bound (in use, not permitted). */
+const EXIT_CANNOT_LISTEN = 71;
 
 async function openStore(config: Config, logger: Logger): Promise<SessionStore> {
   if (config.redisUrl === undefined) {
@@ -65,20 +70,45 @@ async function main(): Promise<void> {
     process.exit(EXIT_UNAVAILABLE);
   }
 
-  const server = createServer({ ...config, store, logger });
-  const address = await server.listen(config.port, config.host);
+  const telemetry = createTelemetry({
+    logger,
+    rpcLogLevel: config.rpcLogLevel,
+    processMetrics: true,
+  });
+  const server = createServer({ ...config, store, logger, telemetry });
+  const admin = config.adminPort > 0 ? createAdminServer(server.health, telemetry) : undefined;
+  let address: AddressInfo;
+  let adminAddress: AddressInfo | undefined;
+  try {
+    address = await server.listen(config.port, config.host);
+    adminAddress = await new Promise<AddressInfo | undefined>((resolve, reject) => {
+      if (!admin) return resolve(undefined);
+      admin.once("error", reject);
+      admin.listen(config.adminPort, config.host, () => resolve(admin.address() as AddressInfo));
+    });
+  } catch (error) {
+    logger.fatal({ err: error }, "cannot listen");
+    process.exit(EXIT_CANNOT_LISTEN);
+  }
   logger.info(
-    { address: address.address, port: address.port, store: config.redisUrl ? "redis" : "memory" },
-    "SessionStore listening (gRPC, gRPC-Web, Connect over HTTP/2 cleartext)",
+    {
+      address: address.address,
+      port: address.port,
+      adminPort: adminAddress?.port,
+      store: config.redisUrl ? "redis" : "memory",
+    },
+    "SessionStore listening (gRPC, gRPC-Web, Connect; HTTP/2 and HTTP/1.1 cleartext)",
   );
 
   let stopping = false;
   const stop = async (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down");
-    await server.close();
+    logger.info({ signal, graceMs: config.shutdownTimeoutMs }, "shutting down");
+    await server.close(config.shutdownTimeoutMs);
     await store.close();
+    admin?.closeAllConnections();
+    await new Promise((resolve) => (admin ? admin.close(resolve) : resolve(undefined)));
     logger.info("stopped");
     process.exit(0);
   };

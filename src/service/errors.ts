@@ -14,7 +14,12 @@ import {
  * must not log anybody out); anything unexpected is INTERNAL with a generic
  * message, its cause logged here and never sent.
  */
-export function toConnectError(error: unknown, logger: Logger, method: string): ConnectError {
+export function toConnectError(
+  error: unknown,
+  logger: Logger,
+  method: string,
+  onStoreError: (kind: "unavailable" | "internal") => void = () => {},
+): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof SessionNotFoundError) {
     return new ConnectError("session not found", Code.NotFound);
@@ -29,20 +34,25 @@ export function toConnectError(error: unknown, logger: Logger, method: string): 
     return new ConnectError("session.expires_at must be in the future", Code.InvalidArgument);
   }
   if (error instanceof StoreUnavailableError) {
+    onStoreError("unavailable");
     logger.warn({ err: error, method }, "session storage unavailable");
     return new ConnectError("session storage is unavailable - retry later", Code.Unavailable);
   }
+  onStoreError("internal");
   logger.error({ err: error, method }, "unexpected error");
   return new ConnectError("internal error", Code.Internal);
 }
 
 /** An interceptor applying {@link toConnectError} to every RPC. */
-export function errorMapping(logger: Logger): Interceptor {
+export function errorMapping(
+  logger: Logger,
+  onStoreError?: (kind: "unavailable" | "internal") => void,
+): Interceptor {
   return (next) => async (req) => {
     try {
       return await next(req);
     } catch (error) {
-      throw toConnectError(error, logger, req.method.name);
+      throw toConnectError(error, logger, req.method.name, onStoreError);
     }
   };
 }

@@ -70,6 +70,12 @@ export interface SessionStore {
     signal?: AbortSignal,
   ): Promise<number>;
 
+  /**
+   * Resolves when the store can serve requests right now (its backend is
+   * connected and answering); rejects when it cannot. Health checks use it.
+   */
+  ping(signal?: AbortSignal): Promise<void>;
+
   /** Releases the store's resources (connections, timers). */
   close(): Promise<void>;
 }

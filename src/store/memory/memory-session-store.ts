@@ -164,6 +164,9 @@ export class MemorySessionStore implements SessionStore {
     return deleted;
   }
 
+  /** The embedded store is usable for as long as the process runs. */
+  async ping(): Promise<void> {}
+
   async close(): Promise<void> {
     clearInterval(this.sweepTimer);
   }

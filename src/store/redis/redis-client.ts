@@ -13,11 +13,11 @@ export interface RedisClientOptions {
 }
 
 /**
- * Reconnect quickly after a blip, then every second: short enough that
- * service resumes within a second of Redis coming back.
+ * Reconnect quickly after a blip, then twice a second: health reports
+ * SERVING again within a second of Redis coming back.
  */
 function reconnectDelay(attempt: number): number {
-  return Math.min(50 * 2 ** (attempt - 1), 1000);
+  return Math.min(50 * 2 ** (attempt - 1), 500);
 }
 
 /**

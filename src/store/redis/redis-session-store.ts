@@ -217,8 +217,25 @@ export class RedisSessionStore implements SessionStore {
     );
   }
 
+  async ping(signal?: AbortSignal): Promise<void> {
+    await this.call(signal, () => this.redis.ping());
+  }
+
+  /**
+   * Says QUIT and disconnects; a Redis that does not answer within half a
+   * second (stuck, or gone) is simply disconnected, so shutdown never waits
+   * on it.
+   */
   async close(): Promise<void> {
-    await this.redis.quit().catch(() => this.redis.disconnect());
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.redis.quit().catch(() => undefined),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, 500);
+      }),
+    ]);
+    clearTimeout(timer);
+    this.redis.disconnect();
   }
 
   private keys(userId: string): UserKeys {

@@ -1,0 +1,165 @@
+import { createHmac, randomBytes } from "node:crypto";
+import type { Code } from "@connectrpc/connect";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Logger, LogLevel } from "./logger.js";
+
+/** Why a store call failed, as the error mapping classifies it. */
+export type StoreErrorKind = "unavailable" | "internal";
+
+/**
+ * What the server reports about its RPCs: Prometheus metrics and one log
+ * line per call. Both serving paths (the gRPC fast path and connect-node)
+ * report through it, so every call is counted once whatever its protocol.
+ */
+export interface Telemetry {
+  /** The metrics registry /metrics serves. */
+  readonly registry: Registry;
+  /**
+   * Records the start of an RPC (`procedure` as "package.Service/Method")
+   * and returns the function that records its end with its status code.
+   */
+  rpcStarted(procedure: string, peer: PeerAddress): (code: Code | typeof OK) => void;
+  /** Counts a failure of the session store. */
+  storeError(kind: StoreErrorKind): void;
+  /** Records whether the store's backend is reachable (1) or not (0). */
+  storeConnected(connected: boolean): void;
+}
+
+/** The status code of a successful RPC (gRPC's OK, which Connect has no member for). */
+export const OK = 0;
+
+/** Where a call came from, as the socket reports it; resolved only if logged. */
+export type PeerAddress = () => string | undefined;
+
+/** Options of {@link createTelemetry}. */
+export interface TelemetryOptions {
+  readonly logger: Logger;
+  /** The level of the per-RPC log line. */
+  readonly rpcLogLevel: LogLevel;
+  /** Also collect Node's process metrics (CPU, memory, event loop, GC). */
+  readonly processMetrics: boolean;
+}
+
+/** Latency buckets in seconds: the calls this service answers take about a millisecond. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+/** gRPC's canonical status names, by code number (the `code` label and log field). */
+const CODE_NAMES = [
+  "OK",
+  "CANCELLED",
+  "UNKNOWN",
+  "INVALID_ARGUMENT",
+  "DEADLINE_EXCEEDED",
+  "NOT_FOUND",
+  "ALREADY_EXISTS",
+  "PERMISSION_DENIED",
+  "RESOURCE_EXHAUSTED",
+  "FAILED_PRECONDITION",
+  "ABORTED",
+  "OUT_OF_RANGE",
+  "UNIMPLEMENTED",
+  "INTERNAL",
+  "UNAVAILABLE",
+  "DATA_LOSS",
+  "UNAUTHENTICATED",
+];
+
+/**
+ * Creates the metrics and the RPC log. Metric names:
+ *
+ * - sessionstore_rpcs_total{method, code}: RPCs finished, by status code
+ * - sessionstore_rpc_duration_seconds{method}: RPC latency
+ * - sessionstore_rpcs_in_flight: RPCs started and not yet finished
+ * - sessionstore_store_errors_total{kind}: store failures (unavailable, internal)
+ * - sessionstore_store_connected: 1 while the store's backend answers, else 0
+ *
+ * The log line names the method, code, duration and a pseudonym of the
+ * peer: a keyed hash of its address, stable for this process, so calls from
+ * one client can be correlated without any IP address reaching the log.
+ */
+export function createTelemetry(options: TelemetryOptions): Telemetry {
+  const { logger, rpcLogLevel } = options;
+  const registry = new Registry();
+  if (options.processMetrics) collectDefaultMetrics({ register: registry });
+  const rpcs = new Counter({
+    name: "sessionstore_rpcs_total",
+    help: "RPCs finished, by method and status code.",
+    labelNames: ["method", "code"],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: "sessionstore_rpc_duration_seconds",
+    help: "RPC latency, from the request's arrival to the status being sent.",
+    labelNames: ["method"],
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const inFlight = new Gauge({
+    name: "sessionstore_rpcs_in_flight",
+    help: "RPCs started and not yet finished.",
+    registers: [registry],
+  });
+  const storeErrors = new Counter({
+    name: "sessionstore_store_errors_total",
+    help: "Failures of the session store, by kind (unavailable: backend unreachable; internal: unexpected).",
+    labelNames: ["kind"],
+    registers: [registry],
+  });
+  const connected = new Gauge({
+    name: "sessionstore_store_connected",
+    help: "1 while the session store's backend is reachable, else 0.",
+    registers: [registry],
+  });
+
+  // Label children looked up once per (method, code) rather than per call.
+  const counters = new Map<string, Counter.Internal>();
+  const histograms = new Map<string, Histogram.Internal<"method">>();
+  const pseudonymKey = randomBytes(32);
+  const pseudonym = (address: string | undefined) =>
+    address === undefined
+      ? undefined
+      : `peer-${createHmac("sha256", pseudonymKey).update(address).digest("hex").slice(0, 12)}`;
+
+  return {
+    registry,
+    rpcStarted(procedure, peer) {
+      const started = process.hrtime.bigint();
+      inFlight.inc();
+      let histogram = histograms.get(procedure);
+      if (!histogram) {
+        histogram = duration.labels(procedure);
+        histograms.set(procedure, histogram);
+      }
+      return (code) => {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        inFlight.dec();
+        histogram.observe(seconds);
+        const codeName = CODE_NAMES[code] ?? String(code);
+        const key = `${procedure}|${codeName}`;
+        let counter = counters.get(key);
+        if (!counter) {
+          counter = rpcs.labels(procedure, codeName);
+          counters.set(key, counter);
+        }
+        counter.inc();
+        if (logger.isLevelEnabled(rpcLogLevel)) {
+          logger[rpcLogLevel === "silent" ? "trace" : rpcLogLevel](
+            {
+              method: procedure,
+              code: codeName,
+              durationMs: Math.round(seconds * 1e6) / 1000,
+              peer: pseudonym(peer()),
+            },
+            "rpc",
+          );
+        }
+      };
+    },
+    storeError(kind) {
+      storeErrors.labels(kind).inc();
+    },
+    storeConnected(isConnected) {
+      connected.set(isConnected ? 1 : 0);
+    },
+  };
+}
