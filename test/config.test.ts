@@ -22,6 +22,9 @@ describe("loadConfig", () => {
     expect(load()).toEqual({
       port: 50051,
       host: "0.0.0.0",
+      adminPort: 9090,
+      rpcLogLevel: "debug",
+      shutdownTimeoutMs: 10_000,
       redisUrl: undefined,
       redisCluster: false,
       keyPrefix: "sessionstore",
@@ -40,6 +43,9 @@ describe("loadConfig", () => {
       load({
         PORT: "7000",
         HOST: "127.0.0.1",
+        ADMIN_PORT: "0",
+        RPC_LOG_LEVEL: "info",
+        SHUTDOWN_TIMEOUT: "1500ms",
         REDIS_URL: "redis://localhost:6380/2",
         REDIS_CLUSTER: "true",
         KEY_PREFIX: "app:sessions",
@@ -54,6 +60,9 @@ describe("loadConfig", () => {
     ).toEqual({
       port: 7000,
       host: "127.0.0.1",
+      adminPort: 0,
+      rpcLogLevel: "info",
+      shutdownTimeoutMs: 1500,
       redisUrl: "redis://localhost:6380/2",
       redisCluster: true,
       keyPrefix: "app:sessions",
@@ -65,6 +74,12 @@ describe("loadConfig", () => {
       redisCommandTimeoutMs: 250,
       redisConnectTimeoutMs: 500,
     });
+  });
+
+  it("reads durations in seconds or milliseconds", () => {
+    expect(load({ SHUTDOWN_TIMEOUT: "30" }).shutdownTimeoutMs).toBe(30_000);
+    expect(load({ SHUTDOWN_TIMEOUT: "2.5s" }).shutdownTimeoutMs).toBe(2500);
+    expect(load({ SHUTDOWN_TIMEOUT: "0" }).shutdownTimeoutMs).toBe(0);
   });
 
   it("lets a flag, in either form, win over its variable", () => {
@@ -105,6 +120,10 @@ describe("loadConfig", () => {
     [{ REDIS_COMMAND_TIMEOUT_MS: "0" }, "invalid REDIS_COMMAND_TIMEOUT_MS"],
     [{ REDIS_CONNECT_TIMEOUT_MS: "soon" }, "invalid REDIS_CONNECT_TIMEOUT_MS"],
     [{ REDIS_URL: "http://localhost:6379" }, "invalid REDIS_URL (--redis-url)"],
+    [{ ADMIN_PORT: "99999" }, "invalid ADMIN_PORT (--admin-port)"],
+    [{ RPC_LOG_LEVEL: "chatty" }, "invalid RPC_LOG_LEVEL"],
+    [{ SHUTDOWN_TIMEOUT: "10 minutes" }, "invalid SHUTDOWN_TIMEOUT (--shutdown-timeout)"],
+    [{ SHUTDOWN_TIMEOUT: "2h" }, "invalid SHUTDOWN_TIMEOUT"],
   ])("rejects %o, naming the setting", (env, message) => {
     expect(failure(env)).toContain(message);
   });
@@ -132,6 +151,9 @@ describe("helpText", () => {
     for (const [env, flag, fallback] of [
       ["PORT", "--port", "50051"],
       ["HOST", "--host", "0.0.0.0"],
+      ["ADMIN_PORT", "--admin-port", "9090"],
+      ["RPC_LOG_LEVEL", "--rpc-log-level", "debug"],
+      ["SHUTDOWN_TIMEOUT", "--shutdown-timeout", "10s"],
       ["REDIS_URL", "--redis-url", "unset"],
       ["REDIS_CLUSTER", "--redis-cluster", "false"],
       ["KEY_PREFIX", "--key-prefix", "sessionstore"],

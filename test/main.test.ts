@@ -4,6 +4,7 @@ import { Code } from "@connectrpc/connect";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createSessionStoreClient } from "../src/client.js";
 import { expectCode, sessionFixture, ttl, uniqueUserId } from "./support/fixtures.js";
+import { freePort } from "./support/free-port.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
 import { logLines, runServer, type ServerProcess } from "./support/server-process.js";
 import { createGrpcJsClient } from "./support/test-server.js";
@@ -132,6 +133,31 @@ describe("the sessionstore command", () => {
       (e: { stderr: string }) => e,
     );
     expect((missing as { stderr: string }).stderr).toContain("not_found");
+  });
+
+  it("serves /healthz, /readyz and /metrics (with process metrics) on ADMIN_PORT", async () => {
+    const adminPort = await freePort();
+    const server = start({ PORT: "0", HOST: "127.0.0.1", ADMIN_PORT: String(adminPort) });
+    await server.port();
+    const admin = `http://127.0.0.1:${adminPort}`;
+    expect((await fetch(`${admin}/healthz`)).status).toBe(200);
+    expect((await fetch(`${admin}/readyz`)).status).toBe(200);
+    const metrics = await (await fetch(`${admin}/metrics`)).text();
+    for (const name of [
+      "process_cpu_user_seconds_total",
+      "nodejs_eventloop_lag_seconds",
+      "sessionstore_rpcs_in_flight",
+      "sessionstore_store_connected 1",
+    ]) {
+      expect(metrics).toContain(name);
+    }
+  });
+
+  it("runs without an admin listener when ADMIN_PORT is 0", async () => {
+    const server = start({ PORT: "0", HOST: "127.0.0.1", ADMIN_PORT: "0" });
+    await server.port();
+    const listening = logLines(server.output).find((l) => String(l.msg).includes("listening"));
+    expect(listening?.adminPort).toBeUndefined();
   });
 
   it("exits 0 on SIGTERM and SIGINT even while clients hold connections open", async () => {

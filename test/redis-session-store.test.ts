@@ -203,10 +203,10 @@ describe("RedisSessionStore when Redis fails", () => {
       });
       await flaky.kill();
       // Once the reconnect backoff has grown to its cap, a queued command
-      // would wait up to a second for the next attempt; ours fail at once.
+      // would wait up to half a second for the next attempt; ours fail at once.
       await new Promise<void>((resolve) => {
         const onReconnecting = (delay: number) => {
-          if (delay < 1000) return;
+          if (delay < 500) return;
           client.off("reconnecting", onReconnecting);
           resolve();
         };

@@ -18,12 +18,15 @@ export interface ServerProcess {
 }
 
 /**
- * Runs `node dist/src/main.js` with exactly `env` (plus PATH) and `args`, so
- * nothing from the test runner's environment leaks in.
+ * Runs `node dist/src/main.js` with exactly `env` (plus PATH, and ADMIN_PORT=0
+ * unless given) and `args`, so nothing from the test runner's environment
+ * leaks in.
  */
 export function runServer(env: Record<string, string>, args: string[] = []): ServerProcess {
   const child = spawn(process.execPath, [MAIN, ...args], {
-    env: { PATH: process.env.PATH ?? "", ...env },
+    // No admin listener unless a test asks for one: its default port would
+    // collide between servers started in parallel.
+    env: { PATH: process.env.PATH ?? "", ADMIN_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output = { stdout: "", stderr: "" };
