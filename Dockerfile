@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
-# SessionStore: build the TypeScript, then run it on a slim image with
-# production dependencies only, as an unprivileged user.
+# SessionStore: build the TypeScript, then run it on a slim Node LTS image
+# with production dependencies only, as an unprivileged user.
+# test/dockerfile.test.ts runs these same steps outside Docker.
 
-FROM node:20-slim AS build
+FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -11,7 +12,7 @@ COPY gen ./gen
 COPY src ./src
 RUN npm run build
 
-FROM node:20-slim
+FROM node:24-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -19,7 +20,11 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY proto ./proto
 USER node
-EXPOSE 50051
+# gRPC, gRPC-Web and Connect (HTTP/2 and HTTP/1.1); admin: /healthz /readyz /metrics.
+EXPOSE 50051 9090
+# Asks the server's own grpc.health.v1.Health service; nothing extra to download.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "dist/src/healthcheck.js"]
 # Exec form, so SIGTERM reaches Node and the server shuts down gracefully.
 # The entry point's #! line (env -S) sets the runtime tuning, as for npm start.
 ENTRYPOINT ["dist/src/main.js"]
