@@ -1,0 +1,168 @@
+import { type ExecFileException, execFile, spawnSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { type RedisServer, startRedisServer } from "./support/redis-server.js";
+import { runServer, type ServerProcess } from "./support/server-process.js";
+import { waitFor } from "./support/wait-for.js";
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const EXAMPLE = "examples/python/sessionstore_example.py";
+/** Debian's Python: the one python3-grpcio and python3-protobuf install into. */
+const PYTHON = "/usr/bin/python3";
+const PLUGIN = "grpc_python_plugin";
+const WELL_KNOWN_TYPES = "/usr/include";
+const INSTALL =
+  "sudo apt-get install protobuf-compiler protobuf-compiler-grpc libprotobuf-dev python3-grpcio python3-protobuf";
+/**
+ * The Python child gets PATH only: a PYTHONPATH or grpc_proxy/http_proxy from
+ * the caller's shell would otherwise change which modules load or where the
+ * channel connects.
+ */
+const PYTHON_ENV = { PATH: process.env.PATH ?? "" };
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Debian's location first, then PATH, as a hand-built gRPC installs it elsewhere. */
+function findPlugin(): string | undefined {
+  const candidates = [
+    `/usr/bin/${PLUGIN}`,
+    ...(process.env.PATH ?? "").split(delimiter).map((dir) => join(dir, PLUGIN)),
+  ];
+  return candidates.find(executable);
+}
+
+/**
+ * Fails (never skips) when a tool is missing, naming each missing one and the
+ * Debian packages that provide them all: a skipped test would let the Python
+ * client break unnoticed on the machine that lacks them.
+ */
+function requirePythonToolchain(): { plugin: string } {
+  const missing: string[] = [];
+  const protoc = spawnSync("protoc", ["--version"], { encoding: "utf8" });
+  if (protoc.error || protoc.status !== 0) missing.push("protoc (protobuf-compiler)");
+  const plugin = findPlugin();
+  if (!plugin) missing.push(`${PLUGIN} (protobuf-compiler-grpc)`);
+  if (!existsSync(join(WELL_KNOWN_TYPES, "google/protobuf/struct.proto"))) {
+    missing.push(`${WELL_KNOWN_TYPES}/google/protobuf/struct.proto (libprotobuf-dev)`);
+  }
+  const modules = spawnSync(PYTHON, ["-c", "import grpc, google.protobuf"], {
+    encoding: "utf8",
+    env: PYTHON_ENV,
+  });
+  if (modules.error || modules.status !== 0) {
+    missing.push(
+      `${PYTHON} with the grpc and google.protobuf modules (python3-grpcio python3-protobuf)`,
+    );
+  }
+  if (!plugin || missing.length > 0) {
+    throw new Error(
+      `The Python client test needs tools that are missing: ${missing.join("; ")}. ` +
+        `Install them with: ${INSTALL}`,
+    );
+  }
+  return { plugin };
+}
+
+/** Generates the Python stubs into `dir`, exactly as examples/python/README.md shows. */
+async function generateStubs(dir: string, plugin: string): Promise<void> {
+  await run(
+    "protoc",
+    [
+      "-I",
+      "proto",
+      "-I",
+      WELL_KNOWN_TYPES,
+      `--python_out=${dir}`,
+      `--grpc_out=${dir}`,
+      `--plugin=protoc-gen-grpc=${plugin}`,
+      "sessionstore/v1/session_store.proto",
+    ],
+    { cwd: ROOT, timeout: 30_000 },
+  );
+}
+
+/** Runs the example to completion; resolves with its exit code and output either way. */
+async function runExample(
+  port: number,
+  stubs: string,
+  userId: string,
+): Promise<{ code: number | string | null; stdout: string; stderr: string }> {
+  const args = [EXAMPLE, "--target", `127.0.0.1:${port}`, "--stubs", stubs, "--user-id", userId];
+  return run(PYTHON, args, { cwd: ROOT, env: PYTHON_ENV, timeout: 30_000 }).then(
+    (done) => ({ code: 0, ...done }),
+    (error: ExecFileException & { stdout?: string; stderr?: string }) => ({
+      code: error.code ?? error.signal ?? null,
+      stdout: error.stdout ?? "",
+      stderr: error.stderr ?? "",
+    }),
+  );
+}
+
+describe("the Python client example", () => {
+  // Everything happens inside the test rather than in beforeAll: a missing
+  // tool then fails this test by name, where a failing hook would report it
+  // as skipped.
+  it("runs every RPC against the real server and never lets the ids reach a log", {
+    timeout: 60_000,
+  }, async () => {
+    const { plugin } = requirePythonToolchain();
+    const stubs = mkdtempSync(join(tmpdir(), "sessionstore-python-stubs-"));
+    let redis: RedisServer | undefined;
+    let server: ServerProcess | undefined;
+    try {
+      await generateStubs(stubs, plugin);
+      redis = await startRedisServer();
+      // trace logs everything the server can log, so the leak check below
+      // covers its most verbose configuration.
+      server = runServer(
+        { PORT: "0", HOST: "127.0.0.1", REDIS_URL: redis.url, LOG_LEVEL: "trace" },
+        [],
+      );
+      const port = await server.port();
+      const userId = `user-${randomUUID()}`;
+
+      const { code, stdout, stderr } = await runExample(port, stubs, userId);
+      expect(code, `the example failed:\n${stdout}${stderr}`).toBe(0);
+      expect(stdout.trimEnd().split("\n")).toEqual([
+        "ok upsert version=1",
+        "ok upsert-existing code=ALREADY_EXISTS",
+        "ok get version=1",
+        "ok touch version=1",
+        "ok upsert-update version=2",
+        "ok upsert-stale code=ABORTED",
+        "ok list pages=2 sessions=2",
+        "ok delete deleted=true",
+        "ok get-deleted code=NOT_FOUND",
+        "ok delete-by-user deleted_count=1",
+        "ok list-empty sessions=0",
+        "ok all steps passed",
+      ]);
+      expect(stdout + stderr).not.toContain(userId);
+
+      // A clean shutdown flushes the log, and its last line proves the whole
+      // log was read before checking what it does not contain.
+      const { output } = server;
+      server.child.kill("SIGTERM");
+      expect(await server.exited).toBe(0);
+      await waitFor("the server's final log line", () => output.stdout.includes('"msg":"stopped"'));
+      expect(output.stdout + output.stderr).not.toContain(userId);
+    } finally {
+      server?.kill();
+      await redis?.stop();
+      rmSync(stubs, { recursive: true, force: true });
+    }
+  });
+});
