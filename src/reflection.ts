@@ -1,5 +1,6 @@
 import {
   create,
+  type DescEnum,
   type DescFile,
   type DescMessage,
   type DescService,
@@ -33,19 +34,25 @@ function indexServices(services: readonly DescService[]): DescriptorIndex {
   const files = new Map<string, DescFile>();
   const symbols = new Map<string, DescFile>();
   const messages = new Set<string>();
+  const addEnum = (file: DescFile, enumeration: DescEnum) => {
+    symbols.set(enumeration.typeName, file);
+    // Enum values are scoped like their enum: siblings of it, not children.
+    const scope = enumeration.typeName.slice(0, enumeration.typeName.lastIndexOf(".") + 1);
+    for (const value of enumeration.values) symbols.set(`${scope}${value.name}`, file);
+  };
   const addMessage = (file: DescFile, message: DescMessage) => {
     symbols.set(message.typeName, file);
     messages.add(message.typeName);
     for (const field of message.fields) symbols.set(`${message.typeName}.${field.name}`, file);
     for (const oneof of message.oneofs) symbols.set(`${message.typeName}.${oneof.name}`, file);
     for (const nested of message.nestedMessages) addMessage(file, nested);
-    for (const nested of message.nestedEnums) symbols.set(nested.typeName, file);
+    for (const nested of message.nestedEnums) addEnum(file, nested);
   };
   const addFile = (file: DescFile) => {
     if (files.has(file.proto.name)) return;
     files.set(file.proto.name, file);
     for (const message of file.messages) addMessage(file, message);
-    for (const enumeration of file.enums) symbols.set(enumeration.typeName, file);
+    for (const enumeration of file.enums) addEnum(file, enumeration);
     for (const service of file.services) {
       symbols.set(service.typeName, file);
       for (const method of service.methods) symbols.set(`${service.typeName}.${method.name}`, file);

@@ -42,6 +42,12 @@ export interface ServerOptions {
   readonly telemetry?: Telemetry;
   /** Health; by default probing the store every 250 ms. */
   readonly health?: HealthMonitor;
+  /**
+   * How long an HTTP/1.1 client may take to send a request's headers
+   * (default 10 s); longer, and the connection is closed, so clients that
+   * trickle bytes cannot hold connections open.
+   */
+  readonly http1HeadersTimeoutMs?: number;
 }
 
 /** How often health probes the store, and how long one probe may take. */
@@ -188,11 +194,23 @@ export function createServer(options: ServerOptions): SessionStoreServer {
     session.once("close", () => sessions.delete(session));
     if (closing) session.close();
   });
-  const h1Server = http.createServer((req, res) => {
-    // While shutting down, finish this request and close the connection.
-    if (closing) res.setHeader("connection", "close");
-    void connectHandler(req, res);
-  });
+  const headersTimeout = options.http1HeadersTimeoutMs ?? 10_000;
+  const h1Server = http.createServer(
+    {
+      headersTimeout,
+      requestTimeout: Math.max(30_000, headersTimeout),
+      connectionsCheckingInterval: Math.min(1000, headersTimeout),
+    },
+    (req, res) => {
+      // While shutting down, finish this request and close the connection.
+      if (closing) res.setHeader("connection", "close");
+      void connectHandler(req, res);
+    },
+  );
+  // Node tracks an HTTP server's connections (for closeIdleConnections and
+  // the header and request timeouts) from its "listening" event; this one
+  // never listens itself (connections are handed to it), so start that now.
+  h1Server.emit("listening");
 
   const undecided = new Set<net.Socket>();
   const listener = net.createServer((socket) => {
@@ -200,6 +218,7 @@ export function createServer(options: ServerOptions): SessionStoreServer {
     // for the client's delayed ACK: milliseconds of tail latency per call.
     socket.setNoDelay(true);
     undecided.add(socket);
+    socket.once("close", () => undecided.delete(socket));
     routeConnection(socket, (isHttp2) => {
       undecided.delete(socket);
       (isHttp2 ? h2Server : h1Server).emit("connection", socket);
@@ -237,6 +256,8 @@ export function createServer(options: ServerOptions): SessionStoreServer {
         h1Server.closeAllConnections();
       }, graceMs);
       await closed.finally(() => clearTimeout(deadline));
+      // Stops the HTTP/1.1 server's connection checks.
+      h1Server.close();
     },
   };
 }

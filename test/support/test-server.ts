@@ -29,7 +29,7 @@ export interface RunningServer {
 
 export async function startTestServer(
   store: SessionStore,
-  { maxRequestBytes = 1024 * 1024 } = {},
+  { maxRequestBytes = 1024 * 1024, http1HeadersTimeoutMs = 10_000 } = {},
 ): Promise<RunningServer> {
   const logs = new LogCapture();
   const server = createServer({
@@ -38,6 +38,7 @@ export async function startTestServer(
     maxTtlSeconds: 34_560_000,
     maxPayloadBytes: 65_536,
     maxRequestBytes,
+    http1HeadersTimeoutMs,
   });
   const { port } = await server.listen(0, "127.0.0.1");
   return { server, port, baseUrl: `http://127.0.0.1:${port}`, logs };
