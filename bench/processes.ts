@@ -93,7 +93,8 @@ export function startService(redisUrl: string, options: SpawnOptions = {}) {
   return spawnServer(
     "service",
     [MAIN],
-    { ...command.env, REDIS_URL: redisUrl, LOG_LEVEL: "warn" },
+    // No admin listener: two service processes run at once in places.
+    { ...command.env, REDIS_URL: redisUrl, LOG_LEVEL: "warn", ADMIN_PORT: "0" },
     { ...options, nodeFlags: [...command.nodeFlags, ...(options.nodeFlags ?? [])] },
   );
 }
