@@ -183,6 +183,11 @@ function serveUnary(
     );
   });
 
+  // A client that resets the stream with an error code makes Node emit
+  // "error" on it; "close" follows and cancels the call, so nothing is left
+  // to do here but keep the process from treating it as unhandled.
+  stream.on("error", () => {});
+
   stream.once("close", () => {
     if (done) return;
     // The client went away (cancelled, or the connection dropped).

@@ -124,6 +124,26 @@ describe("the gRPC unary fast path", () => {
   });
 });
 
+describe("a client resetting its call", () => {
+  it("with an error code does not take the server down", async () => {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": GET,
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.on("error", () => {});
+    // Half a request, then RST_STREAM(INTERNAL_ERROR) while the server waits for the rest.
+    await new Promise<void>((resolve, reject) =>
+      stream.write(getRequest.subarray(0, 3), (error) => (error ? reject(error) : resolve())),
+    );
+    const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
+    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    await closed;
+    expect(await call({}, getRequest)).toEqual({ status: "5", message: "session not found" });
+  });
+});
+
 describe("parseTimeout", () => {
   it("reads every gRPC unit", () => {
     expect(parseTimeout("2H")).toBe(7_200_000);
