@@ -293,7 +293,8 @@ export function renderReport(report: Report): string {
         `(p50 ${ms(p50Of("bare node:http2"))} vs ${ms(p50Of("service"))} ms). The service's own pauses are not the tail: with \`--trace-gc\` ` +
         `it paused ${gc.count} times, ${gc.over2ms} of them over 2 ms, the longest ${ms(gc.maxMs)} ms. The load client itself starts its ` +
         `calls up to ${ms(median(probes("service").map((p) => p.sendLagP99Ms)))} ms late at p99: with Redis, the server and the client ` +
-        "sharing two vCPUs, every process waits for a core now and then, and those waits are the tail. On this machine 2 ms is " +
+        "sharing two vCPUs, every process waits for a core now and then, and those waits are the tail; above the bare server, " +
+        "the service adds a Redis round trip per call, a third busy process on the same two vCPUs. On this machine 2 ms is " +
         "below what Node's HTTP/2 stack itself delivers under this load; measuring it needs the load generator on other cores.",
     );
   }
