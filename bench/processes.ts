@@ -21,16 +21,31 @@ interface SpawnOptions {
 }
 
 /**
- * Spawns `node <args>` listening on `port` and resolves once it answers a
- * gRPC call (NOT_FOUND for an unknown session is an answer).
+ * Spawns `node <args>` on a free port and resolves once it answers a gRPC
+ * call (NOT_FOUND for an unknown session is an answer). A free port can be
+ * taken by another process before the server binds it, so a server that
+ * exits before answering is started again on another port.
  */
 async function spawnServer(
   name: string,
   args: string[],
   env: Record<string, string>,
-  { nodeFlags = [], captureStdout = false }: SpawnOptions = {},
+  options: SpawnOptions = {},
 ): Promise<ServerUnderTest> {
-  const port = await freePort();
+  for (let attempt = 1; ; attempt++) {
+    const started = await spawnOnce(name, args, env, options, await freePort());
+    if (started) return started;
+    if (attempt === 5) throw new Error(`${name} exited before answering, ${attempt} times`);
+  }
+}
+
+async function spawnOnce(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  { nodeFlags = [], captureStdout = false }: SpawnOptions,
+  port: number,
+): Promise<ServerUnderTest | undefined> {
   const child: ChildProcess = spawn(process.execPath, [...nodeFlags, ...args], {
     env: { PATH: process.env.PATH ?? "", ...env, PORT: String(port), HOST: "127.0.0.1" },
     stdio: ["ignore", captureStdout ? "pipe" : "inherit", "inherit"],
@@ -41,18 +56,19 @@ async function spawnServer(
   });
   const client = rawGrpcClient(port);
   try {
-    await waitFor(
+    const outcome = await waitFor(
       `${name} to answer on port ${port}`,
       async () => {
-        if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
-        const answer = await client.call(methodPath("Get"), requests.get("ready", "ready")).then(
+        if (child.exitCode !== null) return "exited";
+        const answered = await client.call(methodPath("Get"), requests.get("ready", "ready")).then(
           () => true,
           (error: { code?: number }) => error.code === 5,
         );
-        return answer;
+        return answered && "answered";
       },
       { timeoutMs: 15_000, intervalMs: 50 },
     );
+    if (outcome === "exited") return undefined;
   } finally {
     client.close();
   }

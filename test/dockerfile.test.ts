@@ -633,24 +633,22 @@ describe("the image, built and run from the Dockerfile's steps outside Docker", 
     const { entrypoint, healthcheck } = runtime;
     if (!entrypoint || !healthcheck)
       throw new Error("the runtime stage lacks ENTRYPOINT or HEALTHCHECK");
-    const port = await freePort();
-    let adminPort = await freePort();
-    while (adminPort === port) adminPort = await freePort();
-    // What the container gives the server: its ENV and PATH; the ports and a
-    // loopback host keep this run to itself, and no REDIS_URL means the
-    // embedded store.
-    const env = {
+    const checkTimeoutMs = durationMs(
+      healthcheck.options.timeout ?? DOCKER_DEFAULT_HEALTHCHECK_TIMEOUT,
+    );
+    /** The container's environment for a run on the given ports. */
+    const envFor = (port: number, adminPort: number) => ({
+      // What the container gives the server: its ENV and PATH; the ports and
+      // a loopback host keep this run to itself, and no REDIS_URL means the
+      // embedded store.
       ...runtime.env,
       PATH: process.env.PATH ?? "",
       PORT: String(port),
       ADMIN_PORT: String(adminPort),
       HOST: "127.0.0.1",
-    };
-    const checkTimeoutMs = durationMs(
-      healthcheck.options.timeout ?? DOCKER_DEFAULT_HEALTHCHECK_TIMEOUT,
-    );
+    });
     // Docker kills a check that outlasts --timeout and counts it as failed.
-    const check = async (): Promise<{ exit: Exit; stdout: string }> => {
+    const check = async (env: Record<string, string>): Promise<{ exit: Exit; stdout: string }> => {
       const run = start(argvOf(healthcheck.command), dir, env);
       const timer = setTimeout(() => run.child.kill("SIGKILL"), checkTimeoutMs);
       try {
@@ -660,24 +658,45 @@ describe("the image, built and run from the Dockerfile's steps outside Docker", 
       }
     };
 
-    // Setting ENTRYPOINT drops the base image's CMD, so no arguments follow.
-    const server = start(argvOf(entrypoint), dir, env);
-    const serverEnded = server.ended.then((exit) => {
-      throw new Error(
-        `the server exited (${exit.code ?? exit.signal}): ${server.output.stderr}${server.output.stdout}`,
-      );
-    });
-    const passed = await Promise.race([
-      waitFor(
-        "the HEALTHCHECK to pass",
-        async () => {
-          const result = await check();
-          return result.exit.code === 0 && result;
-        },
-        { timeoutMs: 15_000, intervalMs: 100 },
-      ),
-      serverEnded,
-    ]);
+    // Free ports can be taken by another process before the server binds
+    // them: a start that fails with EADDRINUSE is retried on other ports.
+    let attempt = 0;
+    let env: Record<string, string>;
+    let adminPort: number;
+    let server: ReturnType<typeof start>;
+    let passed: { exit: Exit; stdout: string };
+    for (;;) {
+      attempt++;
+      const port = await freePort();
+      adminPort = await freePort();
+      while (adminPort === port) adminPort = await freePort();
+      env = envFor(port, adminPort);
+      // Setting ENTRYPOINT drops the base image's CMD, so no arguments follow.
+      server = start(argvOf(entrypoint), dir, env);
+      const running = server;
+      const runEnv = env;
+      const serverEnded = running.ended.then((exit) => {
+        throw new Error(
+          `the server exited (${exit.code ?? exit.signal}): ${running.output.stderr}${running.output.stdout}`,
+        );
+      });
+      try {
+        passed = await Promise.race([
+          waitFor(
+            "the HEALTHCHECK to pass",
+            async () => {
+              const result = await check(runEnv);
+              return result.exit.code === 0 && result;
+            },
+            { timeoutMs: 15_000, intervalMs: 100 },
+          ),
+          serverEnded,
+        ]);
+        break;
+      } catch (error) {
+        if (attempt >= 5 || !running.output.stdout.includes("EADDRINUSE")) throw error;
+      }
+    }
     expect(passed.stdout.trim(), "HEALTHCHECK output").toBe("SERVING");
 
     const healthz = await fetch(`http://127.0.0.1:${adminPort}/healthz`);
@@ -703,7 +722,7 @@ describe("the image, built and run from the Dockerfile's steps outside Docker", 
       code: 0,
       signal: null,
     });
-    const after = await check();
+    const after = await check(env);
     expect(after.exit.code, `HEALTHCHECK once stopped: ${after.stdout}`).not.toBe(0);
   }, 60_000);
 });

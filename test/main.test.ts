@@ -4,9 +4,13 @@ import { Code } from "@connectrpc/connect";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createSessionStoreClient } from "../src/client.js";
 import { expectCode, sessionFixture, ttl, uniqueUserId } from "./support/fixtures.js";
-import { freePort } from "./support/free-port.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
-import { logLines, runServer, type ServerProcess } from "./support/server-process.js";
+import {
+  logLines,
+  runServer,
+  runServerWithAdmin,
+  type ServerProcess,
+} from "./support/server-process.js";
 import { createGrpcJsClient } from "./support/test-server.js";
 
 const run = promisify(execFile);
@@ -136,9 +140,8 @@ describe("the sessionstore command", () => {
   });
 
   it("serves /healthz, /readyz and /metrics (with process metrics) on ADMIN_PORT", async () => {
-    const adminPort = await freePort();
-    const server = start({ PORT: "0", HOST: "127.0.0.1", ADMIN_PORT: String(adminPort) });
-    await server.port();
+    const { server, adminPort } = await runServerWithAdmin({ PORT: "0", HOST: "127.0.0.1" });
+    started.push(server);
     const admin = `http://127.0.0.1:${adminPort}`;
     expect((await fetch(`${admin}/healthz`)).status).toBe(200);
     expect((await fetch(`${admin}/readyz`)).status).toBe(200);

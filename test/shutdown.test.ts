@@ -7,9 +7,8 @@ import {
 } from "../gen/health/v1/health_pb.js";
 import { createSessionStoreClient } from "../src/client.js";
 import { sessionFixture, ttl, uniqueUserId } from "./support/fixtures.js";
-import { freePort } from "./support/free-port.js";
 import { type RedisServer, startRedisServer } from "./support/redis-server.js";
-import { logLines, runServer, type ServerProcess } from "./support/server-process.js";
+import { logLines, runServerWithAdmin, type ServerProcess } from "./support/server-process.js";
 import { waitFor } from "./support/wait-for.js";
 
 let redis: RedisServer;
@@ -28,16 +27,13 @@ afterAll(async () => {
 });
 
 async function start(env: Record<string, string> = {}) {
-  const adminPort = await freePort();
-  const server = runServer({
+  const { server, port, adminPort } = await runServerWithAdmin({
     PORT: "0",
     HOST: "127.0.0.1",
-    ADMIN_PORT: String(adminPort),
     REDIS_URL: redis.url,
     ...env,
   });
   started.push(server);
-  const port = await server.port();
   return { server, baseUrl: `http://127.0.0.1:${port}`, adminUrl: `http://127.0.0.1:${adminPort}` };
 }
 

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { freePort } from "./free-port.js";
 import { waitFor } from "./wait-for.js";
 
 /** The built entry point, as `npm start` runs it (global setup builds it). */
@@ -66,4 +67,25 @@ export function logLines(output: { stdout: string }): Record<string, unknown>[] 
     .split("\n")
     .filter(Boolean)
     .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/**
+ * Runs the server with its admin listener on a free port. The port is free
+ * when chosen but another process may bind it first (the admin port cannot
+ * be 0, which disables it), so a start that fails with EADDRINUSE is
+ * retried on another port.
+ */
+export async function runServerWithAdmin(
+  env: Record<string, string>,
+): Promise<{ server: ServerProcess; port: number; adminPort: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const adminPort = await freePort();
+    const server = runServer({ ...env, ADMIN_PORT: String(adminPort) });
+    try {
+      return { server, port: await server.port(), adminPort };
+    } catch (error) {
+      server.kill();
+      if (attempt >= 5 || !server.output.stdout.includes("EADDRINUSE")) throw error;
+    }
+  }
 }
