@@ -123,25 +123,25 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async get(userId: string, sessionId: string, signal?: AbortSignal) {
-    const key = sessionKey(this.keys(userId), sessionId);
+    const key = sessionKey(this.locate(userId), sessionId);
     const record = await this.call(signal, () => this.redis.getBuffer(key));
     return record ? decodeRecord(userId, sessionId, record) : undefined;
   }
 
   async upsert(input: UpsertInput, signal?: AbortSignal): Promise<StoredSession> {
-    const keys = this.keys(input.userId);
+    const user = this.locate(input.userId);
     const data = Buffer.from(input.data.buffer, input.data.byteOffset, input.data.byteLength);
     const [status, version = "", storageExpiresAtMs = 0] = await this.call(signal, () =>
       this.redis.sessionUpsert(
-        sessionKey(keys, input.sessionId),
-        keys.index,
+        sessionKey(user, input.sessionId),
+        user.index,
         input.sessionId,
         data,
         input.ttlMs,
         input.expiresAtMs ?? 0,
         input.expectedVersion?.toString() ?? "",
         this.maxSessionsPerUser,
-        keys.sessionPrefix,
+        user.sessionPrefix,
       ),
     );
     switch (status) {
@@ -166,9 +166,9 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async touch(userId: string, sessionId: string, ttlMs: number, signal?: AbortSignal) {
-    const keys = this.keys(userId);
+    const user = this.locate(userId);
     const [status, record] = await this.call(signal, () =>
-      this.redis.sessionTouchBuffer(sessionKey(keys, sessionId), keys.index, sessionId, ttlMs),
+      this.redis.sessionTouchBuffer(sessionKey(user, sessionId), user.index, sessionId, ttlMs),
     );
     if (status !== Status.Ok || !record) throw new SessionNotFoundError();
     return decodeRecord(userId, sessionId, record);
@@ -180,11 +180,11 @@ export class RedisSessionStore implements SessionStore {
     expectedVersion: bigint | undefined,
     signal?: AbortSignal,
   ): Promise<boolean> {
-    const keys = this.keys(userId);
+    const user = this.locate(userId);
     const [status, deleted] = await this.call(signal, () =>
       this.redis.sessionDelete(
-        sessionKey(keys, sessionId),
-        keys.index,
+        sessionKey(user, sessionId),
+        user.index,
         sessionId,
         expectedVersion?.toString() ?? "",
       ),
@@ -194,9 +194,9 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async listByUser(userId: string, page: PageRequest, signal?: AbortSignal): Promise<SessionPage> {
-    const keys = this.keys(userId);
+    const user = this.locate(userId);
     const [hasMore, ...pairs] = await this.call(signal, () =>
-      this.redis.sessionListBuffer(keys.index, keys.sessionPrefix, page.after ?? "", page.limit),
+      this.redis.sessionListBuffer(user.index, user.sessionPrefix, page.after ?? "", page.limit),
     );
     const sessions: StoredSession[] = [];
     for (let i = 0; i + 1 < pairs.length; i += 2) {
@@ -211,9 +211,9 @@ export class RedisSessionStore implements SessionStore {
     exceptSessionIds: readonly string[],
     signal?: AbortSignal,
   ): Promise<number> {
-    const keys = this.keys(userId);
+    const user = this.locate(userId);
     return this.call(signal, () =>
-      this.redis.sessionDeleteByUser(keys.index, keys.sessionPrefix, ...exceptSessionIds),
+      this.redis.sessionDeleteByUser(user.index, user.sessionPrefix, ...exceptSessionIds),
     );
   }
 
@@ -238,7 +238,8 @@ export class RedisSessionStore implements SessionStore {
     this.redis.disconnect();
   }
 
-  private keys(userId: string): UserKeys {
+  /** The names of one user's Redis keys (see redis-keys.ts). */
+  private locate(userId: string): UserKeys {
     return userKeys(this.keyPrefix, userId);
   }
 
