@@ -196,15 +196,7 @@ async function main() {
   const variants = [grpcVariant(service), grpcVariant(peer), directVariant(handlers)];
   const sampler = new RssSampler([service.pid, peer.pid]);
 
-  const put = (userId: string, sessionId: string) =>
-    store.upsert({
-      userId,
-      sessionId,
-      data: encodeSession(benchSession(userId, sessionId)),
-      ttlMs: TTL_MS,
-      expiresAtMs: undefined,
-      expectedVersion: undefined,
-    });
+  const put = (userId: string, sessionId: string) => store.upsert(benchInput(userId, sessionId));
 
   // Fixed data for the repeatable methods.
   const keyed = (user: string) =>
@@ -527,17 +519,17 @@ async function measureMemory() {
       `service, ${SESSIONS_PER_LIST_USER} sessions per user`,
       (redis, n) =>
         storeFor(redis).upsert(
-          memoryInput(`user-${Math.floor(n / SESSIONS_PER_LIST_USER)}`, `session-${n}`),
+          benchInput(`user-${Math.floor(n / SESSIONS_PER_LIST_USER)}`, `session-${n}`),
         ),
     ],
     [
       "service, 1 session per user",
-      (redis, n) => storeFor(redis).upsert(memoryInput(`user-${n}`, `session-${n}`)),
+      (redis, n) => storeFor(redis).upsert(benchInput(`user-${n}`, `session-${n}`)),
     ],
     [
       "seed (one key per session)",
       (redis, n) => {
-        const input = memoryInput(`user-${Math.floor(n / SESSIONS_PER_LIST_USER)}`, `session-${n}`);
+        const input = benchInput(`user-${Math.floor(n / SESSIONS_PER_LIST_USER)}`, `session-${n}`);
         return seedUpsert(
           redis,
           input.userId,
@@ -569,7 +561,7 @@ async function measureMemory() {
   }
   return {
     sessions: count,
-    sessionBytes: memoryInput("user-0", "session-0").data.byteLength,
+    sessionBytes: benchInput("user-0", "session-0").data.byteLength,
     rows,
   };
 }
@@ -584,7 +576,8 @@ function storeFor(redis: Redis): RedisSessionStore {
   return store;
 }
 
-function memoryInput(userId: string, sessionId: string) {
+/** A store upsert of a bench session, kept for an hour. */
+function benchInput(userId: string, sessionId: string) {
   return {
     userId,
     sessionId,

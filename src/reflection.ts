@@ -131,26 +131,20 @@ function answer(index: DescriptorIndex, request: ReflectionRequest) {
  */
 export function createReflectionServices(services: readonly DescService[]) {
   const index = indexServices([...services, ServerReflectionV1, ServerReflectionV1Alpha]);
+  // Both versions answer alike; only the message types differ.
+  const respond = <R extends ReflectionRequest>(request: R) => ({
+    validHost: request.host,
+    originalRequest: request,
+    messageResponse: answer(index, request),
+  });
   const v1: ServiceImpl<typeof ServerReflectionV1> = {
     async *serverReflectionInfo(requests) {
-      for await (const request of requests) {
-        yield create(ResponseV1Schema, {
-          validHost: request.host,
-          originalRequest: request,
-          messageResponse: answer(index, request),
-        });
-      }
+      for await (const request of requests) yield create(ResponseV1Schema, respond(request));
     },
   };
   const v1alpha: ServiceImpl<typeof ServerReflectionV1Alpha> = {
     async *serverReflectionInfo(requests) {
-      for await (const request of requests) {
-        yield create(ResponseV1AlphaSchema, {
-          validHost: request.host,
-          originalRequest: request,
-          messageResponse: answer(index, request),
-        });
-      }
+      for await (const request of requests) yield create(ResponseV1AlphaSchema, respond(request));
     },
   };
   return { v1, v1alpha };

@@ -243,23 +243,33 @@ function declaredNames(file: FileDescriptorProto): string[] {
   return names;
 }
 
+/**
+ * Sends all requests on one bidi stream and collects every response,
+ * expecting exactly one per request.
+ */
+async function exchange<Req, Res>(
+  call: (requests: AsyncIterable<Req>) => AsyncIterable<Res>,
+  requests: readonly Req[],
+): Promise<Res[]> {
+  const responses: Res[] = [];
+  for await (const response of call(
+    (async function* () {
+      yield* requests;
+    })(),
+  )) {
+    responses.push(response);
+  }
+  expect(responses).toHaveLength(requests.length);
+  return responses;
+}
+
 describe("grpc.reflection.v1.ServerReflection with a typed client", () => {
   type RequestInit = MessageInitShape<typeof RequestV1Schema>;
   const HOST = "sessionstore.test";
 
-  /** Sends all requests on one bidi stream and collects every response. */
-  async function reflect(requests: readonly RequestInit[]): Promise<ResponseV1[]> {
-    const client = createClient(ServerReflectionV1, transport);
-    const responses: ResponseV1[] = [];
-    for await (const response of client.serverReflectionInfo(
-      (async function* () {
-        yield* requests;
-      })(),
-    )) {
-      responses.push(response);
-    }
-    expect(responses).toHaveLength(requests.length);
-    return responses;
+  /** One v1 reflection stream carrying `requests`. */
+  function reflect(requests: readonly RequestInit[]): Promise<ResponseV1[]> {
+    return exchange(createClient(ServerReflectionV1, transport).serverReflectionInfo, requests);
   }
 
   async function reflectOne(request: RequestInit): Promise<ResponseV1> {
@@ -408,18 +418,11 @@ describe("grpc.reflection.v1alpha.ServerReflection with a typed client", () => {
   type RequestInit = MessageInitShape<typeof RequestV1AlphaSchema>;
   const HOST = "sessionstore.test";
 
-  async function reflect(requests: readonly RequestInit[]): Promise<ResponseV1Alpha[]> {
-    const client = createClient(ServerReflectionV1Alpha, transport);
-    const responses: ResponseV1Alpha[] = [];
-    for await (const response of client.serverReflectionInfo(
-      (async function* () {
-        yield* requests;
-      })(),
-    )) {
-      responses.push(response);
-    }
-    expect(responses).toHaveLength(requests.length);
-    return responses;
+  function reflect(requests: readonly RequestInit[]): Promise<ResponseV1Alpha[]> {
+    return exchange(
+      createClient(ServerReflectionV1Alpha, transport).serverReflectionInfo,
+      requests,
+    );
   }
 
   it("lists the services, finds a symbol's file and reports NOT_FOUND, echoing each request", async () => {
