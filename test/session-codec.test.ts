@@ -74,9 +74,10 @@ describe("storedSessionFromUpsertRequest", () => {
 
   it("returns the session's bytes as sent, which decode to the session", () => {
     const session = sessionFixture("u", "s");
-    const bytes = storedSessionFromUpsertRequest(request({ session, expectedVersion: 3n }));
-    expect(bytes).toBeDefined();
-    expect(fromBinary(SessionSchema, bytes as Uint8Array)).toEqual(session);
+    const stored = storedSessionFromUpsertRequest(request({ session, expectedVersion: 3n }));
+    expect(stored).toBeDefined();
+    expect(fromBinary(SessionSchema, stored?.data as Uint8Array)).toEqual(session);
+    expect(stored?.payloadBytes).toBe(encodedFieldSize(encodeSession(session), 9));
   });
 
   it("drops the output-only version and storage_expires_at", () => {
@@ -84,7 +85,7 @@ describe("storedSessionFromUpsertRequest", () => {
       version: 9n,
       storageExpiresAt: timestampFromMs(5000),
     });
-    const bytes = storedSessionFromUpsertRequest(request({ session })) as Uint8Array;
+    const bytes = storedSessionFromUpsertRequest(request({ session }))?.data as Uint8Array;
     expect(fromBinary(SessionSchema, bytes)).toEqual({
       ...session,
       version: 0n,

@@ -152,16 +152,42 @@ export function encodedFieldSize(message: Uint8Array, number: number): number {
   return size;
 }
 
+/** Field number of Session.extra_payload. */
+const EXTRA_PAYLOAD_FIELD = 9;
+
+/** A session's stored bytes, and the size of its extra_payload within them. */
+export interface StoredSessionBytes {
+  readonly data: Uint8Array;
+  readonly payloadBytes: number;
+}
+
+/**
+ * The bytes an Upsert stores for `session`: the session as the client
+ * encoded it when the request's own bytes are at hand (see
+ * storedSessionFromUpsertRequest), else the decoded message encoded again.
+ */
+export function storedSession(
+  session: Session,
+  encodedRequest: Uint8Array | undefined,
+): StoredSessionBytes {
+  const fromRequest = encodedRequest && storedSessionFromUpsertRequest(encodedRequest);
+  if (fromRequest) return fromRequest;
+  const data = encodeSession(session);
+  return { data, payloadBytes: encodedFieldSize(data, EXTRA_PAYLOAD_FIELD) };
+}
+
 /**
  * The stored form of the session in an encoded UpsertRequest, taken from the
  * request's own bytes instead of encoding the decoded message again: field 1
- * with the output-only fields 10 and 11 removed. Only valid for bytes that
- * already decoded as an UpsertRequest (so every string in them is valid
- * UTF-8). Returns undefined when field 1 is absent or occurs more than once
- * (protobuf merges the occurrences; the caller then encodes the decoded
- * message).
+ * with the output-only fields 10 and 11 removed, measured in the same pass.
+ * Only valid for bytes that already decoded as an UpsertRequest (so every
+ * string in them is valid UTF-8). Returns undefined when field 1 is absent
+ * or occurs more than once (protobuf merges the occurrences; the caller
+ * then encodes the decoded message).
  */
-export function storedSessionFromUpsertRequest(request: Uint8Array): Uint8Array | undefined {
+export function storedSessionFromUpsertRequest(
+  request: Uint8Array,
+): StoredSessionBytes | undefined {
   let occurrences = 0;
   let session = request.subarray(0, 0);
   visitFields(request, (n, _start, valueStart, end) => {
@@ -172,19 +198,21 @@ export function storedSessionFromUpsertRequest(request: Uint8Array): Uint8Array 
   if (occurrences !== 1) return undefined;
   const kept: [number, number][] = [];
   let keptBytes = 0;
-  visitFields(session, (n, start, _valueStart, end) => {
+  let payloadBytes = 0;
+  visitFields(session, (n, start, valueStart, end) => {
     if (n === 10 || n === 11) return;
+    if (n === EXTRA_PAYLOAD_FIELD) payloadBytes += end - valueStart;
     kept.push([start, end]);
     keptBytes += end - start;
   });
-  if (keptBytes === session.length) return session;
+  if (keptBytes === session.length) return { data: session, payloadBytes };
   const out = new Uint8Array(keptBytes);
   let pos = 0;
   for (const [start, end] of kept) {
     out.set(session.subarray(start, end), pos);
     pos += end - start;
   }
-  return out;
+  return { data: out, payloadBytes };
 }
 
 function varintSize(value: number): number {

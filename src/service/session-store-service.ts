@@ -8,13 +8,7 @@ import {
 import type { SessionStore, StoredSession } from "../store/session-store.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { encodedReply, messageReply, type Reply } from "./reply.js";
-import {
-  decodeSession,
-  encodedFieldSize,
-  encodeSession,
-  encodeSessionsResponse,
-  storedSessionFromUpsertRequest,
-} from "./session-codec.js";
+import { decodeSession, encodeSessionsResponse, storedSession } from "./session-codec.js";
 import { checkId, checkTimestamp, checkTtl, floorMs, invalid } from "./validate.js";
 
 /** What the handlers need: the store and the request limits. */
@@ -48,9 +42,6 @@ export type SessionStoreHandlers = {
   ) => Promise<Reply<Methods[K]["output"]>>;
 };
 
-/** Fields of extra_payload in Session. */
-const EXTRA_PAYLOAD_FIELD = 9;
-
 /** A response carrying one session (Get, Upsert, Touch). */
 function sessionReply(stored: StoredSession) {
   return encodedReply(encodeSessionsResponse([stored]), () => ({ session: decodeSession(stored) }));
@@ -83,11 +74,8 @@ export function createSessionStoreHandlers(
       checkTimestamp("session.created_at", session.createdAt);
       checkTimestamp("session.refreshed_at", session.refreshedAt);
       checkTimestamp("session.expires_at", session.expiresAt);
-      // The session's bytes as the client sent them, when available: they
-      // decoded, so they are valid, and encoding the message again would
-      // only reproduce them.
-      const data = (encoded && storedSessionFromUpsertRequest(encoded)) ?? encodeSession(session);
-      if (encodedFieldSize(data, EXTRA_PAYLOAD_FIELD) > maxPayloadBytes) {
+      const { data, payloadBytes } = storedSession(session, encoded);
+      if (payloadBytes > maxPayloadBytes) {
         throw invalid("session.extra_payload", `must encode to at most ${maxPayloadBytes} bytes`);
       }
       const ttlMs = checkTtl("ttl", req.ttl, maxTtlSeconds);
