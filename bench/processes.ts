@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { freePort } from "../test/support/free-port.js";
+import { onFreePorts } from "../test/support/free-port.js";
 import { waitFor } from "../test/support/wait-for.js";
 import { rawGrpcClient } from "./load.js";
 import { methodPath, requests } from "./workload.js";
@@ -26,17 +26,13 @@ interface SpawnOptions {
  * taken by another process before the server binds it, so a server that
  * exits before answering is started again on another port.
  */
-async function spawnServer(
+function spawnServer(
   name: string,
   args: string[],
   env: Record<string, string>,
   options: SpawnOptions = {},
 ): Promise<ServerUnderTest> {
-  for (let attempt = 1; ; attempt++) {
-    const started = await spawnOnce(name, args, env, options, await freePort());
-    if (started) return started;
-    if (attempt === 5) throw new Error(`${name} exited before answering, ${attempt} times`);
-  }
+  return onFreePorts(1, ([port = 0]) => spawnOnce(name, args, env, options, port));
 }
 
 async function spawnOnce(

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { basename, join, posix, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "./support/free-port.js";
+import { onFreePorts } from "./support/free-port.js";
 import { waitFor } from "./support/wait-for.js";
 
 const REPO = resolve(fileURLToPath(new URL("..", import.meta.url)));
@@ -658,45 +658,38 @@ describe("the image, built and run from the Dockerfile's steps outside Docker", 
       }
     };
 
-    // Free ports can be taken by another process before the server binds
-    // them: a start that fails with EADDRINUSE is retried on other ports.
-    let attempt = 0;
-    let env: Record<string, string>;
-    let adminPort: number;
-    let server: ReturnType<typeof start>;
-    let passed: { exit: Exit; stdout: string };
-    for (;;) {
-      attempt++;
-      const port = await freePort();
-      adminPort = await freePort();
-      while (adminPort === port) adminPort = await freePort();
-      env = envFor(port, adminPort);
-      // Setting ENTRYPOINT drops the base image's CMD, so no arguments follow.
-      server = start(argvOf(entrypoint), dir, env);
-      const running = server;
-      const runEnv = env;
-      const serverEnded = running.ended.then((exit) => {
-        throw new Error(
-          `the server exited (${exit.code ?? exit.signal}): ${running.output.stderr}${running.output.stdout}`,
-        );
-      });
-      try {
-        passed = await Promise.race([
-          waitFor(
-            "the HEALTHCHECK to pass",
-            async () => {
-              const result = await check(runEnv);
-              return result.exit.code === 0 && result;
-            },
-            { timeoutMs: 15_000, intervalMs: 100 },
-          ),
-          serverEnded,
-        ]);
-        break;
-      } catch (error) {
-        if (attempt >= 5 || !running.output.stdout.includes("EADDRINUSE")) throw error;
-      }
-    }
+    // The ports are chosen free; should another process take one first,
+    // the server exits with EADDRINUSE and starts again on fresh ports.
+    const { env, adminPort, server, passed } = await onFreePorts(
+      2,
+      async ([port = 0, adminPort = 0]) => {
+        const env = envFor(port, adminPort);
+        // Setting ENTRYPOINT drops the base image's CMD, so no arguments follow.
+        const server = start(argvOf(entrypoint), dir, env);
+        const serverEnded = server.ended.then((exit) => {
+          throw new Error(
+            `the server exited (${exit.code ?? exit.signal}): ${server.output.stderr}${server.output.stdout}`,
+          );
+        });
+        try {
+          const passed = await Promise.race([
+            waitFor(
+              "the HEALTHCHECK to pass",
+              async () => {
+                const result = await check(env);
+                return result.exit.code === 0 && result;
+              },
+              { timeoutMs: 15_000, intervalMs: 100 },
+            ),
+            serverEnded,
+          ]);
+          return { env, adminPort, server, passed };
+        } catch (error) {
+          if (server.output.stdout.includes("EADDRINUSE")) return undefined;
+          throw error;
+        }
+      },
+    );
     expect(passed.stdout.trim(), "HEALTHCHECK output").toBe("SERVING");
 
     const healthz = await fetch(`http://127.0.0.1:${adminPort}/healthz`);

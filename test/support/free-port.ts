@@ -29,3 +29,24 @@ export async function freePort({ busPort = false } = {}): Promise<number> {
   }
   throw new Error("no free port found");
 }
+
+/**
+ * Starts something on `count` distinct free ports, again on fresh ports
+ * whenever `start` resolves undefined (its port was taken): a port free when
+ * chosen can be bound by another process before `start` binds it.
+ */
+export async function onFreePorts<T>(
+  count: number,
+  start: (ports: number[]) => Promise<T | undefined>,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const ports: number[] = [];
+    while (ports.length < count) {
+      const port = await freePort();
+      if (!ports.includes(port)) ports.push(port);
+    }
+    const started = await start(ports);
+    if (started !== undefined) return started;
+    if (attempt === 5) throw new Error(`another process took the chosen ports ${attempt} times`);
+  }
+}

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { freePort } from "./free-port.js";
+import { onFreePorts } from "./free-port.js";
 import { waitFor } from "./wait-for.js";
 
 /** The built entry point, as `npm start` runs it (global setup builds it). */
@@ -70,22 +70,20 @@ export function logLines(output: { stdout: string }): Record<string, unknown>[] 
 }
 
 /**
- * Runs the server with its admin listener on a free port. The port is free
- * when chosen but another process may bind it first (the admin port cannot
- * be 0, which disables it), so a start that fails with EADDRINUSE is
- * retried on another port.
+ * Runs the server with its admin listener on a free port (it cannot be 0,
+ * which disables it), on another one if the port is taken first.
  */
-export async function runServerWithAdmin(
+export function runServerWithAdmin(
   env: Record<string, string>,
 ): Promise<{ server: ServerProcess; port: number; adminPort: number }> {
-  for (let attempt = 1; ; attempt++) {
-    const adminPort = await freePort();
+  return onFreePorts(1, async ([adminPort = 0]) => {
     const server = runServer({ ...env, ADMIN_PORT: String(adminPort) });
     try {
       return { server, port: await server.port(), adminPort };
     } catch (error) {
       server.kill();
-      if (attempt >= 5 || !server.output.stdout.includes("EADDRINUSE")) throw error;
+      if (server.output.stdout.includes("EADDRINUSE")) return undefined;
+      throw error;
     }
-  }
+  });
 }
