@@ -24,7 +24,7 @@ USER node
 EXPOSE 50051 9090
 # Asks the server's own grpc.health.v1.Health service; nothing extra to download.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["node", "dist/src/healthcheck.js"]
+  CMD ["node", "dist/src/bin/healthcheck.js"]
 # Exec form, so SIGTERM reaches Node and the server shuts down gracefully.
 # The entry point's #! line (env -S) sets the runtime tuning, as for npm start.
-ENTRYPOINT ["dist/src/main.js"]
+ENTRYPOINT ["dist/src/bin/main.js"]

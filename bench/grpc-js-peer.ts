@@ -8,7 +8,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { SessionStoreService } from "../gen/sessionstore/v1/session_store_pb.js";
-import { createLogger } from "../src/logger.js";
+import { createLogger } from "../src/observability/logger.js";
 import { createSessionStoreHandlers } from "../src/service/session-store-service.js";
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { onFreePorts } from "../test/support/free-port.js";
-import { waitFor } from "../test/support/wait-for.js";
+import { onFreePorts } from "../harness/free-port.js";
+import { waitFor } from "../harness/wait-for.js";
 import { rawGrpcClient } from "./load.js";
 import { methodPath, requests } from "./workload.js";
 
@@ -82,7 +82,7 @@ async function spawnOnce(
   };
 }
 
-const MAIN = "dist/src/main.js";
+const MAIN = "dist/src/bin/main.js";
 
 /**
  * How users run the server: the environment and Node flags of the entry

@@ -303,7 +303,7 @@ export function renderReport(report: Report): string {
       "the peer (0.46× its throughput, measured during development). CPU profiles (`node --cpu-prof`) put most of it in connect's " +
       "per-call plumbing: async-iterable stream helpers, web `Headers`, an AbortController and a DOMException per request, and the " +
       "garbage they leave. The service now serves plain gRPC unary calls on a small handler written against node:http2 streams " +
-      "(src/grpc-unary-fast-path.ts) and leaves Connect, gRPC-Web and compressed calls to connect-node on the same port; session " +
+      "(src/transport/grpc-unary-fast-path.ts) and leaves Connect, gRPC-Web and compressed calls to connect-node on the same port; session " +
       "responses are spliced from the stored protobuf bytes instead of decoded and encoded again. Section 2 shows what the " +
       "other protocols still cost through connect-node.",
     "- **Upsert against Get.** Upsert runs one Lua script (by SHA) where Get runs one GET: Redis spends about 9 µs on the script " +

@@ -2,7 +2,7 @@
  * The SessionStore benchmark: `npm run bench` (or `npm run bench -- --quick`).
  *
  * Everything runs in one go against one private redis-server: the service
- * (dist/src/main.js), a minimal @grpc/grpc-js peer over the same handlers and
+ * (dist/src/bin/main.js), a minimal @grpc/grpc-js peer over the same handlers and
  * store, and direct in-process calls, measured side by side with variants
  * alternating round by round so that drift of this shared machine affects
  * all of them alike. Ratios within one run are the figures to compare;
@@ -18,8 +18,9 @@ import {
   TouchRequestSchema,
   UpsertRequestSchema,
 } from "../gen/sessionstore/v1/session_store_pb.js";
+import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
 import { createSessionStoreClient, type SessionStoreProtocol } from "../src/client.js";
-import { createLogger } from "../src/logger.js";
+import { createLogger } from "../src/observability/logger.js";
 import { encodeSession } from "../src/service/session-codec.js";
 import {
   createSessionStoreHandlers,
@@ -27,7 +28,6 @@ import {
 } from "../src/service/session-store-service.js";
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
-import { type RedisServer, startRedisServer } from "../test/support/redis-server.js";
 import {
   type Call,
   closedLoop,

@@ -1,4 +1,4 @@
-import { LOG_LEVELS, type LogLevel } from "./logger.js";
+import { LOG_LEVELS, type LogLevel } from "./observability/logger.js";
 
 /** The server's settings, read and validated once at startup. */
 export interface Config {

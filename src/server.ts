@@ -13,14 +13,19 @@ import {
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "../gen/health/v1/health_pb.js";
 import { SessionStoreService } from "../gen/sessionstore/v1/session_store_pb.js";
-import { createGrpcUnaryFastPath, type UnaryRoute } from "./grpc-unary-fast-path.js";
-import { createHealthService, HealthMonitor } from "./health.js";
-import type { Logger } from "./logger.js";
+import { createHealthService, HealthMonitor } from "./grpc/health.js";
 import {
   createReflectionServices,
   ServerReflectionV1,
   ServerReflectionV1Alpha,
-} from "./reflection.js";
+} from "./grpc/reflection.js";
+import type { Logger } from "./observability/logger.js";
+import {
+  createTelemetry,
+  OK,
+  type PeerAddress,
+  type Telemetry,
+} from "./observability/telemetry.js";
 import { errorMapping, toConnectError } from "./service/errors.js";
 import {
   createSessionStoreHandlers,
@@ -28,7 +33,7 @@ import {
   toServiceImpl,
 } from "./service/session-store-service.js";
 import type { SessionStore } from "./store/session-store.js";
-import { createTelemetry, OK, type PeerAddress, type Telemetry } from "./telemetry.js";
+import { createGrpcUnaryFastPath, type UnaryRoute } from "./transport/grpc-unary-fast-path.js";
 
 /** Everything the server is built from. */
 export interface ServerOptions {

@@ -10,8 +10,8 @@ import { tmpdir } from "node:os";
 import { basename, join, posix, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { onFreePorts } from "./support/free-port.js";
-import { waitFor } from "./support/wait-for.js";
+import { onFreePorts } from "../harness/free-port.js";
+import { waitFor } from "../harness/wait-for.js";
 
 const REPO = resolve(fileURLToPath(new URL("..", import.meta.url)));
 
@@ -339,7 +339,7 @@ describe("the Dockerfile parser", () => {
     expect(ignored("src/debug.log")).toBe(false);
     expect(ignored("keep.log")).toBe(false);
     expect(ignored("main.js.map")).toBe(true);
-    expect(ignored("dist/src/main.js.map")).toBe(true);
+    expect(ignored("dist/src/bin/main.js.map")).toBe(true);
     expect(ignored("src/main.ts")).toBe(false);
     expect(ignored("tmp1/state")).toBe(true);
     expect(ignored("tmp")).toBe(false);
@@ -385,10 +385,10 @@ describe("the Dockerfile", () => {
     expect(runtime.entrypoint, "ENTRYPOINT").toMatchObject({ form: "exec" });
   });
 
-  it("checks health with `node dist/src/healthcheck.js` in exec form, nothing downloaded", () => {
+  it("checks health with `node dist/src/bin/healthcheck.js` in exec form, nothing downloaded", () => {
     expect(runtime.healthcheck?.command, "HEALTHCHECK CMD").toEqual({
       form: "exec",
-      argv: ["node", "dist/src/healthcheck.js"],
+      argv: ["node", "dist/src/bin/healthcheck.js"],
     });
   });
 
@@ -701,7 +701,8 @@ describe("the image, built and run from the Dockerfile's steps outside Docker", 
     const commandLine = execFileSync("ps", ["-o", "args=", "-p", String(server.child.pid)], {
       encoding: "utf8",
     }).trim();
-    const shebang = (await readFile(join(dir, "dist/src/main.js"), "utf8")).split("\n", 1)[0] ?? "";
+    const shebang =
+      (await readFile(join(dir, "dist/src/bin/main.js"), "utf8")).split("\n", 1)[0] ?? "";
     expect(commandLine, "the entry point process").toMatch(/^node\s(.*\s)?dist\/src\/main\.js$/);
     for (const flag of shebang.match(/--\S+/g) ?? []) {
       expect(commandLine, `the #! line's ${flag}`).toContain(flag);

@@ -3,8 +3,8 @@ import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GetRequestSchema } from "../gen/sessionstore/v1/session_store_pb.js";
-import { encodeGrpcMessage, parseTimeout } from "../src/grpc-unary-fast-path.js";
 import { MemorySessionStore } from "../src/store/memory/memory-session-store.js";
+import { encodeGrpcMessage, parseTimeout } from "../src/transport/grpc-unary-fast-path.js";
 import { type RunningServer, startTestServer } from "./support/test-server.js";
 
 let running: RunningServer;

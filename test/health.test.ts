@@ -7,13 +7,13 @@ import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../gen/health/v1/health_pb.js";
-import { createAdminServer } from "../src/admin.js";
+import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
 import { createSessionStoreClient } from "../src/client.js";
-import { createLogger } from "../src/logger.js";
+import { createLogger } from "../src/observability/logger.js";
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
+import { createAdminServer } from "../src/transport/admin-server.js";
 import { expectCode, uniqueUserId } from "./support/fixtures.js";
-import { type RedisServer, startRedisServer } from "./support/redis-server.js";
 import { type RunningServer, startTestServer } from "./support/test-server.js";
 
 let redis: RedisServer;

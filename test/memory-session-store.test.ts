@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { waitFor } from "../harness/wait-for.js";
 import { MemorySessionStore } from "../src/store/memory/memory-session-store.js";
 import { describeSessionStoreContract, grpcClient } from "./contract/session-store-contract.js";
-import { waitFor } from "./support/wait-for.js";
 
 const openMemory = async ({ maxSessionsPerUser }: { maxSessionsPerUser: number }) =>
   new MemorySessionStore({ maxSessionsPerUser, sweepIntervalMs: 0 });

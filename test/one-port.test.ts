@@ -8,6 +8,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SessionStoreService } from "../gen/sessionstore/v1/session_store_pb.js";
+import { waitFor } from "../harness/wait-for.js";
 import { createSessionStoreClient } from "../src/client.js";
 import { MemorySessionStore } from "../src/store/memory/memory-session-store.js";
 import { expectCode, sessionFixture, ttl, uniqueUserId } from "./support/fixtures.js";
@@ -17,7 +18,6 @@ import {
   type RunningServer,
   startTestServer,
 } from "./support/test-server.js";
-import { waitFor } from "./support/wait-for.js";
 
 const run = promisify(execFile);
 const CURL = "/usr/bin/curl";

@@ -6,9 +6,9 @@ import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { type RedisServer, startRedisServer } from "./support/redis-server.js";
+import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
+import { waitFor } from "../harness/wait-for.js";
 import { runServer, type ServerProcess } from "./support/server-process.js";
-import { waitFor } from "./support/wait-for.js";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

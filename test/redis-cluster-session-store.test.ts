@@ -1,11 +1,11 @@
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../src/logger.js";
+import { type RedisCluster, startRedisCluster } from "../harness/redis-server.js";
+import { createLogger } from "../src/observability/logger.js";
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { userKeys } from "../src/store/redis/redis-keys.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
 import { describeSessionStoreContract } from "./contract/session-store-contract.js";
-import { type RedisCluster, startRedisCluster } from "./support/redis-server.js";
 
 const logger = createLogger("silent");
 let cluster: RedisCluster;

@@ -1,13 +1,13 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../src/logger.js";
+import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
+import { waitFor } from "../harness/wait-for.js";
+import { createLogger } from "../src/observability/logger.js";
 import { StoreUnavailableError } from "../src/store/errors.js";
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { userKeys } from "../src/store/redis/redis-keys.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
 import { describeSessionStoreContract } from "./contract/session-store-contract.js";
-import { type RedisServer, startRedisServer } from "./support/redis-server.js";
-import { waitFor } from "./support/wait-for.js";
 
 const logger = createLogger("silent");
 let redis: RedisServer;

@@ -3,13 +3,13 @@ import { Code } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
 import { createSessionStoreClient, type SessionStoreProtocol } from "../src/client.js";
-import { createLogger } from "../src/logger.js";
+import { createLogger } from "../src/observability/logger.js";
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { userKeys } from "../src/store/redis/redis-keys.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
 import { expectCode, sessionFixture, ttl, uniqueUserId } from "./support/fixtures.js";
-import { type RedisServer, startRedisServer } from "./support/redis-server.js";
 import {
   createGrpcJsClient,
   type GrpcJsClient,

@@ -5,11 +5,11 @@ import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../gen/health/v1/health_pb.js";
+import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
+import { waitFor } from "../harness/wait-for.js";
 import { createSessionStoreClient } from "../src/client.js";
 import { sessionFixture, ttl, uniqueUserId } from "./support/fixtures.js";
-import { type RedisServer, startRedisServer } from "./support/redis-server.js";
 import { logLines, runServerWithAdmin, type ServerProcess } from "./support/server-process.js";
-import { waitFor } from "./support/wait-for.js";
 
 let redis: RedisServer;
 const started: ServerProcess[] = [];

@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import type { Logger } from "../logger.js";
+import type { Logger } from "../observability/logger.js";
 import {
   ExpiresAtPassedError,
   SessionExistsError,

@@ -3,8 +3,9 @@ import { DurationSchema, timestampFromMs, timestampMs } from "@bufbuild/protobuf
 import { type Client, Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Session, SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
+import { waitFor } from "../../harness/wait-for.js";
 import { createSessionStoreClient } from "../../src/client.js";
-import { createLogger } from "../../src/logger.js";
+import { createLogger } from "../../src/observability/logger.js";
 import {
   createServer,
   routerOptions,
@@ -13,7 +14,6 @@ import {
 } from "../../src/server.js";
 import type { SessionStore } from "../../src/store/session-store.js";
 import { expectCode, sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
-import { waitFor } from "../support/wait-for.js";
 
 type SessionStoreClient = Client<typeof SessionStoreService>;
 

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { assertRedisServerInstalled } from "./redis-server.js";
+import { assertRedisServerInstalled } from "../../harness/redis-server.js";
 
 /**
  * Runs once before any test file: fails the run at once, with install

@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { onFreePorts } from "./free-port.js";
-import { waitFor } from "./wait-for.js";
+import { onFreePorts } from "../../harness/free-port.js";
+import { waitFor } from "../../harness/wait-for.js";
 
 /** The built entry point, as `npm start` runs it (global setup builds it). */
-export const MAIN = "dist/src/main.js";
+export const MAIN = "dist/src/bin/main.js";
 
 /** A server process started from the real entry point. */
 export interface ServerProcess {
@@ -19,7 +19,7 @@ export interface ServerProcess {
 }
 
 /**
- * Runs `node dist/src/main.js` with exactly `env` (plus PATH, and ADMIN_PORT=0
+ * Runs `node dist/src/bin/main.js` with exactly `env` (plus PATH, and ADMIN_PORT=0
  * unless given) and `args`, so nothing from the test runner's environment
  * leaks in.
  */

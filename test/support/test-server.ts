@@ -1,7 +1,7 @@
 import { Writable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { createLogger } from "../../src/logger.js";
+import { createLogger } from "../../src/observability/logger.js";
 import { createServer, type SessionStoreServer } from "../../src/server.js";
 import type { SessionStore } from "../../src/store/session-store.js";
 

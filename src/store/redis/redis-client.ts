@@ -1,5 +1,5 @@
 import { Cluster, Redis, type RedisOptions } from "ioredis";
-import type { Logger } from "../../logger.js";
+import type { Logger } from "../../observability/logger.js";
 
 /** How to reach Redis. */
 export interface RedisClientOptions {

@@ -12,12 +12,12 @@ import {
   type ServerReflectionRequest as RequestV1,
   ServerReflectionResponseSchema as ResponseV1Schema,
   ServerReflection as ServerReflectionV1,
-} from "../gen/grpc/reflection/v1/reflection_pb.js";
+} from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import {
   type ServerReflectionRequest as RequestV1Alpha,
   ServerReflectionResponseSchema as ResponseV1AlphaSchema,
   ServerReflection as ServerReflectionV1Alpha,
-} from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
 /** gRPC's NOT_FOUND, the error code reflection answers unknown names with. */
 const NOT_FOUND = 5;

@@ -8,8 +8,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
-} from "../gen/health/v1/health_pb.js";
-import { ConfigError, loadConfig } from "./config.js";
+} from "../../gen/health/v1/health_pb.js";
+import { ConfigError, loadConfig } from "../config.js";
 
 const TIMEOUT_MS = 2000;
 

@@ -1,18 +1,18 @@
 #!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=4
 import type { AddressInfo } from "node:net";
-import { createAdminServer } from "./admin.js";
 // Runtime tuning lives in the line above, so `npm start`, the Docker image
 // and the benchmark all run the server the same way: a 4 MB young-generation
 // semi-space and two malloc arenas keep the resident memory under load
 // about 25 MB lower for a few µs of CPU per call (see bench/RESULTS.md).
-import { type Config, ConfigError, helpText, loadConfig } from "./config.js";
-import { createLogger, type Logger } from "./logger.js";
-import { createServer } from "./server.js";
-import { MemorySessionStore } from "./store/memory/memory-session-store.js";
-import { connectRedis } from "./store/redis/redis-client.js";
-import { RedisSessionStore } from "./store/redis/redis-session-store.js";
-import type { SessionStore } from "./store/session-store.js";
-import { createTelemetry } from "./telemetry.js";
+import { type Config, ConfigError, helpText, loadConfig } from "../config.js";
+import { createLogger, type Logger } from "../observability/logger.js";
+import { createTelemetry } from "../observability/telemetry.js";
+import { createServer } from "../server.js";
+import { MemorySessionStore } from "../store/memory/memory-session-store.js";
+import { connectRedis } from "../store/redis/redis-client.js";
+import { RedisSessionStore } from "../store/redis/redis-session-store.js";
+import type { SessionStore } from "../store/session-store.js";
+import { createAdminServer } from "../transport/admin-server.js";
 
 /** Exit code for an invalid configuration (as in sysexits' EX_USAGE). */
 const EXIT_USAGE = 64;

@@ -2,7 +2,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   type Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
-} from "../gen/health/v1/health_pb.js";
+} from "../../gen/health/v1/health_pb.js";
 
 /** Options of {@link HealthMonitor}. */
 export interface HealthMonitorOptions {

@@ -1,6 +1,6 @@
 import http from "node:http";
-import type { HealthMonitor } from "./health.js";
-import type { Telemetry } from "./telemetry.js";
+import type { HealthMonitor } from "../grpc/health.js";
+import type { Telemetry } from "../observability/telemetry.js";
 
 /**
  * The admin listener: plain HTTP/1.1 on its own port, for what probes and
