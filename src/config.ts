@@ -6,8 +6,8 @@ export interface Config {
   readonly port: number;
   /** Address to listen on. */
   readonly host: string;
-  /** TCP port of the admin HTTP listener (/healthz, /readyz, /metrics); 0 disables it. */
-  readonly adminPort: number;
+  /** TCP port of the admin HTTP listener (/healthz, /readyz, /metrics); 0 picks a free one; "off" disables it. */
+  readonly adminPort: number | "off";
   /** Redis URL(s); undefined selects the embedded in-memory store. */
   readonly redisUrl: string | undefined;
   /** Whether redisUrl lists the seed nodes of a Redis Cluster. */
@@ -31,6 +31,8 @@ export interface Config {
   readonly redisCommandTimeoutMs: number;
   /** How long startup waits for Redis before giving up. */
   readonly redisConnectTimeoutMs: number;
+  /** Serve plain gRPC unary calls on the fast path; false: connect-node serves every call. */
+  readonly grpcFastPath: boolean;
 }
 
 /** An invalid setting or command line; the message names what is wrong. */
@@ -87,10 +89,23 @@ function logLevel(fallback: LogLevel) {
         : new Invalid(`one of ${LOG_LEVELS.join(", ")}`);
 }
 
-function boolean(raw: string | undefined): boolean | Invalid {
-  if (raw === undefined || raw === "false" || raw === "0") return false;
-  if (raw === "true" || raw === "1") return true;
-  return new Invalid("true or false");
+function boolean(fallback: boolean) {
+  return (raw: string | undefined): boolean | Invalid => {
+    if (raw === undefined) return fallback;
+    if (raw === "false" || raw === "0") return false;
+    if (raw === "true" || raw === "1") return true;
+    return new Invalid("true or false");
+  };
+}
+
+/** A port number, or "off". */
+function portOrOff(fallback: number) {
+  const port = integer(0, 65535, fallback);
+  return (raw: string | undefined): number | "off" | Invalid => {
+    if (raw === "off") return "off";
+    const value = port(raw);
+    return value instanceof Invalid ? new Invalid(`${value.expected}, or off`) : value;
+  };
 }
 
 function redisUrls(raw: string | undefined): string | undefined | Invalid {
@@ -125,9 +140,10 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
   {
     key: "adminPort",
     env: "ADMIN_PORT",
-    description: "TCP port for /healthz, /readyz and /metrics over HTTP/1.1 (0 disables it)",
+    description:
+      "TCP port for /healthz, /readyz and /metrics over HTTP/1.1 (0 picks a free port; off disables it)",
     defaultText: "9090",
-    parse: integer(0, 65535, 9090),
+    parse: portOrOff(9090),
   },
   {
     key: "redisUrl",
@@ -142,7 +158,7 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     env: "REDIS_CLUSTER",
     description: "REDIS_URL lists seed nodes of a Redis Cluster (comma-separated)",
     defaultText: "false",
-    parse: boolean,
+    parse: boolean(false),
   },
   {
     key: "keyPrefix",
@@ -219,7 +235,18 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     defaultText: "10000",
     parse: integer(1, 3_600_000, 10_000),
   },
+  {
+    key: "grpcFastPath",
+    env: "GRPC_FAST_PATH",
+    description:
+      "serve plain gRPC unary calls on the fast path (false: connect-node serves every call, for comparison)",
+    defaultText: "true",
+    parse: boolean(true),
+  },
 ];
+
+/** Flags that may stand alone, meaning true. */
+const BOOLEAN_FLAGS = new Set<keyof Config>(["redisCluster", "grpcFastPath"]);
 
 function flagName(setting: Setting<keyof Config>): string {
   return `--${setting.env.toLowerCase().replaceAll("_", "-")}`;
@@ -266,7 +293,7 @@ function parseFlags(argv: readonly string[]): Map<string, string> | "help" {
     let value: string | undefined;
     if (eq >= 0) {
       value = arg.slice(eq + 1);
-    } else if (setting.parse === boolean && !(argv[i + 1] ?? "").match(/^(true|false|0|1)$/)) {
+    } else if (BOOLEAN_FLAGS.has(setting.key) && !(argv[i + 1] ?? "").match(/^(true|false|0|1)$/)) {
       value = "true";
     } else {
       value = argv[++i];

@@ -76,15 +76,16 @@ async function main(): Promise<void> {
     processMetrics: true,
   });
   const server = createServer({ ...config, store, logger, telemetry });
-  const admin = config.adminPort > 0 ? createAdminServer(server.health, telemetry) : undefined;
+  const adminPort = config.adminPort;
+  const admin = adminPort === "off" ? undefined : createAdminServer(server.health, telemetry);
   let address: AddressInfo;
   let adminAddress: AddressInfo | undefined;
   try {
     address = await server.listen(config.port, config.host);
     adminAddress = await new Promise<AddressInfo | undefined>((resolve, reject) => {
-      if (!admin) return resolve(undefined);
+      if (!admin || adminPort === "off") return resolve(undefined);
       admin.once("error", reject);
-      admin.listen(config.adminPort, config.host, () => resolve(admin.address() as AddressInfo));
+      admin.listen(adminPort, config.host, () => resolve(admin.address() as AddressInfo));
     });
   } catch (error) {
     logger.fatal({ err: error }, "cannot listen");

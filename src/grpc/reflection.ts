@@ -7,7 +7,7 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import {
   type ServerReflectionRequest as RequestV1,
   ServerReflectionResponseSchema as ResponseV1Schema,
@@ -148,6 +148,16 @@ export function createReflectionServices(services: readonly DescService[]) {
     },
   };
   return { v1, v1alpha };
+}
+
+/**
+ * Serves reflection v1 and v1alpha on `router` over `services` (see
+ * createReflectionServices).
+ */
+export function registerReflection(router: ConnectRouter, services: readonly DescService[]): void {
+  const reflection = createReflectionServices(services);
+  router.service(ServerReflectionV1, reflection.v1);
+  router.service(ServerReflectionV1Alpha, reflection.v1alpha);
 }
 
 export { ServerReflectionV1, ServerReflectionV1Alpha };

@@ -1,5 +1,4 @@
 import { createHmac, randomBytes } from "node:crypto";
-import type { Code } from "@connectrpc/connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger, LogLevel } from "./logger.js";
 
@@ -8,8 +7,9 @@ export type StoreErrorKind = "unavailable" | "internal";
 
 /**
  * What the server reports about its RPCs: Prometheus metrics and one log
- * line per call. Both serving paths (the gRPC fast path and connect-node)
- * report through it, so every call is counted once whatever its protocol.
+ * line per call. The telemetry policy of the call pipeline reports every
+ * call through it, so each is counted once whatever its protocol and
+ * transport.
  */
 export interface Telemetry {
   /** The metrics registry /metrics serves. */
@@ -18,18 +18,20 @@ export interface Telemetry {
    * Records the start of an RPC (`procedure` as "package.Service/Method")
    * and returns the function that records its end with its status code.
    */
-  rpcStarted(procedure: string, peer: PeerAddress): (code: Code | typeof OK) => void;
+  rpcStarted(procedure: string, context: RpcContext): (code: number) => void;
   /** Counts a failure of the session store. */
   storeError(kind: StoreErrorKind): void;
   /** Records whether the store's backend is reachable (1) or not (0). */
   storeConnected(connected: boolean): void;
 }
 
-/** The status code of a successful RPC (gRPC's OK, which Connect has no member for). */
-export const OK = 0;
-
-/** Where a call came from, as the socket reports it; resolved only if logged. */
-export type PeerAddress = () => string | undefined;
+/** What the RPC log line says about a call besides its procedure. */
+export interface RpcContext {
+  readonly protocol: string;
+  readonly transport: string;
+  /** Read only when the line is logged. */
+  readonly peer: { readonly address: string | undefined };
+}
 
 /** Options of {@link createTelemetry}. */
 export interface TelemetryOptions {
@@ -73,8 +75,8 @@ const CODE_NAMES = [
  * - sessionstore_store_errors_total{kind}: store failures (unavailable, internal)
  * - sessionstore_store_connected: 1 while the store's backend answers, else 0
  *
- * The log line names the method, code, duration and a pseudonym of the
- * peer: a keyed hash of its address, stable for this process, so calls from
+ * The log line names the method, code, duration, protocol, transport and
+ * a pseudonym of the peer: a keyed hash of its address, stable for this process, so calls from
  * one client can be correlated without any IP address reaching the log.
  */
 export function createTelemetry(options: TelemetryOptions): Telemetry {
@@ -122,7 +124,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
 
   return {
     registry,
-    rpcStarted(procedure, peer) {
+    rpcStarted(procedure, context) {
       const started = process.hrtime.bigint();
       inFlight.inc();
       let histogram = histograms.get(procedure);
@@ -148,7 +150,9 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
               method: procedure,
               code: codeName,
               durationMs: Math.round(seconds * 1e6) / 1000,
-              peer: pseudonym(peer()),
+              protocol: context.protocol,
+              transport: context.transport,
+              peer: pseudonym(context.peer.address),
             },
             "rpc",
           );

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "../observability/logger.js";
 import {
   ExpiresAtPassedError,
@@ -7,6 +7,9 @@ import {
   StoreUnavailableError,
   VersionMismatchError,
 } from "../store/errors.js";
+
+/** Why a store call failed, for metrics: the backend was unreachable, or something unexpected. */
+export type StoreErrorKind = "unavailable" | "internal";
 
 /**
  * The one place where failures become status codes. Domain errors keep their
@@ -18,7 +21,7 @@ export function toConnectError(
   error: unknown,
   logger: Logger,
   method: string,
-  onStoreError: (kind: "unavailable" | "internal") => void = () => {},
+  onStoreError: (kind: StoreErrorKind) => void = () => {},
 ): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof SessionNotFoundError) {
@@ -41,18 +44,4 @@ export function toConnectError(
   onStoreError("internal");
   logger.error({ err: error, method }, "unexpected error");
   return new ConnectError("internal error", Code.Internal);
-}
-
-/** An interceptor applying {@link toConnectError} to every RPC. */
-export function errorMapping(
-  logger: Logger,
-  onStoreError?: (kind: "unavailable" | "internal") => void,
-): Interceptor {
-  return (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (error) {
-      throw toConnectError(error, logger, req.method.name, onStoreError);
-    }
-  };
 }

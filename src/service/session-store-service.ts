@@ -1,24 +1,33 @@
-import type { MessageShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { DescService, MessageShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import {
   DeleteByUserResponseSchema,
   DeleteResponseSchema,
-  type SessionStoreService,
+  SessionStoreService,
 } from "../../gen/sessionstore/v1/session_store_pb.js";
+import type { Logger } from "../observability/logger.js";
 import type { SessionStore, StoredSession } from "../store/session-store.js";
+import { type StoreErrorKind, toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { encodedReply, messageReply, type Reply } from "./reply.js";
 import { decodeSession, encodeSessionsResponse, storedSession } from "./session-codec.js";
 import { checkId, checkTimestamp, checkTtl, floorMs, invalid } from "./validate.js";
 
-/** What the handlers need: the store and the request limits. */
+/** What the handlers need: the store, the request limits, and where failures go. */
 export interface SessionStoreServiceOptions {
   readonly store: SessionStore;
   /** Upper bound of Upsert's and Touch's ttl. */
   readonly maxTtlSeconds: number;
   /** Upper bound of the protobuf encoding of a session's extra_payload. */
   readonly maxPayloadBytes: number;
+  /** Where store failures are logged (never with ids or payloads). */
+  readonly logger: Logger;
+  /** Told of every store failure, for metrics. */
+  readonly onStoreError?: (kind: StoreErrorKind) => void;
 }
+
+/** The SessionStoreService descriptor, for reflection and health. */
+export const sessionStoreService: DescService = SessionStoreService;
 
 /** page_size 0 means this many. */
 export const DEFAULT_PAGE_SIZE = 100;
@@ -49,13 +58,36 @@ function sessionReply(stored: StoredSession) {
 
 /**
  * The SessionStoreService handlers: they validate requests, translate between
- * protobuf messages and the store's domain types, and pass the RPC's abort
- * signal down so a deadline or cancellation stops the work. Store errors are
- * mapped to status codes by the serving stack (see errors.ts).
+ * protobuf messages and the store's domain types, pass the RPC's abort
+ * signal down so a deadline or cancellation stops the work, and fail only
+ * with ConnectErrors: store errors are mapped to status codes here, in one
+ * place (see errors.ts), for every transport.
  */
 export function createSessionStoreHandlers(
   options: SessionStoreServiceOptions,
 ): SessionStoreHandlers {
+  const handlers = unmappedHandlers(options);
+  const mapErrors =
+    <A extends unknown[], R>(method: string, handler: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await handler(...args);
+      } catch (error) {
+        throw toConnectError(error, options.logger, method, options.onStoreError);
+      }
+    };
+  return {
+    get: mapErrors("Get", handlers.get),
+    upsert: mapErrors("Upsert", handlers.upsert),
+    touch: mapErrors("Touch", handlers.touch),
+    delete: mapErrors("Delete", handlers.delete),
+    listByUser: mapErrors("ListByUser", handlers.listByUser),
+    deleteByUser: mapErrors("DeleteByUser", handlers.deleteByUser),
+  };
+}
+
+/** The handlers before error mapping. */
+function unmappedHandlers(options: SessionStoreServiceOptions): SessionStoreHandlers {
   const { store, maxTtlSeconds, maxPayloadBytes } = options;
   return {
     async get(req, signal) {
@@ -133,10 +165,16 @@ export function createSessionStoreHandlers(
   };
 }
 
-/** The handlers as a Connect service implementation. */
-export function toServiceImpl(
+/** Serves SessionStoreService on a Connect router with `handlers`. */
+export function registerSessionStoreService(
+  router: ConnectRouter,
   handlers: SessionStoreHandlers,
-): ServiceImpl<typeof SessionStoreService> {
+): void {
+  router.service(SessionStoreService, toServiceImpl(handlers));
+}
+
+/** The handlers as a Connect service implementation. */
+function toServiceImpl(handlers: SessionStoreHandlers): ServiceImpl<typeof SessionStoreService> {
   return {
     get: async (req, ctx) => (await handlers.get(req, ctx.signal)).message(),
     upsert: async (req, ctx) => (await handlers.upsert(req, ctx.signal)).message(),

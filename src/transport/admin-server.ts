@@ -1,5 +1,5 @@
 import http from "node:http";
-import type { HealthMonitor } from "../grpc/health.js";
+import type { HealthMonitor } from "../observability/health-monitor.js";
 import type { Telemetry } from "../observability/telemetry.js";
 
 /**

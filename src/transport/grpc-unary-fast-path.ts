@@ -6,39 +6,37 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import type { Logger } from "../observability/logger.js";
+import { type Call, OK, type Transport } from "../pipeline/call.js";
+import type { Admission, Pipeline } from "../pipeline/pipeline.js";
+import { requestTooLarge, toStatusError, undecodableRequest } from "./call-errors.js";
+import { deadlineExceeded, enforceable, parseGrpcTimeout } from "./deadline.js";
+import { nodeCallHeaders } from "./node-call-headers.js";
 
-/** A unary method the fast path serves. */
-export interface UnaryRoute {
-  readonly name: string;
-  /** "package.Service/Method", as metrics and logs name it. */
-  readonly procedure: string;
-  readonly input: DescMessage;
-  /**
-   * Takes the decoded request and its encoding; resolves to the response,
-   * which encodes itself (see service/reply.ts).
-   */
-  readonly handler: (
-    request: MessageShape<DescMessage>,
-    signal: AbortSignal | undefined,
-    encoded: Uint8Array,
-  ) => Promise<{ binary(): Uint8Array }>;
-}
+/**
+ * A unary handler the fast path can call: it takes the decoded request, the
+ * call's abort signal and the request's encoding, and resolves to a
+ * response that encodes itself (see service/reply.ts).
+ */
+export type UnaryHandler = (
+  request: MessageShape<DescMessage>,
+  signal: AbortSignal,
+  encoded: Uint8Array,
+) => Promise<{ binary(): Uint8Array }>;
 
 /** Options of {@link createGrpcUnaryFastPath}. */
 export interface GrpcUnaryFastPathOptions {
   /** The service whose unary methods to serve. */
   readonly service: DescService;
   /** The handler of each method, by the method's local name. */
-  readonly handlers: Readonly<Record<string, UnaryRoute["handler"]>>;
+  readonly handlers: Readonly<Record<string, UnaryHandler>>;
+  /** The policies every call passes through. */
+  readonly pipeline: Pipeline;
   /** Requests whose message is larger fail RESOURCE_EXHAUSTED. */
-  readonly readMaxBytes: number;
-  /** Turns any failure into the status to send (and logs what it must). */
-  readonly toStatus: (error: unknown, method: string) => ConnectError;
-  /**
-   * Told when a call starts (with a way to read its client's address); the
-   * function it returns is told the call's status code when it ends.
-   */
-  readonly observe: (procedure: string, peer: () => string | undefined) => (code: number) => void;
+  readonly maxRequestBytes: number;
+  /** Where unexpected failures are logged. */
+  readonly logger: Logger;
 }
 
 /**
@@ -50,6 +48,18 @@ export type FastPath = (
   headers: http2.IncomingHttpHeaders,
 ) => boolean;
 
+/** The fast path as the pipeline sees it. */
+export const grpcFastPathTransport: Transport = {
+  name: "grpc-fast-path",
+  provides: new Set(),
+};
+
+interface Route {
+  readonly procedure: string;
+  readonly input: DescMessage;
+  readonly handler: UnaryHandler;
+}
+
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH } =
   http2.constants;
 
@@ -59,24 +69,24 @@ const ENVELOPE_HEADER_BYTES = 5;
 
 /**
  * A gRPC server for unary calls with binary protobuf and no compression,
- * written straight against node:http2 streams.
+ * written straight against node:http2 streams: one of the two transports of
+ * the port, under the same pipeline as the other (connect-node).
  *
  * Why: connect-node serves every call through web-style Headers, async
- * iterables and an AbortController per request; for the small unary calls
+ * iterables and several promises per request; for the small unary calls
  * this service answers, that plumbing cost more CPU than the work itself
  * (see bench/RESULTS.md). gRPC clients send these calls the same way every
  * time, so this path handles exactly that shape with plain callbacks, and
  * everything else (Connect, gRPC-Web, compressed requests, unknown methods)
- * still goes to connect-node on the same port, with identical semantics:
- * the same handlers, error mapping, size limit and deadlines.
+ * goes to connect-node on the same port. Both answer alike: the same
+ * pipeline, handlers, limits, deadlines, statuses and messages.
  */
 export function createGrpcUnaryFastPath(options: GrpcUnaryFastPathOptions): FastPath {
-  const routes = new Map<string, UnaryRoute>();
+  const routes = new Map<string, Route>();
   for (const method of options.service.methods) {
     const handler = options.handlers[method.localName];
     if (method.methodKind !== "unary" || !handler) continue;
     routes.set(`/${options.service.typeName}/${method.name}`, {
-      name: method.name,
       procedure: `${options.service.typeName}/${method.name}`,
       input: method.input,
       handler,
@@ -97,78 +107,87 @@ export function createGrpcUnaryFastPath(options: GrpcUnaryFastPathOptions): Fast
   };
 }
 
+/** The Call of a fast-path stream. */
+function fastPathCall(
+  procedure: string,
+  headers: http2.IncomingHttpHeaders,
+  stream: http2.ServerHttp2Stream,
+  deadline: number | undefined,
+  signal: AbortSignal,
+): Call {
+  return {
+    procedure,
+    protocol: "grpc",
+    transport: grpcFastPathTransport.name,
+    httpVersion: "2",
+    headers: nodeCallHeaders(headers),
+    // Read now: the connection may be gone by the time the call ends. Node
+    // caches a socket's address, so this costs a lookup per connection.
+    peer: { address: stream.session?.socket?.remoteAddress },
+    deadline,
+    signal,
+  };
+}
+
 function serveUnary(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
-  route: UnaryRoute,
+  route: Route,
   options: GrpcUnaryFastPathOptions,
 ): void {
-  let done = false;
-  let controller: AbortController | undefined;
+  const controller = new AbortController();
+  const timeout = parseGrpcTimeout(headers["grpc-timeout"] as string | undefined);
+  const timeoutMs = timeout instanceof ConnectError ? undefined : timeout;
+  const enforced = enforceable(timeoutMs);
+  const call = fastPathCall(
+    route.procedure,
+    headers,
+    stream,
+    enforced ? Date.now() + timeoutMs : undefined,
+    controller.signal,
+  );
+  let admission: Admission | undefined;
+  /** The status the call ended with, once answered or cancelled. */
+  let outcome: number | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let bodyEnded = false;
+  let handlerStarted = false;
+  /** A problem with the request body, answered once the call is admitted. */
+  let requestError: ConnectError | undefined;
   const chunks: Buffer[] = [];
   let received = 0;
-  const ended = options.observe(route.procedure, () => stream.session?.socket?.remoteAddress);
 
   const finish = (response: Uint8Array | undefined, error: unknown) => {
-    if (done) return;
-    done = true;
+    if (outcome !== undefined) return;
     clearTimeout(timer);
     if (stream.destroyed || stream.closed) {
-      ended(Code.Canceled);
-      return;
-    }
-    if (error === undefined && response) {
+      outcome = Code.Canceled;
+    } else if (error === undefined && response) {
       sendMessage(stream, response);
-      ended(0);
+      outcome = OK;
     } else {
-      const status = options.toStatus(error, route.name);
+      const status = toStatusError(error, options.logger, route.procedure);
       sendStatus(stream, status);
-      ended(status.code);
+      outcome = status.code;
     }
+    admission?.finish(outcome);
   };
 
-  // Data keeps flowing after an early answer (and is dropped), so a client
-  // still sending is never stalled on flow control.
-  const onData = (chunk: Buffer) => {
-    if (done) return;
-    if (received === 0 && chunk.length >= ENVELOPE_HEADER_BYTES) {
-      const size = chunk.readUInt32BE(1);
-      if (size > options.readMaxBytes) {
-        finish(
-          undefined,
-          new ConnectError(
-            `message size ${size} is larger than configured readMaxBytes ${options.readMaxBytes}`,
-            Code.ResourceExhausted,
-          ),
-        );
-        return;
-      }
-    }
-    received += chunk.length;
-    if (received > options.readMaxBytes + ENVELOPE_HEADER_BYTES) {
-      finish(
-        undefined,
-        new ConnectError("request is larger than configured readMaxBytes", Code.ResourceExhausted),
-      );
-      return;
-    }
-    chunks.push(chunk);
-  };
-  stream.on("data", onData);
-
-  stream.once("end", () => {
-    if (done) return;
+  const runHandler = () => {
+    handlerStarted = true;
     let encoded: Uint8Array;
     let request: MessageShape<DescMessage>;
     try {
-      encoded = unwrapEnvelope(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+      encoded = unwrapEnvelope(
+        chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
+        route.input.typeName,
+      );
       request = decodeMessage(route.input, encoded);
     } catch (error) {
       finish(undefined, error);
       return;
     }
-    route.handler(request, controller?.signal, encoded).then(
+    route.handler(request, controller.signal, encoded).then(
       (response) => {
         let bytes: Uint8Array;
         try {
@@ -181,6 +200,44 @@ function serveUnary(
       },
       (error: unknown) => finish(undefined, error),
     );
+  };
+
+  // Policies decide first; then request problems are answered; the handler
+  // runs once the whole body is in.
+  const proceed = () => {
+    if (admission === undefined || outcome !== undefined || handlerStarted) return;
+    if (admission.rejection) return finish(undefined, admission.rejection);
+    if (timeout instanceof ConnectError) return finish(undefined, timeout);
+    if (requestError) return finish(undefined, requestError);
+    if (bodyEnded) runHandler();
+  };
+
+  const admit = (admitted: Admission) => {
+    admission = admitted;
+    if (outcome !== undefined) admitted.finish(outcome);
+    else proceed();
+  };
+
+  // Data keeps flowing after an early answer (and is dropped), so a client
+  // still sending is never stalled on flow control.
+  stream.on("data", (chunk: Buffer) => {
+    if (outcome !== undefined || requestError) return;
+    if (received === 0 && chunk.length >= ENVELOPE_HEADER_BYTES) {
+      if (chunk.readUInt32BE(1) > options.maxRequestBytes) {
+        requestError = requestTooLarge(options.maxRequestBytes);
+        return proceed();
+      }
+    }
+    received += chunk.length;
+    if (received > options.maxRequestBytes + ENVELOPE_HEADER_BYTES) {
+      requestError = requestTooLarge(options.maxRequestBytes);
+      return proceed();
+    }
+    chunks.push(chunk);
+  });
+  stream.once("end", () => {
+    bodyEnded = true;
+    proceed();
   });
 
   // A client that resets the stream with an error code makes Node emit
@@ -189,60 +246,62 @@ function serveUnary(
   stream.on("error", () => {});
 
   stream.once("close", () => {
-    if (done) return;
-    // The client went away (cancelled, or the connection dropped).
-    done = true;
+    if (outcome !== undefined) return;
+    // The client went away (cancelled, or the connection dropped): stop the
+    // work, whether or not it set a deadline.
     clearTimeout(timer);
-    ended(Code.Canceled);
-    controller?.abort(new ConnectError("the client cancelled the call", Code.Canceled));
+    outcome = Code.Canceled;
+    controller.abort(new ConnectError("the client cancelled the call", Code.Canceled));
+    admission?.finish(outcome);
   });
 
-  const timeout = headers["grpc-timeout"];
-  if (timeout !== undefined) {
-    const ms = parseTimeout(timeout as string);
-    if (ms === undefined) {
-      finish(
-        undefined,
-        new ConnectError("protocol error: invalid grpc-timeout", Code.InvalidArgument),
-      );
-      return;
-    }
-    controller = new AbortController();
+  if (enforced) {
     timer = setTimeout(() => {
-      const reason = new ConnectError("the operation timed out", Code.DeadlineExceeded);
-      controller?.abort(reason);
+      const reason = deadlineExceeded();
+      controller.abort(reason);
       finish(undefined, reason);
-    }, ms);
+    }, timeoutMs);
   }
+
+  const started = options.pipeline.start(call);
+  if (started instanceof Promise) started.then(admit);
+  else admit(started);
 }
 
-/** The one message of a unary request body, without its envelope. */
-function unwrapEnvelope(body: Buffer): Uint8Array {
-  if (body.length < ENVELOPE_HEADER_BYTES) {
-    throw new ConnectError("protocol error: missing request message", Code.InvalidArgument);
-  }
-  const flags = body[0] as number;
-  const size = body.readUInt32BE(1);
-  if (body.length !== ENVELOPE_HEADER_BYTES + size) {
+/**
+ * The one message of a unary request body, without its envelope; fails as
+ * the connect-node transport does for the same body.
+ */
+function unwrapEnvelope(body: Buffer, typeName: string): Uint8Array {
+  if (body.length === 0) {
     throw new ConnectError(
-      "protocol error: a unary request carries exactly one message",
-      Code.InvalidArgument,
+      "protocol error: missing input message for unary method",
+      Code.Unimplemented,
     );
   }
-  if ((flags & 1) === 1) {
+  const size = body.length >= ENVELOPE_HEADER_BYTES ? body.readUInt32BE(1) : Number.NaN;
+  const end = ENVELOPE_HEADER_BYTES + size;
+  // A truncated envelope, or a compressed one without grpc-encoding, cannot
+  // be read as a message.
+  if (!(body.length >= end)) throw undecodableRequest(typeName);
+  if (body.length > end) {
+    const rest = body.length - end;
+    const next = rest >= ENVELOPE_HEADER_BYTES ? body.readUInt32BE(end + 1) : Number.NaN;
+    if (!(rest - ENVELOPE_HEADER_BYTES >= next)) throw undecodableRequest(typeName);
     throw new ConnectError(
-      "protocol error: compressed message without grpc-encoding",
-      Code.Internal,
+      "protocol error: received extra input message for unary method",
+      Code.Unimplemented,
     );
   }
-  return body.subarray(ENVELOPE_HEADER_BYTES);
+  if (((body[0] as number) & 1) === 1) throw undecodableRequest(typeName);
+  return body.subarray(ENVELOPE_HEADER_BYTES, end);
 }
 
 function decodeMessage(schema: DescMessage, bytes: Uint8Array): MessageShape<DescMessage> {
   try {
     return fromBinary(schema, bytes);
   } catch {
-    throw new ConnectError(`request is not a valid ${schema.typeName}`, Code.InvalidArgument);
+    throw undecodableRequest(schema.typeName);
   }
 }
 
@@ -259,37 +318,27 @@ function sendMessage(stream: http2.ServerHttp2Stream, message: Uint8Array): void
   stream.end(frame);
 }
 
-/** A Trailers-Only response: the status in the only HEADERS frame. */
+/**
+ * A Trailers-Only response: the status in the only HEADERS frame, with
+ * grpc-status-details-bin exactly as connect-node writes it when the error
+ * carries details.
+ */
 function sendStatus(stream: http2.ServerHttp2Stream, error: ConnectError): void {
   if (stream.headersSent) {
     stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
     return;
   }
-  stream.respond(
-    {
-      [HTTP2_HEADER_STATUS]: 200,
-      [HTTP2_HEADER_CONTENT_TYPE]: CONTENT_TYPE,
-      "grpc-status": String(error.code),
-      "grpc-message": encodeGrpcMessage(error.rawMessage),
-    },
-    { endStream: true },
-  );
-}
-
-const TIMEOUT_UNIT_MS: Record<string, number> = {
-  H: 3_600_000,
-  M: 60_000,
-  S: 1000,
-  m: 1,
-  u: 0.001,
-  n: 0.000_001,
-};
-
-/** Parses a grpc-timeout header ("100m", "5S", ...) into milliseconds. */
-export function parseTimeout(value: string): number | undefined {
-  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
-  if (!match) return undefined;
-  return Number(match[1]) * (TIMEOUT_UNIT_MS[match[2] as string] as number);
+  const headers: http2.OutgoingHttpHeaders = {
+    [HTTP2_HEADER_STATUS]: 200,
+    [HTTP2_HEADER_CONTENT_TYPE]: CONTENT_TYPE,
+    "grpc-status": String(error.code),
+    "grpc-message": encodeGrpcMessage(error.rawMessage),
+  };
+  if (error.details.length > 0) {
+    const details = setTrailerStatus(new Headers(), error).get("grpc-status-details-bin");
+    if (details !== null) headers["grpc-status-details-bin"] = details;
+  }
+  stream.respond(headers, { endStream: true });
 }
 
 /**

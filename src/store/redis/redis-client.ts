@@ -39,10 +39,27 @@ function failFastOptions(options: RedisClientOptions) {
 }
 
 /**
+ * Where Redis is, for logs: host:port of each URL, never credentials.
+ */
+export function redisTargets(options: RedisClientOptions): string {
+  return options.url
+    .split(",")
+    .map((url) => {
+      const { hostname, port } = new URL(url.trim());
+      return `${hostname}:${port || 6379}`;
+    })
+    .join(",");
+}
+
+/**
  * Connects to Redis (standalone or Cluster) and resolves once it is ready.
- * Connection state changes are logged without credentials or data.
+ * Connection state changes are logged without credentials or data: while
+ * the first connection fails, once per distinct cause at warn, naming the
+ * address it waits for and why (ECONNREFUSED, a DNS failure, an auth
+ * error), so a wrong REDIS_URL shows at once rather than at the timeout.
  *
- * @throws Error when Redis is not ready within connectTimeoutMs.
+ * @throws Error when Redis is not ready within connectTimeoutMs, naming the
+ *   address and the last cause.
  */
 export async function connectRedis(
   options: RedisClientOptions,
@@ -55,22 +72,36 @@ export async function connectRedis(
         enableOfflineQueue: false,
         retryStrategy: reconnectDelay,
       });
+  const target = redisTargets(options);
   let connected = false;
+  let everConnected = false;
+  let lastCause: string | undefined;
   client.on("ready", () => {
     connected = true;
-    logger.info("connected to Redis");
+    everConnected = true;
+    logger.info({ redis: target }, "connected to Redis");
   });
   client.on("error", (err: Error) => {
-    // While disconnected every reconnect attempt fails; say so once.
-    if (connected) logger.warn({ err }, "lost connection to Redis, reconnecting");
-    else logger.debug({ err }, "Redis connection attempt failed");
+    const cause = causeOf(err);
+    if (connected) {
+      logger.warn({ err, redis: target }, "lost connection to Redis, reconnecting");
+    } else if (!everConnected && cause !== lastCause) {
+      // Every retry fails the same way while Redis stays away: say it once.
+      logger.warn({ redis: target, cause }, "waiting for Redis");
+    } else {
+      logger.debug({ err }, "Redis connection attempt failed");
+    }
+    lastCause = cause;
     connected = false;
   });
   try {
     await waitUntilReady(client, options.connectTimeoutMs);
-  } catch (error) {
+  } catch {
     client.disconnect();
-    throw error;
+    throw new Error(
+      `Redis at ${target} was not ready within ${options.connectTimeoutMs} ms` +
+        (lastCause ? ` (${lastCause})` : ""),
+    );
   }
   return client;
 }
@@ -93,12 +124,18 @@ function createCluster(options: RedisClientOptions): Cluster {
   });
 }
 
+/** A connection error's cause, safe to log: its code (ECONNREFUSED) or its message. */
+function causeOf(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" ? code : error.message;
+}
+
 function waitUntilReady(client: Redis | Cluster, timeoutMs: number): Promise<void> {
   if (client.status === "ready") return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       client.off("ready", onReady);
-      reject(new Error(`Redis was not ready within ${timeoutMs} ms`));
+      reject(new Error("timed out"));
     }, timeoutMs);
     const onReady = () => {
       clearTimeout(timer);

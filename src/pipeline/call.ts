@@ -1,0 +1,87 @@
+import type { Code } from "@connectrpc/connect";
+
+/** The wire protocols the one port speaks. */
+export type Protocol = "grpc" | "grpc-web" | "connect";
+
+/** Request headers (gRPC metadata), looked up by lower-case name. */
+export interface CallHeaders {
+  /** The header's value, several values joined with ", "; undefined when absent. */
+  get(name: string): string | undefined;
+}
+
+/** Who is calling, as the connection tells it. */
+export interface Peer {
+  /** The client's IP address; undefined once the connection is gone. */
+  readonly address: string | undefined;
+}
+
+/**
+ * One RPC as every policy sees it, whatever its protocol and whichever
+ * transport serves it. Transports build it from what they read before the
+ * request message: policies run before a byte of the message is decoded.
+ */
+export interface Call {
+  /** "package.Service/Method", e.g. "sessionstore.v1.SessionStoreService/Get". */
+  readonly procedure: string;
+  readonly protocol: Protocol;
+  /** The transport serving the call (see Transport.name), for logs. */
+  readonly transport: string;
+  /** The HTTP version of the connection: "2" or "1.1". */
+  readonly httpVersion: string;
+  readonly headers: CallHeaders;
+  readonly peer: Peer;
+  /**
+   * When the caller's deadline passes, in Unix milliseconds; undefined when
+   * it sent none, or one longer than a timer can hold (about 24.8 days),
+   * which is served as no deadline.
+   */
+  readonly deadline: number | undefined;
+  /**
+   * Aborts when the call ends early: the client cancels or goes away, the
+   * deadline passes, or shutdown cancels what is still running.
+   */
+  readonly signal: AbortSignal;
+}
+
+/** The status code a call ended with: OK is 0, then Connect's codes. */
+export type StatusCode = Code | typeof OK;
+
+/** gRPC's OK, which Connect's Code has no member for. */
+export const OK = 0;
+
+/** Told once how a call ended. */
+export type CallEnd = (code: StatusCode) => void;
+
+/**
+ * Something a policy may need that not every transport can provide; the
+ * pipeline refuses at startup to run a policy on a transport that lacks
+ * what it requires, rather than letting it silently see nothing there.
+ *
+ * - "peer-certificate": the verified TLS client certificate (mTLS).
+ */
+export type CallFeature = "peer-certificate";
+
+/**
+ * A per-call policy (telemetry, authentication, limits, tracing): written
+ * once, run by the pipeline for every call on every transport.
+ */
+export interface CallPolicy {
+  /** A short name for errors and logs. */
+  readonly name: string;
+  /** What the policy needs beyond the Call's fields (checked at startup). */
+  readonly requires?: readonly CallFeature[];
+  /**
+   * Runs before the handler, in the pipeline's order. Throwing (or
+   * rejecting with) a ConnectError rejects the call with that status, and
+   * the handler never runs. May return the function to be told the final
+   * status code of the call; it is called for rejected calls too.
+   */
+  begin(call: Call): CallEnd | undefined | Promise<CallEnd | undefined>;
+}
+
+/** A way calls arrive (the gRPC fast path, connect-node), as the pipeline checks it. */
+export interface Transport {
+  readonly name: string;
+  /** The call features this transport can provide. */
+  readonly provides: ReadonlySet<CallFeature>;
+}

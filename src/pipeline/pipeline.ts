@@ -1,0 +1,108 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "../observability/logger.js";
+import type { Call, CallEnd, CallPolicy, StatusCode, Transport } from "./call.js";
+
+/** Whether a call may go on to its handler, and how to report its end. */
+export interface Admission {
+  /** Set when a policy rejected the call: answer with this status. */
+  readonly rejection: ConnectError | undefined;
+  /**
+   * Tells every policy that began, last first, the status the call ended
+   * with (the rejection's code for a rejected call). Call it exactly once,
+   * when the status has been sent or the call was cancelled.
+   */
+  finish(code: StatusCode): void;
+}
+
+/** The ordered policies every call passes through. */
+export interface Pipeline {
+  readonly policies: readonly CallPolicy[];
+  /**
+   * Starts a call: runs each policy's begin in order until one rejects.
+   * Synchronous when every policy is, so the common case costs no extra
+   * promise.
+   */
+  start(call: Call): Admission | Promise<Admission>;
+}
+
+/** Options of {@link createPipeline}. */
+export interface PipelineOptions {
+  /** In order: the first begins first and is told the end last (the outermost). */
+  readonly policies: readonly CallPolicy[];
+  /** Every transport that will run the pipeline; each must provide what each policy requires. */
+  readonly transports: readonly Transport[];
+  /** Where a policy's unexpected failure is logged (the caller sees a generic INTERNAL). */
+  readonly logger: Logger;
+}
+
+/**
+ * Builds the one pipeline all transports run. Fails at once, naming the
+ * policy and the transport, when a transport cannot provide what a policy
+ * requires: a policy that one transport would silently skip is a bypass.
+ */
+export function createPipeline(options: PipelineOptions): Pipeline {
+  const { policies, transports, logger } = options;
+  for (const policy of policies) {
+    for (const feature of policy.requires ?? []) {
+      for (const transport of transports) {
+        if (!transport.provides.has(feature)) {
+          throw new Error(
+            `the ${policy.name} policy needs ${feature}, which the ${transport.name} transport cannot provide`,
+          );
+        }
+      }
+    }
+  }
+
+  const admit = (ends: CallEnd[], rejection: ConnectError | undefined): Admission => {
+    let finished = false;
+    return {
+      rejection,
+      finish(code) {
+        if (finished) return;
+        finished = true;
+        for (let i = ends.length - 1; i >= 0; i--) {
+          try {
+            (ends[i] as CallEnd)(code);
+          } catch (error) {
+            logger.error({ err: error }, "a call policy failed at the end of a call");
+          }
+        }
+      },
+    };
+  };
+
+  const reject = (ends: CallEnd[], error: unknown, policy: CallPolicy): Admission => {
+    if (error instanceof ConnectError) return admit(ends, error);
+    logger.error({ err: error, policy: policy.name }, "a call policy failed");
+    return admit(ends, new ConnectError("internal error", Code.Internal));
+  };
+
+  const startAt = (call: Call, from: number, ends: CallEnd[]): Admission | Promise<Admission> => {
+    for (let i = from; i < policies.length; i++) {
+      const policy = policies[i] as CallPolicy;
+      let begun: ReturnType<CallPolicy["begin"]>;
+      try {
+        begun = policy.begin(call);
+      } catch (error) {
+        return reject(ends, error, policy);
+      }
+      if (begun instanceof Promise) {
+        return begun.then(
+          (end) => {
+            if (end) ends.push(end);
+            return startAt(call, i + 1, ends);
+          },
+          (error: unknown) => reject(ends, error, policy),
+        );
+      }
+      if (begun) ends.push(begun);
+    }
+    return admit(ends, undefined);
+  };
+
+  return {
+    policies,
+    start: (call) => startAt(call, 0, []),
+  };
+}

@@ -1,0 +1,353 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  createConnectRouter,
+  createContextKey,
+  createContextValues,
+  type Interceptor,
+} from "@connectrpc/connect";
+import {
+  createAsyncIterable,
+  type UniversalHandler,
+  type UniversalServerResponse,
+} from "@connectrpc/connect/protocol";
+import { errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { parseContentType as parseGrpcContentType } from "@connectrpc/connect/protocol-grpc";
+import { parseContentType as parseGrpcWebContentType } from "@connectrpc/connect/protocol-grpc-web";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
+import type { Logger } from "../observability/logger.js";
+import { type Call, OK, type StatusCode, type Transport } from "../pipeline/call.js";
+import type { Pipeline } from "../pipeline/pipeline.js";
+import { requestTooLarge, toStatusError, undecodableRequest } from "./call-errors.js";
+import {
+  deadlineExceeded,
+  enforceable,
+  parseConnectTimeout,
+  parseGrpcTimeout,
+} from "./deadline.js";
+import { decodeBase64Body, encodeBase64Body } from "./grpc-web-text.js";
+import { nodeCallHeaders } from "./node-call-headers.js";
+import {
+  errorOfResponse,
+  errorResponse,
+  looksLikeConnect,
+  type NotACall,
+  unknownMethod,
+  type WireFormat,
+  wireFormatOf,
+} from "./wire-format.js";
+
+/** Options of {@link createConnectNodeTransport}. */
+export interface ConnectNodeTransportOptions {
+  /** Registers the services (SessionStoreService, health, reflection). */
+  readonly routes: (router: ConnectRouter) => void;
+  /** The policies every call passes through. */
+  readonly pipeline: Pipeline;
+  /** Requests whose message is larger fail RESOURCE_EXHAUSTED. */
+  readonly maxRequestBytes: number;
+  /** Where unexpected failures are logged. */
+  readonly logger: Logger;
+}
+
+/** A request of the HTTP/1.1 or the HTTP/2 half of the port. */
+export type NodeServerRequest = IncomingMessage | Http2ServerRequest;
+/** Its response. */
+export type NodeServerResponse = ServerResponse | Http2ServerResponse;
+
+/** connect-node as the pipeline sees it. */
+export const connectNodeTransport: Transport = {
+  name: "connect-node",
+  provides: new Set(),
+};
+
+/** Whether connect-node got as far as a call's handler, and how the handler ended. */
+interface HandlerOutcome {
+  reached: boolean;
+  code: StatusCode | undefined;
+}
+
+const OUTCOME = createContextKey<HandlerOutcome>(
+  { reached: false, code: undefined },
+  { description: "handler outcome" },
+);
+
+/**
+ * Every call the gRPC fast path does not take (Connect, gRPC-Web binary and
+ * text, compressed gRPC, health, reflection, unknown methods), served by
+ * connect-node's router under the one pipeline.
+ *
+ * Like connect-node's own adapter, it finds the method by path and hands
+ * the request to the router's handler; around that it: runs the pipeline
+ * before connect-node reads the message, so a rejected call is answered
+ * without parsing anything; owns deadlines (a timeout too long for a timer
+ * is no deadline, where connect-node's timer would fire at once); serves
+ * gRPC-Web's text variant by translating it to binary; answers requests it
+ * cannot serve with a body saying why; and words the failures connect-node
+ * raises before the handler runs as the fast path does (a body that does
+ * not decode is the caller's INVALID_ARGUMENT, not INTERNAL).
+ */
+export function createConnectNodeTransport(
+  options: ConnectNodeTransportOptions,
+): (req: NodeServerRequest, res: NodeServerResponse) => void {
+  const router = createConnectRouter({
+    interceptors: [observeHandler(options.logger)],
+    readMaxBytes: options.maxRequestBytes,
+    acceptCompression: [compressionGzip, compressionBrotli],
+  });
+  options.routes(router);
+  const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
+  const services = [...new Set(router.handlers.map((handler) => handler.service.typeName))];
+  return (req, res) => {
+    const handler = handlers.get((req.url ?? "").split("?", 1)[0] ?? "");
+    if (!handler) return answerNotACall(req.headers, res, unknownMethod(services));
+    const format = wireFormatOf(
+      req.method ?? "",
+      req.url ?? "/",
+      req.headers["content-type"],
+      handler.method,
+    );
+    if (!("protocol" in format)) return answerNotACall(req.headers, res, format);
+    serveCall(req, res, handler, format, options).catch((error: unknown) => {
+      options.logger.error({ err: error }, "a call failed outside its handler");
+    });
+  };
+}
+
+async function serveCall(
+  req: NodeServerRequest,
+  res: NodeServerResponse,
+  handler: UniversalHandler,
+  format: WireFormat,
+  options: ConnectNodeTransportOptions,
+): Promise<void> {
+  const header = req.headers[format.timeoutHeader];
+  const timeout =
+    format.timeoutHeader === "grpc-timeout"
+      ? parseGrpcTimeout(header as string | undefined)
+      : parseConnectTimeout(header as string | undefined);
+  const timeoutMs = timeout instanceof ConnectError ? undefined : timeout;
+  const enforced = enforceable(timeoutMs);
+  const controller = new AbortController();
+  const timer = enforced
+    ? setTimeout(() => controller.abort(deadlineExceeded()), timeoutMs)
+    : undefined;
+  const call: Call = {
+    procedure: `${handler.service.typeName}/${handler.method.name}`,
+    protocol: format.protocol,
+    transport: connectNodeTransport.name,
+    httpVersion: req.httpVersion === "2.0" ? "2" : req.httpVersion,
+    headers: nodeCallHeaders(req.headers),
+    // Read now: the connection may be gone by the time the call ends.
+    peer: { address: req.socket?.remoteAddress },
+    deadline: enforced ? Date.now() + timeoutMs : undefined,
+    signal: controller.signal,
+  };
+  const closed = new Promise<void>((resolve) => res.once("close", resolve));
+  // Sends a response; resolves to whether it reached its end before the
+  // client went away.
+  const send = (response: UniversalServerResponse) =>
+    Promise.race([
+      universalResponseToNodeResponse(response, res).then(
+        () => true,
+        () => false,
+      ),
+      closed.then(() => res.writableEnded),
+    ]);
+  const answer = async (error: ConnectError) =>
+    (await send(errorResponse(format, error))) ? error.code : Code.Canceled;
+
+  const admission = await options.pipeline.start(call);
+  let code: StatusCode = Code.Canceled;
+  try {
+    if (admission.rejection) code = await answer(admission.rejection);
+    else if (timeout instanceof ConnectError) code = await answer(timeout);
+    else code = await runHandler(req, res, handler, format, controller, send, answer, options);
+  } finally {
+    clearTimeout(timer);
+    admission.finish(code);
+  }
+}
+
+async function runHandler(
+  req: NodeServerRequest,
+  res: NodeServerResponse,
+  handler: UniversalHandler,
+  format: WireFormat,
+  controller: AbortController,
+  send: (response: UniversalServerResponse) => Promise<boolean>,
+  answer: (error: ConnectError) => Promise<StatusCode>,
+  options: ConnectNodeTransportOptions,
+): Promise<StatusCode> {
+  const outcome: HandlerOutcome = { reached: false, code: undefined };
+  const request = universalRequestFromNodeRequest(
+    req,
+    res,
+    undefined,
+    createContextValues().set(OUTCOME, outcome),
+  );
+  // The client going away cancels the call. (The signal also fires once the
+  // response is complete, which cancels nothing.)
+  const clientSignal = request.signal;
+  clientSignal.addEventListener(
+    "abort",
+    () => {
+      if (res.writableEnded) return;
+      const reason: unknown = clientSignal.reason;
+      controller.abort(
+        reason instanceof ConnectError
+          ? reason
+          : new ConnectError("the client cancelled the call", Code.Canceled),
+      );
+    },
+    { once: true },
+  );
+  // The deadline is this transport's (see serveCall): connect-node must not
+  // start a timer of its own.
+  request.header.delete(format.timeoutHeader);
+  request.signal = controller.signal;
+  if (format.text) {
+    request.header.set("content-type", `application/grpc-web+${format.binary ? "proto" : "json"}`);
+    request.body = decodeBase64Body(request.body as AsyncIterable<Uint8Array>);
+  }
+
+  let response = await handler(request);
+  if (!outcome.reached) {
+    // connect-node failed the call before its handler: a problem with the
+    // request itself, worded as the fast path words it.
+    const error = (await errorOfResponse(format, response)) ?? unexpectedSuccess();
+    return answer(requestError(error, handler, options.maxRequestBytes));
+  }
+  if (format.text) {
+    const header = new Headers(response.header);
+    header.set("content-type", `application/grpc-web-text+${format.binary ? "proto" : "json"}`);
+    response = {
+      ...response,
+      header,
+      body: encodeBase64Body(response.body ?? createAsyncIterable([])),
+    };
+  }
+  return (await send(response)) ? (outcome.code ?? Code.Internal) : Code.Canceled;
+}
+
+/**
+ * What to answer for a failure connect-node raised before the handler ran:
+ * an oversized message names the setting; a message that does not decode
+ * is INVALID_ARGUMENT naming the type (connect-node says INTERNAL for
+ * protobuf, and its JSON decoder's message can quote the request: only the
+ * name of the field at fault is kept from it); the rest, such as a missing
+ * message or an unknown compression, as connect-node words it.
+ */
+function requestError(
+  error: ConnectError,
+  handler: UniversalHandler,
+  maxRequestBytes: number,
+): ConnectError {
+  switch (error.code) {
+    case Code.ResourceExhausted:
+      return requestTooLarge(maxRequestBytes);
+    case Code.Internal:
+    case Code.InvalidArgument: {
+      const field = /^cannot decode field ([\w.]+) from JSON/.exec(error.rawMessage)?.[1];
+      return undecodableRequest(handler.method.input.typeName, field);
+    }
+    default:
+      return error;
+  }
+}
+
+function unexpectedSuccess(): ConnectError {
+  return new ConnectError("internal error", Code.Internal);
+}
+
+/**
+ * Marks the call as having reached its handler, records how the handler
+ * ended (for streams, when the stream ends) and turns anything that is not
+ * a ConnectError into a logged, generic INTERNAL.
+ */
+function observeHandler(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    const outcome = req.contextValues.get(OUTCOME);
+    outcome.reached = true;
+    const procedure = `${req.service.typeName}/${req.method.name}`;
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (error) {
+      const status = toStatusError(error, logger, procedure);
+      outcome.code = status.code;
+      throw status;
+    }
+    if (!res.stream) {
+      outcome.code = OK;
+      return res;
+    }
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        let code: StatusCode = Code.Canceled;
+        try {
+          yield* messages;
+          code = OK;
+        } catch (error) {
+          const status = toStatusError(error, logger, procedure);
+          code = status.code;
+          throw status;
+        } finally {
+          outcome.code = code;
+        }
+      })(),
+    };
+  };
+}
+
+/**
+ * Answers a request that is no call (unknown path, unsupported content type
+ * or HTTP method) with a body that says what is wrong and what is accepted:
+ * a gRPC or gRPC-Web status for those clients, Connect's error JSON for
+ * Connect-looking requests, plain text for anything else (curl, browsers).
+ */
+function answerNotACall(
+  headers: IncomingHttpHeaders,
+  res: NodeServerResponse,
+  notACall: NotACall,
+): void {
+  const contentType = headers["content-type"];
+  const grpcWeb = parseGrpcWebContentType(contentType ?? null);
+  const grpc = !grpcWeb && parseGrpcContentType(contentType ?? null);
+  let response: UniversalServerResponse;
+  if (grpcWeb || grpc) {
+    response = errorResponse(
+      {
+        protocol: grpcWeb ? "grpc-web" : "grpc",
+        binary: (grpcWeb || grpc || { binary: true }).binary,
+        text: grpcWeb ? grpcWeb.text : false,
+        stream: false,
+        timeoutHeader: "grpc-timeout",
+      },
+      new ConnectError(notACall.message, Code.Unimplemented),
+    );
+  } else if (looksLikeConnect(contentType, headers["connect-protocol-version"] !== undefined)) {
+    const code = notACall.status === 415 ? Code.InvalidArgument : Code.Unimplemented;
+    response = {
+      status: notACall.status,
+      header: new Headers({ "content-type": "application/json" }),
+      body: createAsyncIterable([errorToJsonBytes(new ConnectError(notACall.message, code), {})]),
+    };
+  } else {
+    response = {
+      status: notACall.status,
+      header: new Headers({ "content-type": "text/plain; charset=utf-8" }),
+      body: createAsyncIterable([Buffer.from(`${notACall.message}\n`, "utf8")]),
+    };
+  }
+  universalResponseToNodeResponse(response, res).catch(() => {});
+}

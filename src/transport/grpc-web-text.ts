@@ -1,0 +1,57 @@
+/**
+ * gRPC-Web's text variant (application/grpc-web-text): the same frames as
+ * binary gRPC-Web, base64-encoded, as browsers without binary streaming
+ * send them (the default mode of Google's grpc-web client). connect-node
+ * serves only the binary variant, so the connect-node transport translates
+ * text requests to binary and the responses back.
+ */
+
+const PAD = 61; // "="
+
+/**
+ * Decodes a base64 request body. Senders may pad each chunk they write, so
+ * the text can hold several padded segments; Node's decoder stops at the
+ * first padding, so each segment is decoded on its own.
+ */
+export async function* decodeBase64Body(
+  body: AsyncIterable<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  let pending = "";
+  for await (const chunk of body) {
+    pending += Buffer.from(chunk).toString("latin1").replace(/\s+/g, "");
+    const whole = pending.length - (pending.length % 4);
+    let start = 0;
+    for (let i = 0; i < whole; i += 4) {
+      if (pending.charCodeAt(i + 3) === PAD) {
+        yield Buffer.from(pending.slice(start, i + 4), "base64");
+        start = i + 4;
+      }
+    }
+    if (whole > start) yield Buffer.from(pending.slice(start, whole), "base64");
+    pending = pending.slice(whole);
+  }
+  if (pending.length > 0) yield Buffer.from(pending, "base64");
+}
+
+/**
+ * Encodes a response body as one continuous base64 text: bytes that do not
+ * fill a 3-byte group wait for the next chunk, so padding appears only at
+ * the very end.
+ */
+export async function* encodeBase64Body(
+  body: AsyncIterable<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  let carry: Buffer = Buffer.alloc(0);
+  for await (const chunk of body) {
+    const bytes = carry.length === 0 ? Buffer.from(chunk) : Buffer.concat([carry, chunk]);
+    const whole = bytes.length - (bytes.length % 3);
+    carry = bytes.subarray(whole);
+    if (whole > 0) yield base64Chunk(bytes.subarray(0, whole));
+  }
+  if (carry.length > 0) yield base64Chunk(carry);
+}
+
+/** A chunk of bytes as base64 text bytes. */
+export function base64Chunk(bytes: Uint8Array): Uint8Array {
+  return Buffer.from(Buffer.from(bytes).toString("base64"), "latin1");
+}

@@ -1,0 +1,176 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net, { type AddressInfo } from "node:net";
+import type { NodeServerRequest, NodeServerResponse } from "./connect-node-transport.js";
+import type { FastPath } from "./grpc-unary-fast-path.js";
+
+/** Options of {@link createPortListener}. */
+export interface PortListenerOptions {
+  /** Serves every request of either HTTP version that the fast path does not take. */
+  readonly handler: (req: NodeServerRequest, res: NodeServerResponse) => void;
+  /** Offered every HTTP/2 stream first; absent when the fast path is off. */
+  readonly fastPath: FastPath | undefined;
+  /**
+   * How long an HTTP/1.1 client may take to send a request's headers;
+   * longer, and the connection is closed, so clients that trickle bytes
+   * cannot hold connections open.
+   */
+  readonly http1HeadersTimeoutMs: number;
+}
+
+/** The one port: every protocol, HTTP/2 and HTTP/1.1, cleartext. */
+export interface PortListener {
+  /** The HTTP/2 half (gRPC clients); HTTP/1.1 connections go to a sibling server. */
+  readonly http2: http2.Http2Server;
+  /** Client connections open right now, whatever their protocol. */
+  readonly connections: number;
+  /** Resolves with the bound address. */
+  listen(port: number, host: string): Promise<AddressInfo>;
+  /**
+   * Stops accepting connections, sends GOAWAY to every HTTP/2 client and
+   * `Connection: close` to HTTP/1.1 ones, and lets in-flight requests
+   * finish; after `graceMs` the connections left are destroyed, which
+   * cancels their calls. A plain `http2.Server#close` would wait for every
+   * idle client connection, which gRPC clients keep open indefinitely.
+   */
+  close(graceMs: number): Promise<void>;
+}
+
+/** How long a new connection may stay silent before its protocol is known. */
+const FIRST_BYTES_TIMEOUT_MS = 10_000;
+
+/** The HTTP/2 connection preface every prior-knowledge client sends first. */
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+/**
+ * Builds the port. A connection that starts with the HTTP/2 preface (gRPC
+ * and other prior-knowledge clients) goes to the HTTP/2 server, anything
+ * else (curl, browsers, Connect or gRPC-Web over HTTP/1.1) to an HTTP/1.1
+ * server. HTTP/2 streams are offered to the fast path first.
+ */
+export function createPortListener(options: PortListenerOptions): PortListener {
+  let closing = false;
+  const h2Server = http2.createServer(options.handler);
+  if (options.fastPath) routeStreams(h2Server, options.fastPath);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2Server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    if (closing) session.close();
+  });
+  const headersTimeout = options.http1HeadersTimeoutMs;
+  const h1Server = http.createServer(
+    {
+      headersTimeout,
+      requestTimeout: Math.max(30_000, headersTimeout),
+      connectionsCheckingInterval: Math.min(1000, headersTimeout),
+    },
+    (req, res) => {
+      // While shutting down, finish this request and close the connection.
+      if (closing) res.setHeader("connection", "close");
+      options.handler(req, res);
+    },
+  );
+  // Node tracks an HTTP server's connections (for closeIdleConnections and
+  // the header and request timeouts) from its "listening" event; this one
+  // never listens itself (connections are handed to it), so start that now.
+  h1Server.emit("listening");
+
+  const open = new Set<net.Socket>();
+  const undecided = new Set<net.Socket>();
+  const listener = net.createServer((socket) => {
+    // Without TCP_NODELAY, a small response can sit in the kernel waiting
+    // for the client's delayed ACK: milliseconds of tail latency per call.
+    socket.setNoDelay(true);
+    open.add(socket);
+    undecided.add(socket);
+    socket.once("close", () => {
+      open.delete(socket);
+      undecided.delete(socket);
+    });
+    routeConnection(socket, (isHttp2) => {
+      undecided.delete(socket);
+      (isHttp2 ? h2Server : h1Server).emit("connection", socket);
+    });
+  });
+
+  return {
+    http2: h2Server,
+    get connections() {
+      return open.size;
+    },
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        listener.once("error", reject);
+        listener.listen(port, host, () => {
+          listener.off("error", reject);
+          resolve(listener.address() as AddressInfo);
+        });
+      });
+    },
+    async close(graceMs) {
+      closing = true;
+      const closed = new Promise<void>((resolve) => {
+        if (!listener.listening) return resolve();
+        listener.close(() => resolve());
+      });
+      for (const socket of undecided) socket.destroy();
+      for (const session of sessions) session.close();
+      h1Server.closeIdleConnections();
+      const deadline = setTimeout(() => {
+        for (const session of sessions) session.destroy();
+        h1Server.closeAllConnections();
+      }, graceMs);
+      await closed.finally(() => clearTimeout(deadline));
+      // Stops the HTTP/1.1 server's connection checks.
+      h1Server.close();
+    },
+  };
+}
+
+/**
+ * Waits for the first bytes of a connection and says whether it is HTTP/2
+ * with prior knowledge (it starts with the connection preface). The bytes
+ * read go back into the socket for the server that takes it; Node's HTTP/2
+ * session reads data already buffered in a socket it is given.
+ */
+function routeConnection(socket: net.Socket, route: (isHttp2: boolean) => void): void {
+  let seen: Buffer = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), FIRST_BYTES_TIMEOUT_MS);
+  const onError = () => clearTimeout(timer);
+  const onData = (chunk: Buffer) => {
+    seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+    const compared = Math.min(seen.length, HTTP2_PREFACE.length);
+    const matchesPreface = seen.subarray(0, compared).equals(HTTP2_PREFACE.subarray(0, compared));
+    // Four bytes tell "PRI " from every HTTP/1.1 method; wait for them.
+    if (matchesPreface && seen.length < 4) return;
+    clearTimeout(timer);
+    socket.off("data", onData);
+    socket.off("error", onError);
+    socket.pause();
+    socket.unshift(seen);
+    route(matchesPreface);
+    if (!matchesPreface) socket.resume();
+  };
+  socket.on("data", onData);
+  socket.on("error", onError);
+}
+
+/**
+ * Puts the fast path in front of Node's HTTP/2 compatibility layer. Passing
+ * a request listener to http2.createServer makes Node add one "stream"
+ * listener that wraps each stream in request/response objects; that work is
+ * wasted on streams the fast path serves, so the listener is taken off and
+ * called only for the streams the fast path declines.
+ */
+function routeStreams(server: http2.Http2Server, fastPath: FastPath): void {
+  const compat = server.listeners("stream");
+  if (compat.length !== 1) {
+    throw new Error(`expected Node's one HTTP/2 compatibility listener, found ${compat.length}`);
+  }
+  const [toCompat] = compat as ((...args: unknown[]) => void)[];
+  server.removeAllListeners("stream");
+  server.on("stream", (stream, headers, ...rest: unknown[]) => {
+    if (!fastPath(stream, headers)) toCompat?.call(server, stream, headers, ...rest);
+  });
+}
