@@ -29,6 +29,9 @@ from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 # Every call gets a deadline: without one a stuck server would hang the
 # caller forever, which is exactly what a session check must never do.
 DEADLINE_SECONDS = 5
+# Batch jobs sometimes pass very long deadlines; 30 days is longer than a
+# server-side timer can hold, and the server serves it as no deadline.
+LONG_DEADLINE_SECONDS = 30 * 24 * 3600
 
 
 class CheckFailed(Exception):
@@ -89,9 +92,9 @@ class Walkthrough:
         )
         return self.stub.Upsert(request, timeout=DEADLINE_SECONDS).session
 
-    def get(self, session_id: str):
+    def get(self, session_id: str, timeout: float = DEADLINE_SECONDS):
         request = self.pb.GetRequest(session_id=session_id, user_id=self.user_id)
-        return self.stub.Get(request, timeout=DEADLINE_SECONDS).session
+        return self.stub.Get(request, timeout=timeout).session
 
     def list_page(self, page_size: int, page_token: str):
         request = self.pb.ListByUserRequest(
@@ -127,6 +130,11 @@ class Walkthrough:
         )
         expect(got.created_at == self.sent.created_at, "created_at differs")
         expect(got.extra_payload == self.sent.extra_payload, "extra_payload differs")
+        expect(got.version == 1, f"version is {got.version}, expected 1")
+        return f"version={got.version}"
+
+    def step_get_long_deadline(self) -> str:
+        got = self.get(self.first_id, timeout=LONG_DEADLINE_SECONDS)
         expect(got.version == 1, f"version is {got.version}, expected 1")
         return f"version={got.version}"
 
@@ -216,6 +224,7 @@ class Walkthrough:
             ("upsert", self.step_upsert),
             ("upsert-existing", self.step_upsert_existing),
             ("get", self.step_get),
+            ("get-long-deadline", self.step_get_long_deadline),
             ("touch", self.step_touch),
             ("upsert-update", self.step_upsert_update),
             ("upsert-stale", self.step_upsert_stale),

@@ -2,11 +2,11 @@ import { randomUUID } from "node:crypto";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
-import { createSessionStoreClient, type SessionStoreProtocol } from "../src/client.js";
-import { userKeys } from "../src/store/redis/redis-keys.js";
-import { sessionFixture, ttl } from "./support/fixtures.js";
-import { logLines, runServer, type ServerProcess } from "./support/server-process.js";
+import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
+import { createSessionStoreClient, type SessionStoreProtocol } from "../../src/client.js";
+import { userKeys } from "../../src/store/redis/redis-keys.js";
+import { sessionFixture, ttl } from "../support/fixtures.js";
+import { logLines, runServer, type ServerProcess } from "../support/server-process.js";
 
 let redis: RedisServer;
 let server: ServerProcess;
@@ -126,6 +126,10 @@ describe("logs", () => {
       });
       expect(line.durationMs).toEqual(expect.any(Number));
       expect(line.peer).toMatch(/^peer-[0-9a-f]{12}$/);
+      expect([line.protocol, line.transport]).toEqual(
+        expect.arrayContaining([expect.stringMatching(/^(grpc|grpc-web|connect)$/)]),
+      );
+      expect(line.transport).toMatch(/^(grpc-fast-path|connect-node)$/);
     }
     expect(JSON.stringify(rpcLines)).not.toContain("127.0.0.1");
     expect(ours.map((l) => l.code)).toEqual(

@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runServer, type ServerProcess } from "./support/server-process.js";
+import { runServer, type ServerProcess } from "../support/server-process.js";
 
 const run = promisify(execFile);
 

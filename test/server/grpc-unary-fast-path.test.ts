@@ -1,25 +1,59 @@
 import http2 from "node:http2";
 import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GetRequestSchema } from "../gen/sessionstore/v1/session_store_pb.js";
-import { MemorySessionStore } from "../src/store/memory/memory-session-store.js";
-import { encodeGrpcMessage, parseTimeout } from "../src/transport/grpc-unary-fast-path.js";
-import { type RunningServer, startTestServer } from "./support/test-server.js";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  GetRequestSchema,
+  SessionStoreService,
+} from "../../gen/sessionstore/v1/session_store_pb.js";
+import { waitFor } from "../../harness/wait-for.js";
+import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
+import type { StoredSession } from "../../src/store/session-store.js";
+import { encodeGrpcMessage } from "../../src/transport/grpc-unary-fast-path.js";
+import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
+import { expectCode, sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
+import { recordingPolicy } from "../support/recording-policy.js";
+import { createGrpcJsClient, type RunningServer, startTestServer } from "../support/test-server.js";
 
-let running: RunningServer;
-let session: http2.ClientHttp2Session;
+/**
+ * The memory store, except that a Get of the session id "hang" waits until
+ * its signal aborts: how a test sees that a cancelled call stops the store
+ * call it started.
+ */
+class HangingStore extends MemorySessionStore {
+  readonly aborted: unknown[] = [];
+
+  override get(userId: string, sessionId: string, signal?: AbortSignal) {
+    if (sessionId !== "hang") return super.get(userId, sessionId, signal);
+    return new Promise<StoredSession | undefined>((_resolve, reject) => {
+      signal?.addEventListener("abort", () => {
+        this.aborted.push(signal.reason);
+        reject(signal.reason);
+      });
+    });
+  }
+}
+
+const recording = recordingPolicy();
+let store: HangingStore;
+/** The real server with the fast path on, and one with it off: the two must answer alike. */
+let fast: RunningServer;
+let connectNode: RunningServer;
+const sessions: http2.ClientHttp2Session[] = [];
 
 beforeAll(async () => {
-  running = await startTestServer(
-    new MemorySessionStore({ maxSessionsPerUser: 0, sweepIntervalMs: 0 }),
-  );
-  session = http2.connect(running.baseUrl);
+  store = new HangingStore({ maxSessionsPerUser: 0, sweepIntervalMs: 0 });
+  fast = await startTestServer(store, { policies: [recording] });
+  connectNode = await startTestServer(store, { policies: [recording], grpcFastPath: false });
 });
 
 afterAll(async () => {
-  session?.close();
-  await running?.server.close();
+  for (const session of sessions) session.close();
+  await fast?.stop();
+  await connectNode?.stop();
+  await store?.close();
 });
 
 const GET = "/sessionstore.v1.SessionStoreService/Get";
@@ -32,12 +66,19 @@ function envelope(message: Uint8Array, flags = 0): Buffer {
   return frame;
 }
 
-const getRequest = envelope(
-  toBinary(GetRequestSchema, create(GetRequestSchema, { sessionId: "s", userId: "u" })),
-);
+const getMessage = (sessionId = "s") =>
+  toBinary(GetRequestSchema, create(GetRequestSchema, { sessionId, userId: "u" }));
+const getRequest = envelope(getMessage());
 
-/** One raw gRPC call: the status and message from the headers or trailers. */
+function sessionTo(server: RunningServer): http2.ClientHttp2Session {
+  const session = http2.connect(server.baseUrl);
+  sessions.push(session);
+  return session;
+}
+
+/** One raw gRPC call: the status, message and details from the headers or trailers. */
 function call(
+  session: http2.ClientHttp2Session,
   headers: http2.OutgoingHttpHeaders,
   body: Buffer,
 ): Promise<{ status: string; message: string }> {
@@ -68,64 +109,89 @@ function call(
   });
 }
 
-describe("the gRPC unary fast path", () => {
-  it("answers a well-formed call", async () => {
-    expect(await call({}, getRequest)).toEqual({ status: "5", message: "session not found" });
-    expect(await call({ "content-type": "application/grpc+proto" }, getRequest)).toMatchObject({
-      status: "5",
-    });
-  });
+const oversized = Buffer.alloc(5);
+oversized.writeUInt32BE(2 * 1024 * 1024, 1);
 
-  it("rejects a malformed grpc-timeout", async () => {
-    expect(await call({ "grpc-timeout": "soon" }, getRequest)).toEqual({
-      status: "3",
-      message: "protocol error: invalid grpc-timeout",
-    });
-  });
+/** Requests and the answer connect-node gives them, which the fast path must give too. */
+const cases: [string, http2.OutgoingHttpHeaders, Buffer, { status: string; message: string }][] = [
+  ["a well-formed call", {}, getRequest, { status: "5", message: "session not found" }],
+  [
+    "a well-formed call with content-type application/grpc+proto",
+    { "content-type": "application/grpc+proto" },
+    getRequest,
+    { status: "5", message: "session not found" },
+  ],
+  [
+    "an empty body",
+    {},
+    Buffer.alloc(0),
+    { status: "12", message: "protocol error: missing input message for unary method" },
+  ],
+  [
+    "two messages",
+    {},
+    Buffer.concat([getRequest, getRequest]),
+    { status: "12", message: "protocol error: received extra input message for unary method" },
+  ],
+  [
+    "a truncated envelope",
+    {},
+    getRequest.subarray(0, getRequest.length - 1),
+    { status: "3", message: "request is not a valid sessionstore.v1.GetRequest" },
+  ],
+  [
+    "a message that is not valid protobuf",
+    {},
+    envelope(Buffer.of(0x0a, 0x05, 0x61)),
+    { status: "3", message: "request is not a valid sessionstore.v1.GetRequest" },
+  ],
+  [
+    "a compressed message without grpc-encoding",
+    {},
+    envelope(gzipSync(getMessage()), 1),
+    { status: "3", message: "request is not a valid sessionstore.v1.GetRequest" },
+  ],
+  [
+    "a message over MAX_REQUEST_BYTES",
+    {},
+    oversized,
+    { status: "8", message: "request message is larger than MAX_REQUEST_BYTES (1048576 bytes)" },
+  ],
+  [
+    "a malformed grpc-timeout",
+    { "grpc-timeout": "soon" },
+    getRequest,
+    { status: "3", message: "protocol error: invalid grpc-timeout" },
+  ],
+];
 
-  it("rejects bodies that are not exactly one enveloped message", async () => {
-    expect(await call({}, Buffer.alloc(0))).toMatchObject({
-      status: "3",
-      message: "protocol error: missing request message",
-    });
-    expect(await call({}, Buffer.concat([getRequest, getRequest]))).toMatchObject({ status: "3" });
-    expect(await call({}, getRequest.subarray(0, getRequest.length - 1))).toMatchObject({
-      status: "3",
-    });
-  });
-
-  it("rejects a message that is not valid protobuf, naming the type", async () => {
-    expect(await call({}, envelope(Buffer.of(0x0a, 0x05, 0x61)))).toEqual({
-      status: "3",
-      message: "request is not a valid sessionstore.v1.GetRequest",
-    });
-  });
-
-  it("rejects a compressed message without grpc-encoding", async () => {
-    expect(await call({}, envelope(Buffer.of(1, 2, 3), 1))).toMatchObject({ status: "13" });
+describe("the gRPC unary fast path answers like connect-node", () => {
+  it.each(cases)("to %s", async (_name, headers, body, expected) => {
+    const seen = recording.since();
+    expect(await call(sessionTo(fast), headers, body)).toEqual(expected);
+    expect(await call(sessionTo(connectNode), headers, body)).toEqual(expected);
+    await expect
+      .poll(() => seen().map((c) => [c.transport, c.code]))
+      .toEqual([
+        ["grpc-fast-path", Number(expected.status)],
+        ["connect-node", Number(expected.status)],
+      ]);
   });
 
   it("leaves compressed requests to connect-node, which decompresses them", async () => {
-    const message = toBinary(
-      GetRequestSchema,
-      create(GetRequestSchema, { sessionId: "s", userId: "u" }),
-    );
-    const compressed = envelope(gzipSync(message), 1);
-    expect(await call({ "grpc-encoding": "gzip" }, compressed)).toEqual({
+    const seen = recording.since();
+    const compressed = envelope(gzipSync(getMessage()), 1);
+    expect(await call(sessionTo(fast), { "grpc-encoding": "gzip" }, compressed)).toEqual({
       status: "5",
       message: "session not found",
     });
-  });
-
-  it("rejects a message over the size limit before reading it", async () => {
-    const huge = Buffer.alloc(5);
-    huge.writeUInt32BE(2 * 1024 * 1024, 1);
-    expect(await call({}, huge)).toMatchObject({ status: "8" });
+    await expect.poll(() => seen().map((c) => c.transport)).toEqual(["connect-node"]);
   });
 });
 
 describe("a client resetting its call", () => {
   it("with an error code does not take the server down", async () => {
+    const session = sessionTo(fast);
     const stream = session.request({
       ":method": "POST",
       ":path": GET,
@@ -140,20 +206,108 @@ describe("a client resetting its call", () => {
     const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
     stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
     await closed;
-    expect(await call({}, getRequest)).toEqual({ status: "5", message: "session not found" });
+    expect(await call(session, {}, getRequest)).toEqual({
+      status: "5",
+      message: "session not found",
+    });
+  });
+
+  it.each([
+    ["the fast path", () => fast],
+    ["connect-node", () => connectNode],
+  ])("without a deadline stops the store call on %s", async (_name, server) => {
+    const seen = recording.since();
+    const before = store.aborted.length;
+    const stream = sessionTo(server()).request({
+      ":method": "POST",
+      ":path": GET,
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.on("error", () => {});
+    stream.end(envelope(getMessage("hang")));
+    // The call is in the store once the policy has seen it and nothing has ended it.
+    await waitFor("the call to reach the store", () => seen().length === 1);
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    await waitFor("the store call to be aborted", () => store.aborted.length === before + 1);
+    expect(ConnectError.from(store.aborted.at(-1)).code).toBe(Code.Canceled);
+    await expect.poll(() => seen()[0]?.code).toBe(Code.Canceled);
   });
 });
 
-describe("parseTimeout", () => {
-  it("reads every gRPC unit", () => {
-    expect(parseTimeout("2H")).toBe(7_200_000);
-    expect(parseTimeout("3M")).toBe(180_000);
-    expect(parseTimeout("4S")).toBe(4000);
-    expect(parseTimeout("250m")).toBe(250);
-    expect(parseTimeout("1500u")).toBe(1.5);
-    expect(parseTimeout("2000000n")).toBe(2);
-    expect(parseTimeout("123456789S")).toBeUndefined();
-    expect(parseTimeout("1s")).toBeUndefined();
+describe("deadlines longer than a timer can hold (about 24.8 days)", () => {
+  const DAY_MS = 86_400_000;
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning);
+  let pool: ClientPool;
+
+  beforeAll(() => {
+    process.on("warning", onWarning);
+    pool = clientPool(fast.baseUrl);
+  });
+  afterEach(() => {
+    expect(warnings.map((w) => w.name)).not.toContain("TimeoutOverflowWarning");
+  });
+  afterAll(() => {
+    process.off("warning", onWarning);
+    pool.close();
+  });
+
+  const kinds: [string, ClientKind][] = [
+    ["gRPC (fast path)", { protocol: "grpc" }],
+    ["gRPC-Web", { protocol: "grpc-web" }],
+    ["Connect", { protocol: "connect" }],
+    ["Connect over HTTP/1.1", { protocol: "connect", httpVersion: "1.1", binary: false }],
+  ];
+
+  describe.each([25, 30, 365])("of %i days", (days) => {
+    it.each(kinds)("are served as no deadline over %s", async (_name, kind) => {
+      const client = createClient(SessionStoreService, pool.transport(kind));
+      const userId = uniqueUserId();
+      // Sent as headers: connect's own client timer would overflow too.
+      // Connect's header holds at most 10 digits (about 115 days).
+      const headers =
+        kind.protocol === "connect"
+          ? { "connect-timeout-ms": String(Math.min(days * DAY_MS, 9_999_999_999)) }
+          : { "grpc-timeout": `${days * 24}H` };
+      await client.upsert({ session: sessionFixture(userId, "s"), ttl: ttl(60_000) }, { headers });
+      const { session } = await client.get({ sessionId: "s", userId }, { headers });
+      expect(session?.version).toBe(1n);
+      await expectCode(
+        client.get({ sessionId: "missing", userId }, { headers }),
+        Code.NotFound,
+        "session not found",
+      );
+    });
+
+    it("are served as no deadline with connect-node alone", async () => {
+      const seen = recording.since();
+      expect(
+        await call(sessionTo(connectNode), { "grpc-timeout": `${days * 24}H` }, getRequest),
+      ).toEqual({ status: "5", message: "session not found" });
+      await expect.poll(() => seen()[0]?.code).toBe(Code.NotFound);
+    });
+
+    it("are served as no deadline to a @grpc/grpc-js client", async () => {
+      const client = createGrpcJsClient(fast.port);
+      try {
+        const error = (await client
+          .call("Get", { sessionId: "s", userId: "u" }, { deadlineMs: days * DAY_MS })
+          .catch((e: unknown) => e)) as grpc.ServiceError;
+        expect(grpc.status[error.code]).toBe("NOT_FOUND");
+      } finally {
+        client.close();
+      }
+    });
+  });
+
+  it("a deadline within a timer's range still ends a stuck call", async () => {
+    const client = createClient(SessionStoreService, pool.transport({ protocol: "grpc" }));
+    await expectCode(
+      client.get({ sessionId: "hang", userId: "u" }, { headers: { "grpc-timeout": "200m" } }),
+      Code.DeadlineExceeded,
+      "the operation timed out",
+    );
   });
 });
 

@@ -5,19 +5,19 @@ import { Agent, type IncomingMessage, request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { promisify } from "node:util";
 import { Code, createClient } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SessionStoreService } from "../gen/sessionstore/v1/session_store_pb.js";
-import { waitFor } from "../harness/wait-for.js";
-import { createSessionStoreClient } from "../src/client.js";
-import { MemorySessionStore } from "../src/store/memory/memory-session-store.js";
-import { expectCode, sessionFixture, ttl, uniqueUserId } from "./support/fixtures.js";
+import { SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
+import { waitFor } from "../../harness/wait-for.js";
+import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
+import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
+import { expectCode, sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
+import { recordingPolicy } from "../support/recording-policy.js";
 import {
   createGrpcJsClient,
   type GrpcJsClient,
   type RunningServer,
   startTestServer,
-} from "./support/test-server.js";
+} from "../support/test-server.js";
 
 const run = promisify(execFile);
 const CURL = "/usr/bin/curl";
@@ -35,8 +35,9 @@ let running: RunningServer;
 let grpcJs: GrpcJsClient;
 /** Requests the HTTP/1.1 half parsed, from Node's http.server.request.start channel. */
 const http1Requests: Received[] = [];
-/** Streams the HTTP/2 half opened, gRPC fast path included. */
-const http2Streams: Received[] = [];
+/** Calls the pipeline saw, gRPC fast path included: those over HTTP/2 were served by the HTTP/2 half. */
+const recording = recordingPolicy();
+let pool: ClientPool;
 /** Server-side sockets of accepted connections, from Node's net.server.socket channel. */
 const accepted: Socket[] = [];
 
@@ -66,20 +67,15 @@ beforeAll(async () => {
   subscribe("http.server.request.start", onHttp1Request);
   subscribe("net.server.socket", onAccepted);
   store = new MemorySessionStore({ maxSessionsPerUser: 0, sweepIntervalMs: 0 });
-  running = await startTestServer(store);
-  running.server.http2.on("stream", (_stream, headers) => {
-    http2Streams.push({
-      method: String(headers[":method"]),
-      path: String(headers[":path"]),
-      contentType: headers["content-type"],
-    });
-  });
+  running = await startTestServer(store, { policies: [recording] });
+  pool = clientPool(running.baseUrl);
   grpcJs = createGrpcJsClient(running.port);
 });
 
 afterAll(async () => {
   grpcJs?.close();
-  await running?.server.close();
+  pool?.close();
+  await running?.stop();
   await store?.close();
   unsubscribe("http.server.request.start", onHttp1Request);
   unsubscribe("net.server.socket", onAccepted);
@@ -87,10 +83,18 @@ afterAll(async () => {
 
 /** What each half of the server received from now on. */
 function traffic(): { http1: () => Received[]; http2: () => Received[] } {
-  const [h1Start, h2Start] = [http1Requests.length, http2Streams.length];
+  const h1Start = http1Requests.length;
+  const calls = recording.since();
   return {
     http1: () => http1Requests.slice(h1Start),
-    http2: () => http2Streams.slice(h2Start),
+    http2: () =>
+      calls()
+        .filter((call) => call.httpVersion === "2")
+        .map((call) => ({
+          method: "POST",
+          path: `/${call.procedure}`,
+          contentType: call.contentType,
+        })),
   };
 }
 
@@ -262,26 +266,19 @@ describe("Node's fetch", () => {
   });
 });
 
-/** connect-node transport options for HTTP/1.1 to the server under test. */
-function h1(options: { useBinaryFormat?: boolean }) {
-  return { baseUrl: running.baseUrl, httpVersion: "1.1" as const, ...options };
+/** A connect-node client kind over HTTP/1.1 to the server under test. */
+function h1(
+  protocol: ClientKind["protocol"],
+  binary = true,
+): () => ReturnType<ClientPool["transport"]> {
+  return () => pool.transport({ protocol, binary, httpVersion: "1.1" });
 }
 
 describe.each([
-  ["Connect", "binary", "application/proto", () => createConnectTransport(h1({}))],
-  [
-    "Connect",
-    "JSON",
-    "application/json",
-    () => createConnectTransport(h1({ useBinaryFormat: false })),
-  ],
-  ["gRPC-Web", "binary", "application/grpc-web+proto", () => createGrpcWebTransport(h1({}))],
-  [
-    "gRPC-Web",
-    "JSON",
-    "application/grpc-web+json",
-    () => createGrpcWebTransport(h1({ useBinaryFormat: false })),
-  ],
+  ["Connect", "binary", "application/proto", h1("connect")],
+  ["Connect", "JSON", "application/json", h1("connect", false)],
+  ["gRPC-Web", "binary", "application/grpc-web+proto", h1("grpc-web")],
+  ["gRPC-Web", "JSON", "application/grpc-web+json", h1("grpc-web", false)],
 ])(
   "a connect-node %s client (%s) over HTTP/1.1",
   (_protocol, _encoding, contentType, transport) => {
@@ -330,8 +327,8 @@ describe.each([
 
 describe("gRPC over HTTP/2 and HTTP/1.1 clients on the same port", () => {
   it("see the same data, calls interleaved", async () => {
-    const grpc = createSessionStoreClient({ baseUrl: running.baseUrl, protocol: "grpc" });
-    const connectH1 = createClient(SessionStoreService, createConnectTransport(h1({})));
+    const grpc = pool.sessions({ protocol: "grpc" });
+    const connectH1 = createClient(SessionStoreService, h1("connect")());
     const userId = uniqueUserId();
     const seen = traffic();
     type GrpcJsSession = { session: { id: string; version: string } };
@@ -549,9 +546,12 @@ describe("HTTP/1.1 connections and shutdown", () => {
           .end(JSON.stringify({ sessionId: "s", userId: "u" }));
       });
       expect(status).toBe(404);
+      const graceMs = 30_000;
       const started = Date.now();
-      await other.server.close();
-      expect(Date.now() - started).toBeLessThan(1000);
+      await other.server.close(graceMs);
+      // The idle connection was closed at once, not cut at the end of the grace period.
+      expect(Date.now() - started).toBeLessThan(graceMs);
+      await waitFor("the idle connection to close", () => other.server.connections === 0);
     } finally {
       agent.destroy();
     }
@@ -564,19 +564,99 @@ describe("HTTP/1.1 connections and shutdown", () => {
     );
     const client = connect(other.port, "127.0.0.1");
     client.on("error", () => {});
-    const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
+    let closed = false;
+    client.once("close", () => {
+      closed = true;
+    });
     await new Promise<void>((resolve) => client.once("connect", () => resolve()));
     client.write(`POST /${SERVICE}/Get HTTP/1.1\r\nHost: 127.0.0.1\r\n`);
     // One more header line every 100 ms: never idle, never done.
     const trickle = setInterval(() => client.write("X-Slow: yes\r\n"), 100);
-    const started = Date.now();
     try {
-      await closed;
-      expect(Date.now() - started).toBeLessThan(3000);
+      await waitFor("the server to close the trickling connection", () => closed, {
+        timeoutMs: 15_000,
+      });
     } finally {
       clearInterval(trickle);
       client.destroy();
       await other.server.close();
     }
+  });
+});
+
+describe("requests that are no call, and calls that cannot be decoded", () => {
+  it("curl without a content-type gets HTTP 415 and a body saying what is accepted", async () => {
+    const result = await curl([
+      "-sS",
+      "-d",
+      '{"sessionId":"s","userId":"u"}',
+      `${running.baseUrl}/${SERVICE}/Get`,
+    ]);
+    expect(result.status).toBe(415);
+    expect(result.body).toBe(
+      "unsupported content-type for Get; POST with content-type application/json or application/proto (Connect), application/grpc (gRPC), or application/grpc-web or application/grpc-web-text (gRPC-Web)\n",
+    );
+  });
+
+  it("an unknown method gets HTTP 404 naming the services, as text or as Connect's error JSON", async () => {
+    const asText = await curl(["-sS", "-X", "POST", `${running.baseUrl}/${SERVICE}/Nope`]);
+    expect(asText.status).toBe(404);
+    expect(asText.body).toMatch(
+      /^unknown method: call \/<service>\/<method> of sessionstore\.v1\.SessionStoreService, grpc\.health\.v1\.Health, /,
+    );
+    const asConnect = await curlJson(`${SERVICE}/Nope`, "{}");
+    expect(asConnect.status).toBe(404);
+    expect(JSON.parse(asConnect.body)).toMatchObject({
+      code: "unimplemented",
+      message: expect.stringMatching(/^unknown method: /),
+    });
+    const viaGrpc = (await pool
+      .transport({ protocol: "grpc" })
+      .unary({ ...SessionStoreService.method.get, name: "Nope" }, undefined, undefined, undefined, {
+        sessionId: "s",
+        userId: "u",
+      })
+      .catch((e: unknown) => e)) as { code?: Code };
+    expect(viaGrpc.code).toBe(Code.Unimplemented);
+  });
+
+  it("a JSON body sent as application/proto is INVALID_ARGUMENT, logged at debug and counted", async () => {
+    const result = await curl([
+      "-sS",
+      "-H",
+      "content-type: application/proto",
+      "-d",
+      '{"sessionId":"s","userId":"u"}',
+      `${running.baseUrl}/${SERVICE}/Get`,
+    ]);
+    expect(result.status).toBe(400);
+    expect(JSON.parse(result.body)).toEqual({
+      code: "invalid_argument",
+      message: "request is not a valid sessionstore.v1.GetRequest",
+    });
+    await expect
+      .poll(() =>
+        running.server.telemetry.registry.getSingleMetricAsString("sessionstore_rpcs_total"),
+      )
+      .toContain(`sessionstore_rpcs_total{method="${SERVICE}/Get",code="INVALID_ARGUMENT"}`);
+    const line = running.logs.lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find(
+        (l) => l.msg === "rpc" && l.code === "INVALID_ARGUMENT" && l.method === `${SERVICE}/Get`,
+      );
+    expect(line).toMatchObject({ level: "debug", protocol: "connect", transport: "connect-node" });
+  });
+
+  it("a body over MAX_REQUEST_BYTES is RESOURCE_EXHAUSTED naming the setting", async () => {
+    const response = await fetch(`${running.baseUrl}/${SERVICE}/Get`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ sessionId: "x".repeat(1024 * 1024), userId: "u" }),
+    });
+    expect(response.status).toBe(429);
+    expect(await response.json()).toEqual({
+      code: "resource_exhausted",
+      message: "request message is larger than MAX_REQUEST_BYTES (1048576 bytes)",
+    });
   });
 });

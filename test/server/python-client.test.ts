@@ -6,12 +6,12 @@ import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
-import { waitFor } from "../harness/wait-for.js";
-import { runServer, type ServerProcess } from "./support/server-process.js";
+import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
+import { waitFor } from "../../harness/wait-for.js";
+import { runServer, type ServerProcess } from "../support/server-process.js";
 
 const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const EXAMPLE = "examples/python/sessionstore_example.py";
 /** Debian's Python: the one python3-grpcio and python3-protobuf install into. */
 const PYTHON = "/usr/bin/python3";
@@ -140,6 +140,7 @@ describe("the Python client example", () => {
         "ok upsert version=1",
         "ok upsert-existing code=ALREADY_EXISTS",
         "ok get version=1",
+        "ok get-long-deadline version=1",
         "ok touch version=1",
         "ok upsert-update version=2",
         "ok upsert-stale code=ABORTED",

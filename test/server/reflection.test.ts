@@ -9,25 +9,26 @@ import {
   FileDescriptorProtoSchema,
 } from "@bufbuild/protobuf/wkt";
 import { createClient, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ServerReflectionRequestSchema as RequestV1Schema,
   type ServerReflectionResponse as ResponseV1,
   ServerReflection as ServerReflectionV1,
-} from "../gen/grpc/reflection/v1/reflection_pb.js";
+} from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import {
   ServerReflectionRequestSchema as RequestV1AlphaSchema,
   type ServerReflectionResponse as ResponseV1Alpha,
   ServerReflection as ServerReflectionV1Alpha,
-} from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { file_health_v1_health } from "../gen/health/v1/health_pb.js";
-import { MemorySessionStore } from "../src/store/memory/memory-session-store.js";
-import { uniqueUserId } from "./support/fixtures.js";
-import { type RunningServer, startTestServer } from "./support/test-server.js";
+} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_health_v1_health } from "../../gen/health/v1/health_pb.js";
+import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
+import { type ClientPool, clientPool } from "../support/clients.js";
+import { uniqueUserId } from "../support/fixtures.js";
+import { recordingPolicy } from "../support/recording-policy.js";
+import { type RunningServer, startTestServer } from "../support/test-server.js";
 
 const run = promisify(execFile);
-const BUF = fileURLToPath(new URL("../node_modules/.bin/buf", import.meta.url));
+const BUF = fileURLToPath(new URL("../../node_modules/.bin/buf", import.meta.url));
 
 const SESSION_STORE_PROTO = "sessionstore/v1/session_store.proto";
 const HEALTH_PROTO = file_health_v1_health.proto.name;
@@ -38,20 +39,20 @@ let store: MemorySessionStore;
 let running: RunningServer;
 /** One HTTP/2 connection for the typed reflection clients. */
 let transport: Transport;
-/** The :path of every HTTP/2 stream the server opened, to see which reflection version buf used. */
-const streamPaths: string[] = [];
+/** Every call the server saw, to see which reflection version buf used. */
+const recording = recordingPolicy();
+let pool: ClientPool;
 
 beforeAll(async () => {
   store = new MemorySessionStore({ maxSessionsPerUser: 0, sweepIntervalMs: 0 });
-  running = await startTestServer(store);
-  transport = createGrpcTransport({ baseUrl: running.baseUrl });
-  running.server.http2.on("stream", (_stream, headers) => {
-    streamPaths.push(String(headers[":path"]));
-  });
+  running = await startTestServer(store, { policies: [recording] });
+  pool = clientPool(running.baseUrl);
+  transport = pool.transport({ protocol: "grpc" });
 });
 
 afterAll(async () => {
-  await running?.server.close();
+  pool?.close();
+  await running?.stop();
   await store?.close();
 });
 
@@ -104,13 +105,13 @@ describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s"
     ]);
 
   it("lists exactly the served services, asking the chosen reflection version", async () => {
-    const before = streamPaths.length;
+    const seen = recording.since();
     const listed = outputLines(
       await bufCurl(["--reflect-protocol", reflect, "--list-services", running.baseUrl]),
     );
     const version = reflect === "grpc-v1" ? "v1" : "v1alpha";
-    expect(streamPaths.slice(before)).toEqual([
-      `/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`,
+    expect(seen().map((call) => call.procedure)).toEqual([
+      `grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`,
     ]);
     expect(listed.sort()).toEqual([
       "grpc.health.v1.Health",

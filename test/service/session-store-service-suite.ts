@@ -4,16 +4,15 @@ import { type Client, Code, createClient, createRouterTransport } from "@connect
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Session, SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { createSessionStoreClient } from "../../src/client.js";
 import { createLogger } from "../../src/observability/logger.js";
 import {
-  createServer,
-  routerOptions,
-  type ServerOptions,
-  sessionStoreRoutes,
-} from "../../src/server.js";
+  createSessionStoreHandlers,
+  registerSessionStoreService,
+} from "../../src/service/session-store-service.js";
 import type { SessionStore } from "../../src/store/session-store.js";
+import { clientPool } from "../support/clients.js";
 import { expectCode, sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
+import { startTestServer } from "../support/test-server.js";
 
 type SessionStoreClient = Client<typeof SessionStoreService>;
 
@@ -22,75 +21,73 @@ function expiryOf(session: Session | undefined): number {
   return session?.storageExpiresAt ? timestampMs(session.storageExpiresAt) : Number.NaN;
 }
 
-/** Opens a store over the backend under test; the contract closes it. */
+/** Opens a store over the backend under test; the suite closes it. */
 export type OpenStore = (options: { maxSessionsPerUser: number }) => Promise<SessionStore>;
 
 export const MAX_TTL_SECONDS = 34_560_000;
 export const MAX_PAYLOAD_BYTES = 65_536;
 const CAP = 3;
 
-/** The server options the contract runs with: the default limits. */
-function serverOptions(store: SessionStore): ServerOptions {
-  return {
-    store,
-    logger: createLogger("silent"),
-    maxTtlSeconds: MAX_TTL_SECONDS,
-    maxPayloadBytes: MAX_PAYLOAD_BYTES,
-    maxRequestBytes: 1024 * 1024,
-  };
-}
-
-/** How the contract reaches the service: a client, and how to let go of it. */
-export interface ContractClient {
+/** How the suite reaches the service: a client, and how to let go of it. */
+export interface ServiceClient {
   readonly client: SessionStoreClient;
   close(): Promise<void>;
 }
 
-/** The service in process (Connect's router transport) over `store`. */
-export async function inProcessClient(store: SessionStore): Promise<ContractClient> {
-  const options = serverOptions(store);
-  const transport = createRouterTransport(sessionStoreRoutes(options), {
-    router: routerOptions(options),
+/** The handlers in process, over Connect's in-memory router transport. */
+export async function inProcessClient(store: SessionStore): Promise<ServiceClient> {
+  const handlers = createSessionStoreHandlers({
+    store,
+    logger: createLogger("silent"),
+    maxTtlSeconds: MAX_TTL_SECONDS,
+    maxPayloadBytes: MAX_PAYLOAD_BYTES,
   });
+  const transport = createRouterTransport((router) =>
+    registerSessionStoreService(router, handlers),
+  );
   return { client: createClient(SessionStoreService, transport), close: async () => {} };
 }
 
 /**
- * The real HTTP/2 server over `store` on a free port, called over gRPC: the
- * path plain gRPC clients take (see grpc-unary-fast-path.ts).
+ * The real server over `store` on a free port, called over gRPC: the path
+ * plain gRPC clients take (the fast path, which decodes requests and
+ * encodes responses its own way).
  */
-export async function grpcClient(store: SessionStore): Promise<ContractClient> {
-  const server = createServer(serverOptions(store));
-  const { port } = await server.listen(0, "127.0.0.1");
+export async function grpcClient(store: SessionStore): Promise<ServiceClient> {
+  const running = await startTestServer(store);
+  const pool = clientPool(running.baseUrl);
   return {
-    client: createSessionStoreClient({ baseUrl: `http://127.0.0.1:${port}`, protocol: "grpc" }),
-    close: () => server.close(),
+    client: pool.sessions({ protocol: "grpc" }),
+    close: async () => {
+      pool.close();
+      await running.stop();
+    },
   };
 }
 
 /**
- * The behaviour every SessionStore must have, checked through the service
- * API (validation, semantics and status codes together), so that the
- * embedded store and every Redis deployment are held to the same contract.
+ * The behaviour of SessionStoreService through its API: validation,
+ * semantics and status codes together, over whatever store and path the
+ * caller picks. The store port's own contract is test/store/.
  */
-export function describeSessionStoreContract(
+export function describeSessionStoreService(
   name: string,
   open: OpenStore,
-  connect: (store: SessionStore) => Promise<ContractClient> = inProcessClient,
+  connect: (store: SessionStore) => Promise<ServiceClient>,
 ): void {
-  describe(`SessionStore contract: ${name}`, () => {
+  describe(`SessionStoreService: ${name}`, () => {
     let store: SessionStore;
     let cappedStore: SessionStore;
     let client: SessionStoreClient;
     let capped: SessionStoreClient;
-    const connections: ContractClient[] = [];
+    const connections: ServiceClient[] = [];
 
     beforeAll(async () => {
       store = await open({ maxSessionsPerUser: 0 });
       cappedStore = await open({ maxSessionsPerUser: CAP });
       connections.push(await connect(store), await connect(cappedStore));
-      client = (connections[0] as ContractClient).client;
-      capped = (connections[1] as ContractClient).client;
+      client = (connections[0] as ServiceClient).client;
+      capped = (connections[1] as ServiceClient).client;
     });
 
     afterAll(async () => {

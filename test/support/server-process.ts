@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { onFreePorts } from "../../harness/free-port.js";
 import { waitFor } from "../../harness/wait-for.js";
 
 /** The built entry point, as `npm start` runs it (global setup builds it). */
@@ -14,20 +13,21 @@ export interface ServerProcess {
   readonly exited: Promise<number | NodeJS.Signals>;
   /** The port it listens on, once it does. */
   port(): Promise<number>;
+  /** The admin port it listens on (undefined when ADMIN_PORT is off), once it does. */
+  adminPort(): Promise<number | undefined>;
   /** Ends the process if it still runs. */
   kill(): void;
 }
 
 /**
- * Runs `node dist/src/bin/main.js` with exactly `env` (plus PATH, and ADMIN_PORT=0
- * unless given) and `args`, so nothing from the test runner's environment
- * leaks in.
+ * Runs `node dist/src/bin/main.js` with exactly `env` (plus PATH, and
+ * ADMIN_PORT=off unless given) and `args`, so nothing from the test
+ * runner's environment leaks in.
  */
 export function runServer(env: Record<string, string>, args: string[] = []): ServerProcess {
   const child = spawn(process.execPath, [MAIN, ...args], {
-    // No admin listener unless a test asks for one: its default port would
-    // collide between servers started in parallel.
-    env: { PATH: process.env.PATH ?? "", ADMIN_PORT: "0", ...env },
+    // No admin listener unless a test asks for one (ADMIN_PORT=0 picks a free port).
+    env: { PATH: process.env.PATH ?? "", ADMIN_PORT: "off", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output = { stdout: "", stderr: "" };
@@ -40,21 +40,23 @@ export function runServer(env: Record<string, string>, args: string[] = []): Ser
   const exited = new Promise<number | NodeJS.Signals>((resolve) => {
     child.once("exit", (code, signal) => resolve(code ?? (signal as NodeJS.Signals)));
   });
+  const listening = () =>
+    waitFor(
+      "the server to log that it listens",
+      () => {
+        if (child.exitCode !== null)
+          throw new Error(`server exited: ${output.stderr}${output.stdout}`);
+        const line = output.stdout.split("\n").find((l) => l.includes("SessionStore listening"));
+        return line ? (JSON.parse(line) as { port: number; adminPort?: number }) : undefined;
+      },
+      { timeoutMs: 10_000 },
+    );
   return {
     child,
     output,
     exited,
-    port: () =>
-      waitFor(
-        "the server to log that it listens",
-        () => {
-          if (child.exitCode !== null)
-            throw new Error(`server exited: ${output.stderr}${output.stdout}`);
-          const line = output.stdout.split("\n").find((l) => l.includes("SessionStore listening"));
-          return line ? (JSON.parse(line) as { port: number }).port : undefined;
-        },
-        { timeoutMs: 10_000 },
-      ),
+    port: async () => (await listening()).port,
+    adminPort: async () => (await listening()).adminPort,
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     },
@@ -69,21 +71,17 @@ export function logLines(output: { stdout: string }): Record<string, unknown>[] 
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
-/**
- * Runs the server with its admin listener on a free port (it cannot be 0,
- * which disables it), on another one if the port is taken first.
- */
-export function runServerWithAdmin(
+/** Runs the server with its admin listener on a free port (ADMIN_PORT=0). */
+export async function runServerWithAdmin(
   env: Record<string, string>,
 ): Promise<{ server: ServerProcess; port: number; adminPort: number }> {
-  return onFreePorts(1, async ([adminPort = 0]) => {
-    const server = runServer({ ...env, ADMIN_PORT: String(adminPort) });
-    try {
-      return { server, port: await server.port(), adminPort };
-    } catch (error) {
-      server.kill();
-      if (server.output.stdout.includes("EADDRINUSE")) return undefined;
-      throw error;
-    }
-  });
+  const server = runServer({ ...env, ADMIN_PORT: "0" });
+  try {
+    const [port, adminPort] = [await server.port(), await server.adminPort()];
+    if (adminPort === undefined) throw new Error("the server logged no admin port");
+    return { server, port, adminPort };
+  } catch (error) {
+    server.kill();
+    throw error;
+  }
 }

@@ -1,7 +1,10 @@
 import { Writable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { expect } from "vitest";
+import { waitFor } from "../../harness/wait-for.js";
 import { createLogger } from "../../src/observability/logger.js";
+import type { CallPolicy } from "../../src/pipeline/call.js";
 import { createServer, type SessionStoreServer } from "../../src/server.js";
 import type { SessionStore } from "../../src/store/session-store.js";
 
@@ -25,11 +28,25 @@ export interface RunningServer {
   readonly port: number;
   readonly baseUrl: string;
   readonly logs: LogCapture;
+  /**
+   * Asserts that every client connection has gone (the caller closed its
+   * clients first), then closes the server: a connection the server keeps
+   * after its clients left is a leak.
+   */
+  stop(): Promise<void>;
+}
+
+/** Options of {@link startTestServer}: the server's, with test defaults. */
+export interface TestServerOptions {
+  readonly maxRequestBytes?: number;
+  readonly http1HeadersTimeoutMs?: number;
+  readonly policies?: readonly CallPolicy[];
+  readonly grpcFastPath?: boolean;
 }
 
 export async function startTestServer(
   store: SessionStore,
-  { maxRequestBytes = 1024 * 1024, http1HeadersTimeoutMs = 10_000 } = {},
+  options: TestServerOptions = {},
 ): Promise<RunningServer> {
   const logs = new LogCapture();
   const server = createServer({
@@ -37,11 +54,28 @@ export async function startTestServer(
     logger: createLogger("debug", logs),
     maxTtlSeconds: 34_560_000,
     maxPayloadBytes: 65_536,
-    maxRequestBytes,
-    http1HeadersTimeoutMs,
+    maxRequestBytes: options.maxRequestBytes ?? 1024 * 1024,
+    http1HeadersTimeoutMs: options.http1HeadersTimeoutMs ?? 10_000,
+    ...(options.policies ? { policies: options.policies } : {}),
+    ...(options.grpcFastPath === undefined ? {} : { grpcFastPath: options.grpcFastPath }),
   });
   const { port } = await server.listen(0, "127.0.0.1");
-  return { server, port, baseUrl: `http://127.0.0.1:${port}`, logs };
+  return {
+    server,
+    port,
+    baseUrl: `http://127.0.0.1:${port}`,
+    logs,
+    async stop() {
+      try {
+        await waitFor("every client connection to close", () => server.connections === 0, {
+          timeoutMs: 5000,
+        });
+      } finally {
+        await server.close(0);
+      }
+      expect(server.connections).toBe(0);
+    },
+  };
 }
 
 /**
@@ -54,7 +88,7 @@ export interface GrpcJsClient {
   call<T = Record<string, unknown>>(
     method: string,
     request: Record<string, unknown>,
-    options?: { deadlineMs?: number },
+    options?: { deadlineMs?: number; metadata?: grpc.Metadata },
   ): Promise<T>;
   close(): void;
 }
@@ -76,13 +110,14 @@ export function createGrpcJsClient(port: number): GrpcJsClient {
   ) as unknown as grpc.Client &
     Record<string, grpc.requestCallback<unknown> & ((...args: unknown[]) => void)>;
   return {
-    call(method, request, { deadlineMs = 5000 } = {}) {
+    call(method, request, { deadlineMs = 5000, metadata = new grpc.Metadata() } = {}) {
       return new Promise((resolve, reject) => {
         const fn = client[method];
         if (!fn) throw new Error(`no method ${method}`);
         fn.call(
           client,
           request,
+          metadata,
           { deadline: Date.now() + deadlineMs },
           (error: unknown, response: unknown) =>
             error ? reject(error) : resolve(response as never),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { compareUtf8 } from "../src/store/byte-order.js";
+import { compareUtf8 } from "../../src/store/byte-order.js";
 
 describe("compareUtf8", () => {
   it("orders like the bytes of the UTF-8 encodings", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, helpText, loadConfig } from "../src/config.js";
+import { ConfigError, helpText, loadConfig } from "../../src/config.js";
 
 function load(env: Record<string, string> = {}, argv: string[] = []) {
   const config = loadConfig(env, argv);
@@ -35,6 +35,7 @@ describe("loadConfig", () => {
       maxRequestBytes: 1024 * 1024,
       redisCommandTimeoutMs: 1000,
       redisConnectTimeoutMs: 10_000,
+      grpcFastPath: true,
     });
   });
 
@@ -56,6 +57,7 @@ describe("loadConfig", () => {
         MAX_REQUEST_BYTES: "4096",
         REDIS_COMMAND_TIMEOUT_MS: "250",
         REDIS_CONNECT_TIMEOUT_MS: "500",
+        GRPC_FAST_PATH: "false",
       }),
     ).toEqual({
       port: 7000,
@@ -73,7 +75,24 @@ describe("loadConfig", () => {
       maxRequestBytes: 4096,
       redisCommandTimeoutMs: 250,
       redisConnectTimeoutMs: 500,
+      grpcFastPath: false,
     });
+  });
+
+  it("takes ADMIN_PORT=0 as any free port and ADMIN_PORT=off as no admin listener", () => {
+    expect(load({ ADMIN_PORT: "0" }).adminPort).toBe(0);
+    expect(load({ ADMIN_PORT: "off" }).adminPort).toBe("off");
+    expect(load({}, ["--admin-port", "off"]).adminPort).toBe("off");
+    expect(failure({ ADMIN_PORT: "none" })).toBe(
+      'invalid ADMIN_PORT (--admin-port) "none": expected an integer from 0 to 65535, or off',
+    );
+  });
+
+  it("turns the gRPC fast path off with GRPC_FAST_PATH=false or a bare flag value", () => {
+    expect(load({ GRPC_FAST_PATH: "0" }).grpcFastPath).toBe(false);
+    expect(load({}, ["--grpc-fast-path", "false"]).grpcFastPath).toBe(false);
+    expect(load({ GRPC_FAST_PATH: "false" }, ["--grpc-fast-path"]).grpcFastPath).toBe(true);
+    expect(failure({ GRPC_FAST_PATH: "off" })).toContain("invalid GRPC_FAST_PATH");
   });
 
   it("reads durations in seconds or milliseconds", () => {

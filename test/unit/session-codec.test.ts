@@ -6,16 +6,16 @@ import {
   ListByUserResponseSchema,
   SessionSchema,
   UpsertRequestSchema,
-} from "../gen/sessionstore/v1/session_store_pb.js";
+} from "../../gen/sessionstore/v1/session_store_pb.js";
 import {
   decodeSession,
   encodedFieldSize,
   encodeSession,
   encodeSessionsResponse,
   storedSessionFromUpsertRequest,
-} from "../src/service/session-codec.js";
-import type { StoredSession } from "../src/store/session-store.js";
-import { sessionFixture } from "./support/fixtures.js";
+} from "../../src/service/session-codec.js";
+import type { StoredSession } from "../../src/store/session-store.js";
+import { sessionFixture } from "../support/fixtures.js";
 
 function stored(id: string, version: bigint, storageExpiresAtMs: number): StoredSession {
   return {

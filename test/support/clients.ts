@@ -1,0 +1,69 @@
+import { Agent } from "node:http";
+import { type Client, createClient, type Transport } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+  Http2SessionManager,
+} from "@connectrpc/connect-node";
+import { SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
+
+/** A connect-node client's protocol, encoding and HTTP version. */
+export interface ClientKind {
+  readonly protocol: "grpc" | "grpc-web" | "connect";
+  readonly binary?: boolean;
+  /** "2" (prior knowledge, the default) or "1.1"; gRPC needs HTTP/2. */
+  readonly httpVersion?: "2" | "1.1";
+}
+
+/**
+ * connect-node clients of one server whose connections the test closes at
+ * the end: connect-node keeps idle HTTP/2 connections for 15 minutes and
+ * Node's HTTP/1.1 agent keeps sockets alive, and a server test must see
+ * every connection gone (see RunningServer.stop).
+ */
+export interface ClientPool {
+  transport(kind: ClientKind): Transport;
+  /** A typed SessionStoreService client. */
+  sessions(kind?: ClientKind): Client<typeof SessionStoreService>;
+  /** Closes every connection the pool's clients opened. */
+  close(): void;
+}
+
+export function clientPool(baseUrl: string): ClientPool {
+  const managers: Http2SessionManager[] = [];
+  const agents: Agent[] = [];
+  const pool: ClientPool = {
+    transport({ protocol, binary = true, httpVersion = "2" }) {
+      if (httpVersion === "1.1") {
+        const agent = new Agent({ keepAlive: true });
+        agents.push(agent);
+        const options = {
+          baseUrl,
+          httpVersion,
+          useBinaryFormat: binary,
+          nodeOptions: { agent },
+        } as const;
+        if (protocol === "grpc") throw new Error("gRPC needs HTTP/2");
+        return protocol === "connect"
+          ? createConnectTransport(options)
+          : createGrpcWebTransport(options);
+      }
+      const sessionManager = new Http2SessionManager(baseUrl);
+      managers.push(sessionManager);
+      const options = { baseUrl, httpVersion, useBinaryFormat: binary, sessionManager } as const;
+      if (protocol === "grpc") return createGrpcTransport(options);
+      return protocol === "connect"
+        ? createConnectTransport(options)
+        : createGrpcWebTransport(options);
+    },
+    sessions(kind = { protocol: "grpc" }) {
+      return createClient(SessionStoreService, pool.transport(kind));
+    },
+    close() {
+      for (const manager of managers.splice(0)) manager.abort();
+      for (const agent of agents.splice(0)) agent.destroy();
+    },
+  };
+  return pool;
+}
