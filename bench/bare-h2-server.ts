@@ -5,10 +5,11 @@
  * under a load comes from Node's HTTP/2 stack, its garbage collector and the
  * machine, not from SessionStore.
  *
- * Usage: node bare-h2-server.js <hex response message>; listens on PORT.
+ * Usage: node bare-h2-server.js <hex response message>; listens on PORT
+ * (0: a free one) and prints {"port": N} once it does.
  */
 import http2 from "node:http2";
-import type { Socket } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 
 const message = Buffer.from(process.argv[2] ?? "", "hex");
 const frame = Buffer.alloc(5 + message.length);
@@ -31,5 +32,8 @@ server.on("stream", (stream) => {
     });
   });
 });
-server.listen(Number(process.env.PORT), process.env.HOST ?? "127.0.0.1");
+server.listen(Number(process.env.PORT ?? 0), process.env.HOST ?? "127.0.0.1", () => {
+  const { port } = server.address() as AddressInfo;
+  process.stdout.write(`${JSON.stringify({ port })}\n`);
+});
 process.on("SIGTERM", () => process.exit(0));

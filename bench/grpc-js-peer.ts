@@ -24,6 +24,7 @@ const handlers = createSessionStoreHandlers({
   store,
   maxTtlSeconds: 34_560_000,
   maxPayloadBytes: 65_536,
+  logger,
 });
 
 const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -69,8 +70,9 @@ for (const method of SessionStoreService.methods) {
 const server = new grpc.Server();
 server.addService(definition, implementation);
 const address = `${process.env.HOST ?? "127.0.0.1"}:${process.env.PORT ?? "0"}`;
-server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error) => {
+server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) => {
   if (error) throw error;
+  process.stdout.write(`${JSON.stringify({ port })}\n`);
 });
 process.on("SIGTERM", () => {
   server.forceShutdown();

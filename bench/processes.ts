@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { onFreePorts } from "../harness/free-port.js";
 import { waitFor } from "../harness/wait-for.js";
 import { rawGrpcClient } from "./load.js";
 import { methodPath, requests } from "./workload.js";
@@ -10,76 +9,77 @@ export interface ServerUnderTest {
   readonly name: string;
   readonly pid: number;
   readonly port: number;
-  /** What it wrote to stdout, when started with `captureStdout`. */
+  /** What it wrote to stdout. */
   stdout(): string;
   stop(): Promise<void>;
 }
 
 interface SpawnOptions {
   readonly nodeFlags?: readonly string[];
-  readonly captureStdout?: boolean;
+  /** A name for logs and reports, instead of the default. */
+  readonly name?: string;
+  /** Environment variables on top of the defaults. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /**
- * Spawns `node <args>` on a free port and resolves once it answers a gRPC
- * call (NOT_FOUND for an unknown session is an answer). A free port can be
- * taken by another process before the server binds it, so a server that
- * exits before answering is started again on another port.
+ * Spawns `node <args>` with PORT=0, reads the port it chose from the first
+ * JSON line on stdout that has one, and resolves once it answers a gRPC
+ * call (NOT_FOUND for an unknown session is an answer).
  */
-function spawnServer(
+async function spawnServer(
   name: string,
   args: string[],
   env: Record<string, string>,
-  options: SpawnOptions = {},
+  { nodeFlags = [] }: SpawnOptions = {},
 ): Promise<ServerUnderTest> {
-  return onFreePorts(1, ([port = 0]) => spawnOnce(name, args, env, options, port));
-}
-
-async function spawnOnce(
-  name: string,
-  args: string[],
-  env: Record<string, string>,
-  { nodeFlags = [], captureStdout = false }: SpawnOptions,
-  port: number,
-): Promise<ServerUnderTest | undefined> {
   const child: ChildProcess = spawn(process.execPath, [...nodeFlags, ...args], {
-    env: { PATH: process.env.PATH ?? "", ...env, PORT: String(port), HOST: "127.0.0.1" },
-    stdio: ["ignore", captureStdout ? "pipe" : "inherit", "inherit"],
+    env: { PATH: process.env.PATH ?? "", ...env, PORT: "0", HOST: "127.0.0.1" },
+    stdio: ["ignore", "pipe", "inherit"],
   });
   let stdout = "";
   child.stdout?.on("data", (chunk: Buffer) => {
     stdout += chunk.toString("utf8");
   });
-  const client = rawGrpcClient(port);
+  const stop = () =>
+    new Promise<void>((done) => {
+      if (child.exitCode !== null || child.signalCode !== null) return done();
+      child.once("exit", () => done());
+      child.kill("SIGTERM");
+    });
   try {
-    const outcome = await waitFor(
-      `${name} to answer on port ${port}`,
-      async () => {
-        if (child.exitCode !== null) return "exited";
-        const answered = await client.call(methodPath("Get"), requests.get("ready", "ready")).then(
-          () => true,
-          (error: { code?: number }) => error.code === 5,
-        );
-        return answered && "answered";
+    const port = await waitFor(
+      `${name} to say which port it listens on`,
+      () => {
+        if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
+        for (const line of stdout.split("\n")) {
+          if (!line.startsWith("{")) continue;
+          const { port } = JSON.parse(line) as { port?: number };
+          if (port) return port;
+        }
+        return undefined;
       },
-      { timeoutMs: 15_000, intervalMs: 50 },
+      { timeoutMs: 15_000, intervalMs: 20 },
     );
-    if (outcome === "exited") return undefined;
-  } finally {
-    client.close();
+    const client = rawGrpcClient(port);
+    try {
+      await waitFor(
+        `${name} to answer on port ${port}`,
+        () =>
+          client.call(methodPath("Get"), requests.get("ready", "ready")).then(
+            () => true,
+            (error: { code?: number }) => error.code === 5,
+          ),
+        { timeoutMs: 15_000, intervalMs: 50 },
+      );
+    } finally {
+      client.close();
+    }
+    return { name, pid: child.pid as number, port, stdout: () => stdout, stop };
+  } catch (error) {
+    await stop();
+    throw error;
   }
-  return {
-    name,
-    pid: child.pid as number,
-    port,
-    stdout: () => stdout,
-    stop: () =>
-      new Promise<void>((done) => {
-        if (child.exitCode !== null) return done();
-        child.once("exit", () => done());
-        child.kill("SIGTERM");
-      }),
-  };
 }
 
 const MAIN = "dist/src/bin/main.js";
@@ -99,15 +99,24 @@ export function serviceCommand(): { env: Record<string, string>; nodeFlags: stri
   return { env, nodeFlags: words.slice(node + 1) };
 }
 
-/** The product as users run it (see serviceCommand), with REDIS_URL. */
+/**
+ * The product as users run it (see serviceCommand), with REDIS_URL. It logs
+ * at info: the line saying where it listens, and no per-RPC lines.
+ */
 export function startService(redisUrl: string, options: SpawnOptions = {}) {
   const command = serviceCommand();
   return spawnServer(
-    "service",
+    options.name ?? "service",
     [MAIN],
-    // No admin listener: two service processes run at once in places.
-    { ...command.env, REDIS_URL: redisUrl, LOG_LEVEL: "warn", ADMIN_PORT: "0" },
-    { ...options, nodeFlags: [...command.nodeFlags, ...(options.nodeFlags ?? [])] },
+    // No admin listener: several service processes run at once.
+    {
+      ...command.env,
+      REDIS_URL: redisUrl,
+      LOG_LEVEL: "info",
+      ADMIN_PORT: "off",
+      ...options.env,
+    },
+    { nodeFlags: [...command.nodeFlags, ...(options.nodeFlags ?? [])] },
   );
 }
 

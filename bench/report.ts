@@ -48,7 +48,7 @@ export interface Report {
 }
 
 const METHODS = ["Get", "Upsert", "Touch", "ListByUser", "DeleteByUser"];
-const VARIANTS = ["service", "grpc-js peer", "direct ioredis"];
+const VARIANTS = ["service", "service, connect-node only", "grpc-js peer", "direct ioredis"];
 
 interface Summary {
   throughput: number;
@@ -103,6 +103,14 @@ export function renderReport(report: Report): string {
   const getVsPeer = pairedRatio(report, "Get|service", "Get|grpc-js peer", "throughput");
   const cpuVsPeer = pairedRatio(report, "Get|service", "Get|grpc-js peer", "cpuMicrosPerCall");
   const upsertVsGet = pairedRatio(report, "Upsert|service", "Get|service", "throughput");
+  const connectOnly = "service, connect-node only";
+  const connectOnlyCpu = pairedRatio(
+    report,
+    `Get|${connectOnly}`,
+    "Get|service",
+    "cpuMicrosPerCall",
+  );
+  const connectOnlyGet = summary(report, `Get|${connectOnly}`);
   const peerGet = summary(report, "Get|grpc-js peer");
   const upsert = summary(report, "Upsert|service");
   const [smallList, largeList] = [report.listScaling[0], report.listScaling.at(-1)];
@@ -127,6 +135,12 @@ export function renderReport(report: Report): string {
       "≤ 1.0×",
       `${times(cpuVsPeer)} (${int(get.cpu)} vs ${int(peerGet.cpu)} µs)`,
       cpuVsPeer <= 1,
+    ],
+    [
+      "Get server CPU per RPC: connect-node only (GRPC_FAST_PATH=false) ÷ service (why the fast path exists)",
+      "≥ 1.0×",
+      `${times(connectOnlyCpu)} (${int(connectOnlyGet.cpu)} vs ${int(get.cpu)} µs)`,
+      connectOnlyCpu >= 1,
     ],
     [
       "Upsert throughput ÷ Get throughput (service)",
@@ -192,13 +206,16 @@ export function renderReport(report: Report): string {
   lines.push(
     "Closed loop, one @grpc/grpc-js client (pre-encoded requests, responses not decoded) on one HTTP/2 connection, " +
       `${report.settings.concurrency} calls in flight. *Server CPU* is the server process's own CPU time (all threads, /proc) per RPC; ` +
-      "for direct ioredis, the work runs inside the load process and its CPU is that process's.",
+      "for direct ioredis, the work runs inside the load process and its CPU is that process's. " +
+      "*connect-node only* is the same service started with GRPC_FAST_PATH=false (Get and Upsert only): the same pipeline and handlers, " +
+      "served by connect-node instead of the fast path.",
     "",
     "| RPC | Variant | RPC/s | ÷ peer | p50 ms | p99 ms | CPU µs per call |",
     "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
   );
   for (const method of METHODS) {
     for (const variant of VARIANTS) {
+      if (!report.results.has(`${method}|${variant}`)) continue;
       const s = summary(report, `${method}|${variant}`);
       const cpu = variant === "direct ioredis" ? `${int(s.cpu)} (in-process)` : int(s.cpu);
       lines.push(

@@ -70,6 +70,8 @@ const settings = quick
     };
 
 const METHODS = ["Get", "Upsert", "Touch", "ListByUser", "DeleteByUser"] as const;
+/** The name of the service variant run with GRPC_FAST_PATH=false. */
+const CONNECT_NODE_ONLY = "service, connect-node only";
 type Method = (typeof METHODS)[number];
 const SESSIONS_PER_KEYED_USER = 100;
 const SESSIONS_PER_LIST_USER = 5;
@@ -87,6 +89,8 @@ const silent = createLogger("silent");
 /** One way of doing the work: over gRPC to a server process, or in-process. */
 interface Variant {
   readonly name: string;
+  /** The methods it is measured on; all when absent. */
+  readonly methods?: readonly Method[];
   /** The server process whose CPU time counts; undefined for in-process work. */
   readonly server: ServerUnderTest | undefined;
   call(method: Method, input: Workload, i: number): Promise<unknown>;
@@ -99,10 +103,11 @@ interface Workload {
   readonly messages: unknown[];
 }
 
-function grpcVariant(server: ServerUnderTest): Variant {
+function grpcVariant(server: ServerUnderTest, methods?: readonly Method[]): Variant {
   const client = rawGrpcClient(server.port);
   return {
     name: server.name,
+    ...(methods ? { methods } : {}),
     server,
     call: (method, input, i) =>
       client.call(methodPath(method), input.bytes[i % input.bytes.length] as Buffer),
@@ -172,6 +177,14 @@ async function main() {
   const redis = owned(await startRedisServer());
   const service = owned(await startService(redis.url));
   const peer = owned(await startPeer(redis.url));
+  // The same service with the gRPC fast path off: connect-node serves every
+  // call, which re-measures why the fast path exists.
+  const connectOnly = owned(
+    await startService(redis.url, {
+      name: CONNECT_NODE_ONLY,
+      env: { GRPC_FAST_PATH: "false" },
+    }),
+  );
   const rssAtRest = processRssBytes(service.pid);
   const peerRssAtRest = processRssBytes(peer.pid);
   const bench = new Redis(redis.url, { enableAutoPipelining: true });
@@ -192,8 +205,14 @@ async function main() {
     }),
     maxTtlSeconds: 34_560_000,
     maxPayloadBytes: 65_536,
+    logger: silent,
   });
-  const variants = [grpcVariant(service), grpcVariant(peer), directVariant(handlers)];
+  const variants = [
+    grpcVariant(service),
+    grpcVariant(connectOnly, ["Get", "Upsert"]),
+    grpcVariant(peer),
+    directVariant(handlers),
+  ];
   const sampler = new RssSampler([service.pid, peer.pid]);
 
   const put = (userId: string, sessionId: string) => store.upsert(benchInput(userId, sessionId));
@@ -239,6 +258,7 @@ async function main() {
   log(`warming up (${settings.warmup} calls per method and variant)`);
   for (const variant of variants) {
     for (const [method, input] of Object.entries(workloads) as [Method, Workload][]) {
+      if (variant.methods && !variant.methods.includes(method)) continue;
       await closedLoop((i) => variant.call(method, input, i), {
         concurrency: settings.concurrency,
         calls: settings.warmup,
@@ -253,6 +273,7 @@ async function main() {
     for (const [m, method] of METHODS.entries()) {
       const order = rotate(variants, round + m);
       for (const variant of order) {
+        if (variant.methods && !variant.methods.includes(method)) continue;
         const calls = method === "DeleteByUser" ? settings.deleteCalls : settings.calls;
         const input = method === "DeleteByUser" ? await deleteWorkload(calls) : workloads[method];
         const result = await measure(variant, (i) => variant.call(method, input, i), calls);
@@ -352,7 +373,7 @@ async function main() {
   // The same probe on a second service process started with --trace-gc,
   // to see which pauses the tail is made of.
   const traced = owned(
-    await startService(redis.url, { nodeFlags: ["--trace-gc"], captureStdout: true }),
+    await startService(redis.url, { nodeFlags: ["--trace-gc"], name: "traced service" }),
   );
   const tracedProbe = await probeLatency(
     traced.port,
@@ -369,6 +390,7 @@ async function main() {
 
   for (const variant of variants) variant.close();
   await peer.stop();
+  await connectOnly.stop();
 
   const listScaling = await measureListScaling(redis, service, bench);
   await service.stop();
