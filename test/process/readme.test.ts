@@ -40,7 +40,7 @@ describe("the README's Debugging section", () => {
 
   it("has the commands this test runs", () => {
     expect(commands.filter((c) => c.startsWith("npx buf curl")).length).toBeGreaterThanOrEqual(5);
-    expect(commands.filter((c) => c.startsWith("curl ")).length).toBeGreaterThanOrEqual(2);
+    expect(commands.filter((c) => c.startsWith("curl ")).length).toBeGreaterThanOrEqual(3);
   });
 
   it("works as written against a running server", async () => {
@@ -52,10 +52,14 @@ describe("the README's Debugging section", () => {
     }
     const all = outputs.join("\n");
     expect(all).toContain("sessionstore.v1.SessionStoreService\n");
+    // The mistake the section shows is answered with what is accepted.
+    expect(all).toContain(
+      "unsupported content-type for Get; POST with content-type application/json",
+    );
     expect(all).toContain("sessionstore.v1.SessionStoreService/Upsert");
     expect(all).toContain('"status": "SERVING"');
     // The Upsert stored the session that Get and ListByUser then return.
-    const lastGet = JSON.parse(outputs.at(-1) ?? "{}");
+    const lastGet = JSON.parse(outputs.at(-2) ?? "{}");
     expect(lastGet).toMatchObject({
       session: { id: "s1", userId: "u1", extraPayload: { theme: "dark" }, version: "1" },
     });
