@@ -1,11 +1,11 @@
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RedisCluster, startRedisCluster } from "../harness/redis-server.js";
-import { createLogger } from "../src/observability/logger.js";
-import { connectRedis } from "../src/store/redis/redis-client.js";
-import { userKeys } from "../src/store/redis/redis-keys.js";
-import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
-import { describeSessionStoreContract } from "./contract/session-store-contract.js";
+import { type RedisCluster, startRedisCluster } from "../../harness/redis-server.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { connectRedis } from "../../src/store/redis/redis-client.js";
+import { userKeys } from "../../src/store/redis/redis-keys.js";
+import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
+import { describeStoreContract } from "./session-store-contract.js";
 
 const logger = createLogger("silent");
 let cluster: RedisCluster;
@@ -28,7 +28,7 @@ async function openStore({ maxSessionsPerUser }: { maxSessionsPerUser: number })
 }
 
 describe("on a three-node Redis Cluster", () => {
-  describeSessionStoreContract("redis cluster", openStore);
+  describeStoreContract("redis cluster", openStore);
 
   it("puts all of a user's keys in one slot and spreads users over the nodes", async () => {
     const store = await openStore({ maxSessionsPerUser: 0 });

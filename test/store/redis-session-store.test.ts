@@ -1,13 +1,13 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
-import { waitFor } from "../harness/wait-for.js";
-import { createLogger } from "../src/observability/logger.js";
-import { StoreUnavailableError } from "../src/store/errors.js";
-import { connectRedis } from "../src/store/redis/redis-client.js";
-import { userKeys } from "../src/store/redis/redis-keys.js";
-import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
-import { describeSessionStoreContract } from "./contract/session-store-contract.js";
+import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
+import { waitFor } from "../../harness/wait-for.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { StoreUnavailableError } from "../../src/store/errors.js";
+import { connectRedis } from "../../src/store/redis/redis-client.js";
+import { userKeys } from "../../src/store/redis/redis-keys.js";
+import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
+import { describeStoreContract } from "./session-store-contract.js";
 
 const logger = createLogger("silent");
 let redis: RedisServer;
@@ -41,16 +41,12 @@ async function commandCounts(client: Redis): Promise<Map<string, number>> {
   return counts;
 }
 
-describe("on a standalone Redis (RESP3)", () => {
-  describeSessionStoreContract("redis", (options) => openStore(redis, options));
-});
+describeStoreContract("redis, RESP3", (options) => openStore(redis, options));
 
-describe("on a standalone Redis over RESP2", () => {
-  describeSessionStoreContract("redis, RESP2", async ({ maxSessionsPerUser }) => {
-    const client = new Redis(redis.url, { protocol: 2 });
-    await waitFor("RESP2 client ready", () => client.status === "ready");
-    return new RedisSessionStore({ redis: client, keyPrefix: "resp2", maxSessionsPerUser });
-  });
+describeStoreContract("redis, RESP2", async ({ maxSessionsPerUser }) => {
+  const client = new Redis(redis.url, { protocol: 2 });
+  await waitFor("RESP2 client ready", () => client.status === "ready");
+  return new RedisSessionStore({ redis: client, keyPrefix: "resp2", maxSessionsPerUser });
 });
 
 describe("request paths", () => {
