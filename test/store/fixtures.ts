@@ -35,11 +35,17 @@ export function upsertInput(
 }
 
 /**
- * A stored session with its data as hex, so that `toEqual` compares the bytes
- * (whatever view type the store returns) and prints a readable diff.
+ * Bytes as hex, so that assertions compare bytes whatever view type a store
+ * returns (Buffer, Uint8Array, a slice of a larger buffer) and print a
+ * readable diff.
  */
+export function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+}
+
+/** A stored session with its data as {@link hex}, for `toEqual`. */
 export function view(session: StoredSession | undefined) {
-  return session && { ...session, data: Buffer.from(session.data).toString("hex") };
+  return session && { ...session, data: hex(session.data) };
 }
 
 /** Bytewise order of the UTF-8 encodings: the order listByUser promises. */

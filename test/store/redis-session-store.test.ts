@@ -12,15 +12,27 @@ import { upsertInput } from "./fixtures.js";
 import { describeStoreContract } from "./session-store-contract.js";
 
 const logger = createLogger("silent");
-let redis: RedisServer;
 
-beforeAll(async () => {
-  redis = await startRedisServer();
-});
+/**
+ * A redis-server of its own for the enclosing block (the whole file at the
+ * top level), started before its tests and stopped after them. Returns a
+ * getter, since the server exists only once the hook has run.
+ */
+function ownRedisServer(): () => RedisServer {
+  let server: RedisServer | undefined;
+  beforeAll(async () => {
+    server = await startRedisServer();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  return () => {
+    if (!server) throw new Error("the redis-server has not started");
+    return server;
+  };
+}
 
-afterAll(async () => {
-  await redis?.stop();
-});
+const shared = ownRedisServer();
 
 /** A client as the server makes it (connectRedis), which speaks RESP3. */
 function connectResp3(server: RedisServer, commandTimeoutMs = 1000) {
@@ -60,10 +72,10 @@ async function commandCounts(client: Redis): Promise<Map<string, number>> {
   return counts;
 }
 
-describeStoreContract("redis, RESP3", (options) => openStore(redis, options));
+describeStoreContract("redis, RESP3", (options) => openStore(shared(), options));
 
 describeStoreContract("redis, RESP2", async ({ maxSessionsPerUser }) => {
-  const client = await connectResp2(redis);
+  const client = await connectResp2(shared());
   return new RedisSessionStore({ redis: client, keyPrefix: "resp2", maxSessionsPerUser });
 });
 
@@ -73,7 +85,7 @@ describe("the contract's clients", () => {
       [connectResp3, 3],
       [connectResp2, 2],
     ] as const) {
-      const client = await connect(redis);
+      const client = await connect(shared());
       try {
         expect(String(await client.call("CLIENT", "INFO"))).toMatch(
           new RegExp(`\\bresp=${resp}\\b`),
@@ -88,19 +100,11 @@ describe("the contract's clients", () => {
 describe("request paths", () => {
   // A server of its own, so its counters hold this test's commands only,
   // whichever tests ran before.
-  let own: RedisServer;
-
-  beforeAll(async () => {
-    own = await startRedisServer();
-  });
-
-  afterAll(async () => {
-    await own?.stop();
-  });
+  const own = ownRedisServer();
 
   it("serve every operation with scripts and GET, never SCAN or KEYS", async () => {
-    const admin = own.client();
-    const store = await openStore(own, { maxSessionsPerUser: 2 });
+    const admin = own().client();
+    const store = await openStore(own(), { maxSessionsPerUser: 2 });
     try {
       await admin.config("RESETSTAT");
       const userId = uniqueUserId();
@@ -166,8 +170,8 @@ describe("RedisSessionStore layout", () => {
     upsertInput(userId, sessionId, { ttlMs, data: Buffer.from("payload|with|separators") });
 
   beforeAll(async () => {
-    store = await openStore(redis, { keyPrefix: "layout" });
-    admin = redis.client();
+    store = await openStore(shared(), { keyPrefix: "layout" });
+    admin = shared().client();
   });
 
   afterAll(async () => {
@@ -265,7 +269,7 @@ describe("RedisSessionStore layout", () => {
     const before = (await commandCounts(admin)).get("get") ?? 0;
     const controller = new AbortController();
     // Redis holds the command: a reply would settle it with the session.
-    const resumed = await redis.pause(1000);
+    const resumed = await shared().pause(1000);
     const pending = store.get(userId, "s", controller.signal);
     controller.abort(new Error("cancelled"));
     await expect(pending).rejects.toThrow("cancelled");
@@ -276,24 +280,17 @@ describe("RedisSessionStore layout", () => {
 });
 
 describe("RedisSessionStore when Redis fails", () => {
-  let flaky: RedisServer;
-
-  beforeAll(async () => {
-    flaky = await startRedisServer();
-  });
-
-  afterAll(async () => {
-    await flaky?.stop();
-  });
+  // Killed and paused by these tests, so apart from the shared one.
+  const flaky = ownRedisServer();
 
   it("fails fast with StoreUnavailableError while Redis is down, then recovers", async () => {
-    const client = await connectResp3(flaky);
+    const client = await connectResp3(flaky());
     const store = new RedisSessionStore({ redis: client, keyPrefix: "x", maxSessionsPerUser: 0 });
     const delays: number[] = [];
     client.on("reconnecting", (delay: number) => delays.push(delay));
     try {
       await store.upsert(upsertInput("u", "s"));
-      await flaky.kill();
+      await flaky().kill();
       // Once the backoff has reached its cap, the next reconnect attempt is
       // half a second away. A command queued until then would only fail
       // when that attempt does; ours must fail before it is made.
@@ -304,7 +301,7 @@ describe("RedisSessionStore when Redis fails", () => {
         StoreUnavailableError,
       );
       expect(delays).toHaveLength(attempts);
-      await flaky.restart();
+      await flaky().restart();
       // A fresh server has no data (nothing is persisted), but answers again.
       await waitFor(
         "the store to reconnect",
@@ -319,11 +316,11 @@ describe("RedisSessionStore when Redis fails", () => {
   });
 
   it("times a stuck command out as StoreUnavailableError", async () => {
-    const store = await openStore(flaky, { commandTimeoutMs: 200 });
+    const store = await openStore(flaky(), { commandTimeoutMs: 200 });
     try {
       // Held for far longer than the command timeout: a reply would settle
       // the get with undefined, so only the timeout can reject it.
-      const resumed = await flaky.pause(1000);
+      const resumed = await flaky().pause(1000);
       const error = await store.get("u", "s").catch((e: unknown) => e);
       expect(error).toBeInstanceOf(StoreUnavailableError);
       expect((error as Error).cause).toMatchObject({

@@ -9,7 +9,7 @@ import {
 } from "../../src/store/errors.js";
 import type { SessionStore, UpsertInput } from "../../src/store/session-store.js";
 import { uniqueUserId } from "../support/fixtures.js";
-import { byUtf8, payload, upsertInput, view } from "./fixtures.js";
+import { byUtf8, hex, payload, upsertInput, view } from "./fixtures.js";
 
 /** Opens a store over the backend under test; the contract closes it. */
 export type OpenStore = (options: { maxSessionsPerUser: number }) => Promise<SessionStore>;
@@ -47,6 +47,23 @@ export function describeStoreContract(name: string, open: OpenStore): void {
 
     function put(userId: string, sessionId: string, overrides: Partial<UpsertInput> = {}) {
       return store.upsert(upsertInput(userId, sessionId, overrides));
+    }
+
+    /**
+     * Runs `writes` at once; exactly one must win and every other must fail
+     * with `lost`. Resolves to the winner.
+     */
+    async function exactlyOneWins(
+      writes: UpsertInput[],
+      lost: new () => Error,
+    ): Promise<UpsertInput> {
+      const results = await Promise.allSettled(writes.map((w) => store.upsert(w)));
+      const winners = writes.filter((_, i) => results[i]?.status === "fulfilled");
+      expect(winners).toHaveLength(1);
+      for (const r of results) {
+        if (r.status === "rejected") expect(r.reason).toBeInstanceOf(lost);
+      }
+      return winners[0] as UpsertInput;
     }
 
     /** Polls until the session reads as gone; expiry may lag its time a little. */
@@ -110,7 +127,7 @@ export function describeStoreContract(name: string, open: OpenStore): void {
         expect(view(stored)).toEqual({
           userId,
           sessionId: "s1",
-          data: data.toString("hex"),
+          data: hex(data),
           version: 1n,
           storageExpiresAtMs: expect.any(Number),
           expiresAtMs,
@@ -125,9 +142,7 @@ export function describeStoreContract(name: string, open: OpenStore): void {
         const slice = new Uint8Array(whole.buffer, whole.byteOffset + 7, inner.byteLength);
         await put(userId, "view", { data: slice });
         await put(userId, "empty", { data: new Uint8Array(0) });
-        expect(view(await store.get(userId, "view"))?.data).toBe(
-          Buffer.from(inner).toString("hex"),
-        );
+        expect(view(await store.get(userId, "view"))?.data).toBe(hex(inner));
         expect(view(await store.get(userId, "empty"))?.data).toBe("");
       });
 
@@ -167,7 +182,7 @@ export function describeStoreContract(name: string, open: OpenStore): void {
         expect((await put(userId, "v", { data: payload("third") })).version).toBe(3n);
         const got = await store.get(userId, "v");
         expect(got?.version).toBe(3n);
-        expect(view(got)?.data).toBe(Buffer.from(payload("third")).toString("hex"));
+        expect(view(got)?.data).toBe(hex(payload("third")));
       });
 
       it("keeps the session until now + ttlMs, to the millisecond", async () => {
@@ -220,9 +235,7 @@ export function describeStoreContract(name: string, open: OpenStore): void {
         const userId = uniqueUserId();
         expect((await put(userId, "u", { data: payload("a") })).version).toBe(1n);
         expect((await put(userId, "u", { data: payload("b") })).version).toBe(2n);
-        expect(view(await store.get(userId, "u"))?.data).toBe(
-          Buffer.from(payload("b")).toString("hex"),
-        );
+        expect(view(await store.get(userId, "u"))?.data).toBe(hex(payload("b")));
       });
 
       it("with expectedVersion 0 inserts only: SessionExistsError when the session is live", async () => {
@@ -255,7 +268,7 @@ export function describeStoreContract(name: string, open: OpenStore): void {
         }
         const got = await store.get(userId, "cas");
         expect(got?.version).toBe(2n);
-        expect(view(got)?.data).toBe(Buffer.from(payload("cas")).toString("hex"));
+        expect(view(got)?.data).toBe(hex(payload("cas")));
       });
 
       it("with expectedVersion N throws SessionNotFoundError when the session never was, was deleted or expired", async () => {
@@ -280,37 +293,29 @@ export function describeStoreContract(name: string, open: OpenStore): void {
         const userId = uniqueUserId();
         await put(userId, "race");
         for (let version = 1n; version <= 5n; version++) {
-          const writes = Array.from({ length: 8 }, (_, i) =>
-            upsertInput(userId, "race", { expectedVersion: version, data: payload(`w${i}`) }),
+          const winner = await exactlyOneWins(
+            Array.from({ length: 8 }, (_, i) =>
+              upsertInput(userId, "race", { expectedVersion: version, data: payload(`w${i}`) }),
+            ),
+            VersionMismatchError,
           );
-          const results = await Promise.allSettled(writes.map((w) => store.upsert(w)));
-          const winners = results.flatMap((r, i) => (r.status === "fulfilled" ? [i] : []));
-          expect(winners).toHaveLength(1);
-          for (const r of results) {
-            if (r.status === "rejected") expect(r.reason).toBeInstanceOf(VersionMismatchError);
-          }
           const got = await store.get(userId, "race");
           expect(got?.version).toBe(version + 1n);
-          const winner = writes[winners[0] as number] as UpsertInput;
-          expect(view(got)?.data).toBe(Buffer.from(winner.data).toString("hex"));
+          expect(view(got)?.data).toBe(hex(winner.data));
         }
       });
 
       it("lets exactly one of many concurrent insert-only writers win", async () => {
         const userId = uniqueUserId();
-        const writes = Array.from({ length: 8 }, (_, i) =>
-          upsertInput(userId, "first", { expectedVersion: 0n, data: payload(`w${i}`) }),
+        const winner = await exactlyOneWins(
+          Array.from({ length: 8 }, (_, i) =>
+            upsertInput(userId, "first", { expectedVersion: 0n, data: payload(`w${i}`) }),
+          ),
+          SessionExistsError,
         );
-        const results = await Promise.allSettled(writes.map((w) => store.upsert(w)));
-        const winners = results.flatMap((r, i) => (r.status === "fulfilled" ? [i] : []));
-        expect(winners).toHaveLength(1);
-        for (const r of results) {
-          if (r.status === "rejected") expect(r.reason).toBeInstanceOf(SessionExistsError);
-        }
         const got = await store.get(userId, "first");
         expect(got?.version).toBe(1n);
-        const winner = writes[winners[0] as number] as UpsertInput;
-        expect(view(got)?.data).toBe(Buffer.from(winner.data).toString("hex"));
+        expect(view(got)?.data).toBe(hex(winner.data));
       });
 
       it("never brings back a session that a racing delete removed", async () => {
@@ -675,7 +680,7 @@ export function describeStoreContract(name: string, open: OpenStore): void {
       }
       for (const [userId, id] of pairs) {
         const got = await store.get(userId, id);
-        expect(view(got)?.data).toBe(Buffer.from(payload(`${userId}/${id}`)).toString("hex"));
+        expect(view(got)?.data).toBe(hex(payload(`${userId}/${id}`)));
         expect(got?.version).toBe(1n);
       }
       for (const userId of new Set(pairs.map(([u]) => u))) {
