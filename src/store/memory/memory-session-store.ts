@@ -164,8 +164,13 @@ export class MemorySessionStore implements SessionStore {
     return deleted;
   }
 
-  /** The embedded store is usable for as long as the process runs. */
-  async ping(): Promise<void> {}
+  /**
+   * The embedded store is usable for as long as the process runs; like every
+   * other operation, it still rejects for a signal that has already aborted.
+   */
+  async ping(signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+  }
 
   async close(): Promise<void> {
     clearInterval(this.sweepTimer);

@@ -1,0 +1,343 @@
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
+import { waitFor } from "../../harness/wait-for.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { SessionNotFoundError, StoreUnavailableError } from "../../src/store/errors.js";
+import { connectRedis } from "../../src/store/redis/redis-client.js";
+import { userKeys } from "../../src/store/redis/redis-keys.js";
+import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
+import { uniqueUserId } from "../support/fixtures.js";
+import { upsertInput } from "./fixtures.js";
+import { describeStoreContract } from "./session-store-contract.js";
+
+const logger = createLogger("silent");
+
+/**
+ * A redis-server of its own for the enclosing block (the whole file at the
+ * top level), started before its tests and stopped after them. Returns a
+ * getter, since the server exists only once the hook has run.
+ */
+function ownRedisServer(): () => RedisServer {
+  let server: RedisServer | undefined;
+  beforeAll(async () => {
+    server = await startRedisServer();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  return () => {
+    if (!server) throw new Error("the redis-server has not started");
+    return server;
+  };
+}
+
+const shared = ownRedisServer();
+
+/** A client as the server makes it (connectRedis), which speaks RESP3. */
+function connectResp3(server: RedisServer, commandTimeoutMs = 1000) {
+  return connectRedis(
+    { url: server.url, cluster: false, commandTimeoutMs, connectTimeoutMs: 5000 },
+    logger,
+  );
+}
+
+/** A client that speaks RESP2, as Redis before 6 and many proxies do. */
+async function connectResp2(server: RedisServer) {
+  const client = new Redis(server.url, { protocol: 2 });
+  try {
+    await waitFor("the RESP2 client to be ready", () => client.status === "ready");
+  } catch (error) {
+    client.disconnect();
+    throw error;
+  }
+  return client;
+}
+
+async function openStore(
+  server: RedisServer,
+  { maxSessionsPerUser = 0, keyPrefix = "sessionstore", commandTimeoutMs = 1000 } = {},
+) {
+  const client = await connectResp3(server, commandTimeoutMs);
+  return new RedisSessionStore({ redis: client, keyPrefix, maxSessionsPerUser });
+}
+
+/** How often each command ran on the server (scripts' calls included), from INFO commandstats. */
+async function commandCounts(client: Redis): Promise<Map<string, number>> {
+  const info = await client.info("commandstats");
+  const counts = new Map<string, number>();
+  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    counts.set(match[1] as string, Number(match[2]));
+  }
+  return counts;
+}
+
+describeStoreContract("redis, RESP3", (options) => openStore(shared(), options));
+
+describeStoreContract("redis, RESP2", async ({ maxSessionsPerUser }) => {
+  const client = await connectResp2(shared());
+  return new RedisSessionStore({ redis: client, keyPrefix: "resp2", maxSessionsPerUser });
+});
+
+describe("the contract's clients", () => {
+  it("speak the protocol each run is named after", async () => {
+    for (const [connect, resp] of [
+      [connectResp3, 3],
+      [connectResp2, 2],
+    ] as const) {
+      const client = await connect(shared());
+      try {
+        expect(String(await client.call("CLIENT", "INFO"))).toMatch(
+          new RegExp(`\\bresp=${resp}\\b`),
+        );
+      } finally {
+        client.disconnect();
+      }
+    }
+  });
+});
+
+describe("request paths", () => {
+  // A server of its own, so its counters hold this test's commands only,
+  // whichever tests ran before.
+  const own = ownRedisServer();
+
+  it("serve every operation with scripts and GET, never SCAN or KEYS", async () => {
+    const admin = own().client();
+    const store = await openStore(own(), { maxSessionsPerUser: 2 });
+    try {
+      await admin.config("RESETSTAT");
+      const userId = uniqueUserId();
+      const all = { after: undefined, limit: 100 };
+
+      // Inserts past the cap (eviction), updates, conditional writes, reads.
+      await store.upsert(upsertInput(userId, "a"));
+      await store.upsert(upsertInput(userId, "b", { expectedVersion: 0n }));
+      await store.upsert(upsertInput(userId, "c", { ttlMs: 120_000 }));
+      await store.upsert(upsertInput(userId, "c", { expectedVersion: 1n }));
+      await store.get(userId, "c");
+      await store.touch(userId, "c", 90_000);
+      await store.listByUser(userId, { after: undefined, limit: 1 });
+      await store.listByUser(userId, { after: "b", limit: 1 });
+      await store.delete(userId, "b", 1n);
+      await store.ping();
+
+      // Every operation again once a session has expired, so the paths that
+      // prune expired index entries run too.
+      const short = (id: string) => store.upsert(upsertInput(userId, id, { ttlMs: 30 }));
+      const expired = async (id: string) => (await store.get(userId, id)) === undefined;
+      await short("x");
+      await waitFor("the session to expire", () => expired("x"));
+      await store.listByUser(userId, all);
+      await expect(store.touch(userId, "x", 1_000)).rejects.toBeInstanceOf(SessionNotFoundError);
+      await store.touch(userId, "c", 80_000);
+      await short("y");
+      await waitFor("the session to expire", () => expired("y"));
+      await store.delete(userId, "y", undefined);
+      await short("z");
+      await waitFor("the session to expire", () => expired("z"));
+      await store.upsert(upsertInput(userId, "d"));
+      await short("w");
+      await waitFor("the session to expire", () => expired("w"));
+      await store.deleteByUser(userId, ["c"]);
+
+      // After a script cache flush, scripts are sent in full again.
+      await admin.script("FLUSH");
+      await store.upsert(upsertInput(userId, "e"));
+      await store.listByUser(userId, all);
+      await store.deleteByUser(userId, []);
+
+      const counts = await commandCounts(admin);
+      expect(counts.get("evalsha")).toBeGreaterThan(0);
+      expect(counts.get("eval")).toBeGreaterThan(0);
+      expect(counts.get("get")).toBeGreaterThan(0);
+      // The pruning and eviction paths did run.
+      expect(counts.get("zremrangebyscore")).toBeGreaterThan(0);
+      expect(counts.get("zremrangebyrank")).toBeGreaterThan(0);
+      expect(counts.get("scan") ?? 0, "SCAN calls").toBe(0);
+      expect(counts.get("keys") ?? 0, "KEYS calls").toBe(0);
+    } finally {
+      await store.close();
+      admin.disconnect();
+    }
+  });
+});
+
+describe("RedisSessionStore layout", () => {
+  let store: RedisSessionStore;
+  let admin: Redis;
+  const input = (userId: string, sessionId: string, ttlMs: number) =>
+    upsertInput(userId, sessionId, { ttlMs, data: Buffer.from("payload|with|separators") });
+
+  beforeAll(async () => {
+    store = await openStore(shared(), { keyPrefix: "layout" });
+    admin = shared().client();
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    admin?.disconnect();
+  });
+
+  it("keeps one user's keys under one hash tag that the ids cannot break out of", () => {
+    const keys = userKeys("p", "a{b}c%");
+    expect(keys.index).toBe("p:{a%7Bb%7Dc%25}:i");
+    expect(keys.sessionPrefix).toBe("p:{a%7Bb%7Dc%25}:s:");
+  });
+
+  it("stores a versioned header and the data as given, expiring with the session", async () => {
+    const userId = uniqueUserId();
+    const stored = await store.upsert(input(userId, "s1", 60_000));
+    const keys = userKeys("layout", userId);
+    const record = await admin.getBuffer(`${keys.sessionPrefix}s1`);
+    expect(record?.toString()).toBe(`1|1|${stored.storageExpiresAtMs}|0|payload|with|separators`);
+    expect(Number(await admin.pexpiretime(`${keys.sessionPrefix}s1`))).toBe(
+      stored.storageExpiresAtMs,
+    );
+    expect(await admin.zscore(keys.index, "s1")).toBe(String(stored.storageExpiresAtMs));
+  });
+
+  it("gives the index the TTL of its longest-lived session, and no longer", async () => {
+    const userId = uniqueUserId();
+    const keys = userKeys("layout", userId);
+    await store.upsert(input(userId, "long", 60_000));
+    const short = await store.upsert(input(userId, "short", 20_000));
+    const long = await store.get(userId, "long");
+    expect(Number(await admin.pexpiretime(keys.index))).toBe(long?.storageExpiresAtMs);
+    await store.delete(userId, "long", undefined);
+    expect(Number(await admin.pexpiretime(keys.index))).toBe(short.storageExpiresAtMs);
+    const touched = await store.touch(userId, "short", 5_000);
+    expect(Number(await admin.pexpiretime(keys.index))).toBe(touched.storageExpiresAtMs);
+    await store.delete(userId, "short", undefined);
+    expect(await admin.exists(keys.index)).toBe(0);
+  });
+
+  it("leaves nothing behind for an idle user once the sessions expire", async () => {
+    const userId = uniqueUserId();
+    const keys = userKeys("layout", userId);
+    const all = [keys.index, `${keys.sessionPrefix}a`, `${keys.sessionPrefix}b`];
+    await store.upsert(input(userId, "a", 300));
+    await store.upsert(input(userId, "b", 400));
+    expect(await admin.exists(...all)).toBe(3);
+    // Redis' own expiry removes the keys; nothing of ours runs.
+    await waitFor(
+      "Redis to expire the idle user's keys",
+      async () => (await admin.exists(...all)) === 0,
+      { timeoutMs: 10_000, intervalMs: 50 },
+    );
+  });
+
+  it("prunes index entries of expired sessions on the next write", async () => {
+    const userId = uniqueUserId();
+    const keys = userKeys("layout", userId);
+    // A longer-lived session keeps the index itself from expiring with the
+    // short one, so only pruning can remove the short one's entry.
+    await store.upsert(input(userId, "keep", 60_000));
+    await store.upsert(input(userId, "gone", 30));
+    await waitFor(
+      "the session to expire",
+      async () => (await store.get(userId, "gone")) === undefined,
+    );
+    expect(await admin.zrange(keys.index, "0", "-1")).toEqual(["gone", "keep"]);
+    await store.upsert(input(userId, "new", 60_000));
+    expect(await admin.zrange(keys.index, "0", "-1")).toEqual(["keep", "new"]);
+  });
+
+  it("reloads its scripts after the script cache is flushed", async () => {
+    const userId = uniqueUserId();
+    await admin.script("FLUSH");
+    const stored = await store.upsert(input(userId, "s", 60_000));
+    expect(stored.version).toBe(1n);
+    expect((await store.listByUser(userId, { after: undefined, limit: 10 })).sessions).toHaveLength(
+      1,
+    );
+  });
+
+  it("does not send a command once the signal has aborted", async () => {
+    const before = (await commandCounts(admin)).get("get") ?? 0;
+    const aborted = new AbortController();
+    aborted.abort(new Error("deadline exceeded"));
+    await expect(store.get(uniqueUserId(), "s", aborted.signal)).rejects.toThrow(
+      "deadline exceeded",
+    );
+    expect((await commandCounts(admin)).get("get") ?? 0).toBe(before);
+  });
+
+  it("stops waiting for a command already sent when the signal aborts", async () => {
+    const userId = uniqueUserId();
+    await store.upsert(input(userId, "s", 60_000));
+    const before = (await commandCounts(admin)).get("get") ?? 0;
+    const controller = new AbortController();
+    // Redis holds the command: a reply would settle it with the session.
+    const resumed = await shared().pause(1000);
+    const pending = store.get(userId, "s", controller.signal);
+    controller.abort(new Error("cancelled"));
+    await expect(pending).rejects.toThrow("cancelled");
+    await resumed();
+    // It had been sent (a sent command cannot be recalled) and ran later.
+    expect((await commandCounts(admin)).get("get") ?? 0).toBe(before + 1);
+  });
+});
+
+describe("RedisSessionStore when Redis fails", () => {
+  // Killed and paused by these tests, so apart from the shared one.
+  const flaky = ownRedisServer();
+
+  it("fails fast with StoreUnavailableError while Redis is down, then recovers", async () => {
+    const client = await connectResp3(flaky());
+    const store = new RedisSessionStore({ redis: client, keyPrefix: "x", maxSessionsPerUser: 0 });
+    const delays: number[] = [];
+    client.on("reconnecting", (delay: number) => delays.push(delay));
+    try {
+      await store.upsert(upsertInput("u", "s"));
+      await flaky().kill();
+      // Once the backoff has reached its cap, the next reconnect attempt is
+      // half a second away. A command queued until then would only fail
+      // when that attempt does; ours must fail before it is made.
+      await waitFor("the reconnect backoff to reach its cap", () => delays.at(-1) === 500);
+      const attempts = delays.length;
+      await expect(store.get("u", "s")).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(store.listByUser("u", { after: undefined, limit: 1 })).rejects.toBeInstanceOf(
+        StoreUnavailableError,
+      );
+      expect(delays).toHaveLength(attempts);
+      await flaky().restart();
+      // A fresh server has no data (nothing is persisted), but answers again.
+      await waitFor(
+        "the store to reconnect",
+        async () => (await store.get("u", "s")) === undefined,
+        { timeoutMs: 10_000 },
+      );
+      // It never waited longer than the cap between attempts.
+      expect(Math.max(...delays)).toBe(500);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("times a stuck command out as StoreUnavailableError", async () => {
+    const store = await openStore(flaky(), { commandTimeoutMs: 200 });
+    try {
+      // Held for far longer than the command timeout: a reply would settle
+      // the get with undefined, so only the timeout can reject it.
+      const resumed = await flaky().pause(1000);
+      const error = await store.get("u", "s").catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StoreUnavailableError);
+      expect((error as Error).cause).toMatchObject({
+        message: expect.stringMatching(/timed out/i),
+      });
+      await resumed();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("gives up connecting after the connect timeout", async () => {
+    const down = await startRedisServer();
+    const url = down.url;
+    await down.stop();
+    await expect(
+      connectRedis({ url, cluster: false, commandTimeoutMs: 100, connectTimeoutMs: 300 }, logger),
+    ).rejects.toThrow("Redis was not ready within 300 ms");
+  });
+});
