@@ -332,12 +332,19 @@ describe("RedisSessionStore when Redis fails", () => {
     }
   });
 
-  it("gives up connecting after the connect timeout", async () => {
+  it("gives up connecting after the connect timeout, naming the address and the cause", async () => {
     const down = await startRedisServer();
-    const url = down.url;
+    const url = `redis://:not-in-the-message@127.0.0.1:${down.port}`;
     await down.stop();
-    await expect(
-      connectRedis({ url, cluster: false, commandTimeoutMs: 100, connectTimeoutMs: 300 }, logger),
-    ).rejects.toThrow("Redis was not ready within 300 ms");
+    const failure = await connectRedis(
+      { url, cluster: false, commandTimeoutMs: 100, connectTimeoutMs: 300 },
+      logger,
+    ).then(
+      () => undefined,
+      (error: unknown) => error as Error,
+    );
+    expect(failure?.message).toBe(
+      `Redis at 127.0.0.1:${down.port} was not ready within 300 ms (ECONNREFUSED)`,
+    );
   });
 });
