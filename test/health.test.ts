@@ -2,13 +2,13 @@ import type http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createSessionStoreClient } from "@sessionstore/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../gen/health/v1/health_pb.js";
 import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
-import { createSessionStoreClient } from "../src/client.js";
 import { createLogger } from "../src/observability/logger.js";
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";

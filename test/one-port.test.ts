@@ -6,10 +6,10 @@ import { connect, type Socket } from "node:net";
 import { promisify } from "node:util";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { createSessionStoreClient } from "@sessionstore/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SessionStoreService } from "../gen/sessionstore/v1/session_store_pb.js";
 import { waitFor } from "../harness/wait-for.js";
-import { createSessionStoreClient } from "../src/client.js";
 import { MemorySessionStore } from "../src/store/memory/memory-session-store.js";
 import { expectCode, sessionFixture, ttl, uniqueUserId } from "./support/fixtures.js";
 import {

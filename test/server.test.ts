@@ -1,10 +1,10 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
+import { createSessionStoreClient, type SessionStoreProtocol } from "@sessionstore/client";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
-import { createSessionStoreClient, type SessionStoreProtocol } from "../src/client.js";
 import { createLogger } from "../src/observability/logger.js";
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { userKeys } from "../src/store/redis/redis-keys.js";

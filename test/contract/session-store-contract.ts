@@ -1,10 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, createClient, createRouterTransport } from "@connectrpc/connect";
+import { createSessionStoreClient } from "@sessionstore/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Session, SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { createSessionStoreClient } from "../../src/client.js";
 import { createLogger } from "../../src/observability/logger.js";
 import {
   createServer,
