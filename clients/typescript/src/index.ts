@@ -56,7 +56,10 @@ export {
 /** The wire protocols the server speaks, all on one port. */
 export type SessionStoreProtocol = "grpc" | "grpc-web" | "connect";
 
-/** Options of {@link createSessionStoreClient}. */
+/**
+ * Options of {@link createSessionStoreClient}: one object, so that options
+ * can be added later without breaking callers.
+ */
 export interface SessionStoreClientOptions {
   /** The server's base URL, e.g. "http://localhost:50051". */
   readonly baseUrl: string;

@@ -58,7 +58,10 @@ export {
  */
 export type SessionStoreProtocol = "grpc-web" | "connect";
 
-/** Options of {@link createSessionStoreClient}. */
+/**
+ * Options of {@link createSessionStoreClient}: one object, so that options
+ * can be added later without breaking callers.
+ */
 export interface SessionStoreClientOptions {
   /** The server's base URL, e.g. "https://sessions.example.com". */
   readonly baseUrl: string;
