@@ -1,11 +1,14 @@
 # syntax=docker/dockerfile:1
 # SessionStore: build the TypeScript, then run it on a slim Node LTS image
 # with production dependencies only, as an unprivileged user.
-# test/dockerfile.test.ts runs these same steps outside Docker.
+# CI runs these same steps outside Docker (.ci/emulate-dockerfile.ts).
 
 FROM node:24-slim AS build
 WORKDIR /app
+# The lockfile names the client package (an npm workspace), so npm ci reads
+# its package.json too; the client itself is not built into the image.
 COPY package.json package-lock.json ./
+COPY clients/typescript/package.json ./clients/typescript/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY gen ./gen
@@ -16,7 +19,11 @@ FROM node:24-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY clients/typescript/package.json ./clients/typescript/
+# --workspaces=false: the server's production dependencies only, none of
+# the client package's (such as @connectrpc/connect-web); its package.json
+# is copied only so that npm ci finds every file the lockfile names.
+RUN npm ci --omit=dev --workspaces=false --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY proto ./proto
 USER node

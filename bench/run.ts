@@ -10,6 +10,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { fromBinary } from "@bufbuild/protobuf";
+import { createSessionStoreClient, type SessionStoreProtocol } from "@sessionstore/client";
 import { Redis } from "ioredis";
 import {
   DeleteByUserRequestSchema,
@@ -19,7 +20,6 @@ import {
   UpsertRequestSchema,
 } from "../gen/sessionstore/v1/session_store_pb.js";
 import { type RedisServer, startRedisServer } from "../harness/redis-server.js";
-import { createSessionStoreClient, type SessionStoreProtocol } from "../src/client.js";
 import { createLogger } from "../src/observability/logger.js";
 import { encodeSession } from "../src/service/session-codec.js";
 import {

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { createSessionStoreClient, type SessionStoreProtocol } from "@sessionstore/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
-import { createSessionStoreClient, type SessionStoreProtocol } from "../../src/client.js";
 import { userKeys } from "../../src/store/redis/redis-keys.js";
 import { sessionFixture, ttl } from "../support/fixtures.js";
 import { logLines, runServer, type ServerProcess } from "../support/server-process.js";

@@ -1,10 +1,10 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { Code } from "@connectrpc/connect";
+import { createSessionStoreClient } from "@sessionstore/client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { createSessionStoreClient } from "../../src/client.js";
 import { expectCode, sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
 import {
   logLines,

@@ -1,5 +1,6 @@
 import { type Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createSessionStoreClient } from "@sessionstore/client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   Health,
@@ -7,7 +8,6 @@ import {
 } from "../../gen/health/v1/health_pb.js";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { createSessionStoreClient } from "../../src/client.js";
 import { sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
 import { logLines, runServerWithAdmin, type ServerProcess } from "../support/server-process.js";
 

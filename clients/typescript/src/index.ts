@@ -1,11 +1,20 @@
+/**
+ * The Node.js entry of @sessionstore/client: every protocol the server
+ * speaks (gRPC, gRPC-Web, Connect) over node:http2. Browsers get
+ * ./web.ts instead, through the package's `browser` export condition.
+ */
 import { type Client, createClient } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
-import { SessionStoreService } from "../gen/sessionstore/v1/session_store_pb.js";
+import { SessionStoreService } from "./gen/sessionstore/v1/session_store_pb.js";
 
+/**
+ * The request, response and session message types, so callers can type what
+ * they build and receive without importing generated files by path.
+ */
 export type {
   DeleteByUserRequest,
   DeleteByUserResponse,
@@ -20,7 +29,12 @@ export type {
   TouchResponse,
   UpsertRequest,
   UpsertResponse,
-} from "../gen/sessionstore/v1/session_store_pb.js";
+} from "./gen/sessionstore/v1/session_store_pb.js";
+/**
+ * The message schemas (for `create`, `toJson`, `toBinary` of
+ * @bufbuild/protobuf), the service descriptor (for a transport or client of
+ * the caller's own making) and the TokenTransport enum the Session carries.
+ */
 export {
   DeleteByUserRequestSchema,
   DeleteByUserResponseSchema,
@@ -37,12 +51,15 @@ export {
   TouchResponseSchema,
   UpsertRequestSchema,
   UpsertResponseSchema,
-} from "../gen/sessionstore/v1/session_store_pb.js";
+} from "./gen/sessionstore/v1/session_store_pb.js";
 
 /** The wire protocols the server speaks, all on one port. */
 export type SessionStoreProtocol = "grpc" | "grpc-web" | "connect";
 
-/** Options of {@link createSessionStoreClient}. */
+/**
+ * Options of {@link createSessionStoreClient}: one object, so that options
+ * can be added later without breaking callers.
+ */
 export interface SessionStoreClientOptions {
   /** The server's base URL, e.g. "http://localhost:50051". */
   readonly baseUrl: string;
@@ -52,7 +69,7 @@ export interface SessionStoreClientOptions {
   readonly useJson?: boolean;
 }
 
-/** The typed SessionStoreService client. */
+/** The typed SessionStoreService client, named so callers can hold one in a field. */
 export type SessionStoreClient = Client<typeof SessionStoreService>;
 
 /**

@@ -1,0 +1,106 @@
+/**
+ * The browser entry of @sessionstore/client (the `browser` export condition,
+ * or explicitly `@sessionstore/client/web`): the same client over the Fetch
+ * API. Browsers cannot speak plain gRPC (they expose neither HTTP/2 framing
+ * nor trailers), so only gRPC-Web and Connect are offered; the server serves
+ * both on its one port, over HTTP/1.1 as well as HTTP/2.
+ */
+import { type Client, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import { SessionStoreService } from "./gen/sessionstore/v1/session_store_pb.js";
+
+/**
+ * The request, response and session message types, so callers can type what
+ * they build and receive without importing generated files by path.
+ */
+export type {
+  DeleteByUserRequest,
+  DeleteByUserResponse,
+  DeleteRequest,
+  DeleteResponse,
+  GetRequest,
+  GetResponse,
+  ListByUserRequest,
+  ListByUserResponse,
+  Session,
+  TouchRequest,
+  TouchResponse,
+  UpsertRequest,
+  UpsertResponse,
+} from "./gen/sessionstore/v1/session_store_pb.js";
+/**
+ * The message schemas (for `create`, `toJson`, `toBinary` of
+ * @bufbuild/protobuf), the service descriptor (for a transport or client of
+ * the caller's own making) and the TokenTransport enum the Session carries.
+ */
+export {
+  DeleteByUserRequestSchema,
+  DeleteByUserResponseSchema,
+  DeleteRequestSchema,
+  DeleteResponseSchema,
+  GetRequestSchema,
+  GetResponseSchema,
+  ListByUserRequestSchema,
+  ListByUserResponseSchema,
+  SessionSchema,
+  SessionStoreService,
+  TokenTransport,
+  TouchRequestSchema,
+  TouchResponseSchema,
+  UpsertRequestSchema,
+  UpsertResponseSchema,
+} from "./gen/sessionstore/v1/session_store_pb.js";
+
+/**
+ * The wire protocols a browser can use with the server. Named as in the Node
+ * entry, so code written against either entry compiles against the other
+ * when it picks one of these two.
+ */
+export type SessionStoreProtocol = "grpc-web" | "connect";
+
+/**
+ * Options of {@link createSessionStoreClient}: one object, so that options
+ * can be added later without breaking callers.
+ */
+export interface SessionStoreClientOptions {
+  /** The server's base URL, e.g. "https://sessions.example.com". */
+  readonly baseUrl: string;
+  /**
+   * Wire protocol; "grpc-web" by default: the browser form of the Node
+   * entry's default "grpc", with the same status and metadata semantics.
+   */
+  readonly protocol?: SessionStoreProtocol;
+  /** Use the JSON encoding instead of binary protobuf. */
+  readonly useJson?: boolean;
+}
+
+/** The typed SessionStoreService client, named so callers can hold one in a field. */
+export type SessionStoreClient = Client<typeof SessionStoreService>;
+
+/**
+ * Creates a typed client for SessionStoreService over `fetch`. Each call
+ * takes the usual Connect call options, e.g. `{ timeoutMs }` for a deadline
+ * or `{ signal }` to cancel.
+ */
+export function createSessionStoreClient(options: SessionStoreClientOptions): SessionStoreClient {
+  const { baseUrl, protocol = "grpc-web", useJson = false } = options;
+  const useBinaryFormat = !useJson;
+  switch (protocol) {
+    case "grpc-web":
+      return createClient(
+        SessionStoreService,
+        createGrpcWebTransport({ baseUrl, useBinaryFormat }),
+      );
+    case "connect":
+      return createClient(
+        SessionStoreService,
+        createConnectTransport({ baseUrl, useBinaryFormat }),
+      );
+    default:
+      // Reached from JavaScript, or from TypeScript that took its types from
+      // the Node entry (bundlers pick `browser`; tsc does not unless told).
+      throw new Error(
+        `protocol ${JSON.stringify(protocol)} is not available in browsers; use "grpc-web" or "connect"`,
+      );
+  }
+}
