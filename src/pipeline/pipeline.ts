@@ -54,23 +54,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     }
   }
 
-  const admit = (ends: CallEnd[], rejection: ConnectError | undefined): Admission => {
-    let finished = false;
-    return {
-      rejection,
-      finish(code) {
-        if (finished) return;
-        finished = true;
-        for (let i = ends.length - 1; i >= 0; i--) {
-          try {
-            (ends[i] as CallEnd)(code);
-          } catch (error) {
-            logger.error({ err: error }, "a call policy failed at the end of a call");
-          }
-        }
-      },
-    };
-  };
+  const admit = (ends: CallEnd[], rejection: ConnectError | undefined): Admission =>
+    new CallAdmission(ends, rejection, logger);
 
   const reject = (ends: CallEnd[], error: unknown, policy: CallPolicy): Admission => {
     if (error instanceof ConnectError) return admit(ends, error);
@@ -105,4 +90,27 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     policies,
     start: (call) => startAt(call, 0, []),
   };
+}
+
+/** An Admission: a class rather than closures, as one is made per call. */
+class CallAdmission implements Admission {
+  private finished = false;
+
+  constructor(
+    private readonly ends: CallEnd[],
+    readonly rejection: ConnectError | undefined,
+    private readonly logger: Logger,
+  ) {}
+
+  finish(code: StatusCode): void {
+    if (this.finished) return;
+    this.finished = true;
+    for (let i = this.ends.length - 1; i >= 0; i--) {
+      try {
+        (this.ends[i] as CallEnd)(code);
+      } catch (error) {
+        this.logger.error({ err: error }, "a call policy failed at the end of a call");
+      }
+    }
+  }
 }

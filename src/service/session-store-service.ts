@@ -6,7 +6,7 @@ import {
   SessionStoreService,
 } from "../../gen/sessionstore/v1/session_store_pb.js";
 import type { Logger } from "../observability/logger.js";
-import type { SessionStore, StoredSession } from "../store/session-store.js";
+import type { SessionStore, StoredSession, StoreSignal } from "../store/session-store.js";
 import { type StoreErrorKind, toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { encodedReply, messageReply, type Reply } from "./reply.js";
@@ -46,7 +46,7 @@ type Methods = typeof SessionStoreService.method;
 export type SessionStoreHandlers = {
   [K in keyof Methods]: (
     request: MessageShape<Methods[K]["input"]>,
-    signal?: AbortSignal,
+    signal?: StoreSignal,
     encoded?: Uint8Array,
   ) => Promise<Reply<Methods[K]["output"]>>;
 };

@@ -1,3 +1,5 @@
+import type { StoreSignal } from "./session-store.js";
+
 /**
  * Settles like `operation`, unless `signal` aborts first, in which case it
  * rejects at once with the signal's reason (for an RPC, the deadline or
@@ -6,7 +8,7 @@
  * `operation` is only called while the signal is still live.
  */
 export function abortable<T>(
-  signal: AbortSignal | undefined,
+  signal: StoreSignal | undefined,
   operation: () => Promise<T>,
 ): Promise<T> {
   if (!signal) return operation();

@@ -14,7 +14,7 @@ export interface SessionStore {
    * Returns the live session stored under (userId, sessionId), or undefined
    * when there is none or it has expired.
    */
-  get(userId: string, sessionId: string, signal?: AbortSignal): Promise<StoredSession | undefined>;
+  get(userId: string, sessionId: string, signal?: StoreSignal): Promise<StoredSession | undefined>;
 
   /**
    * Inserts or replaces a session, keeping it until
@@ -26,7 +26,7 @@ export interface SessionStore {
    * @throws VersionMismatchError when expectedVersion > 0 differs from the stored version.
    * @throws SessionNotFoundError when expectedVersion > 0 and the session does not exist.
    */
-  upsert(input: UpsertInput, signal?: AbortSignal): Promise<StoredSession>;
+  upsert(input: UpsertInput, signal?: StoreSignal): Promise<StoredSession>;
 
   /**
    * Moves a session's storage expiry to min(now + ttlMs, its expiresAtMs)
@@ -38,7 +38,7 @@ export interface SessionStore {
     userId: string,
     sessionId: string,
     ttlMs: number,
-    signal?: AbortSignal,
+    signal?: StoreSignal,
   ): Promise<StoredSession>;
 
   /**
@@ -51,14 +51,14 @@ export interface SessionStore {
     userId: string,
     sessionId: string,
     expectedVersion: bigint | undefined,
-    signal?: AbortSignal,
+    signal?: StoreSignal,
   ): Promise<boolean>;
 
   /**
    * Returns up to `limit` live sessions of a user whose ids sort after
    * `after` (bytewise order of their UTF-8 encoding), in that order.
    */
-  listByUser(userId: string, page: PageRequest, signal?: AbortSignal): Promise<SessionPage>;
+  listByUser(userId: string, page: PageRequest, signal?: StoreSignal): Promise<SessionPage>;
 
   /**
    * Atomically deletes every session of a user except those whose ids are in
@@ -67,14 +67,14 @@ export interface SessionStore {
   deleteByUser(
     userId: string,
     exceptSessionIds: readonly string[],
-    signal?: AbortSignal,
+    signal?: StoreSignal,
   ): Promise<number>;
 
   /**
    * Resolves when the store can serve requests right now (its backend is
    * connected and answering); rejects when it cannot. Health checks use it.
    */
-  ping(signal?: AbortSignal): Promise<void>;
+  ping(signal?: StoreSignal): Promise<void>;
 
   /** Releases the store's resources (connections, timers). */
   close(): Promise<void>;
@@ -123,4 +123,18 @@ export interface SessionPage {
   readonly sessions: readonly StoredSession[];
   /** Whether live sessions sorting after the last one returned remain. */
   readonly hasMore: boolean;
+}
+
+/**
+ * How a caller stops waiting for a store call. An AbortSignal is one; the
+ * gRPC fast path passes a lighter stand-in with the same abort state and
+ * listeners, because Node builds every AbortSignal in a way that cost that
+ * path about a sixth of its CPU per call.
+ */
+export interface StoreSignal {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  throwIfAborted(): void;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
 }

@@ -187,12 +187,18 @@ async function runHandler(
   options: ConnectNodeTransportOptions,
 ): Promise<StatusCode> {
   const outcome: HandlerOutcome = { reached: false, code: undefined };
-  const request = universalRequestFromNodeRequest(
-    req,
-    res,
-    undefined,
-    createContextValues().set(OUTCOME, outcome),
-  );
+  let request: ReturnType<typeof universalRequestFromNodeRequest>;
+  try {
+    request = universalRequestFromNodeRequest(
+      req,
+      res,
+      undefined,
+      createContextValues().set(OUTCOME, outcome),
+    );
+  } catch {
+    // connect-node needs the request's authority (:authority or Host).
+    return answer(new ConnectError("the request names no authority (host)", Code.InvalidArgument));
+  }
   // The client going away cancels the call. (The signal also fires once the
   // response is complete, which cancels nothing.)
   const clientSignal = request.signal;

@@ -8,20 +8,21 @@ import {
 import { Code, ConnectError } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "../observability/logger.js";
-import { type Call, OK, type Transport } from "../pipeline/call.js";
+import { type Call, type CallHeaders, OK, type Peer, type Transport } from "../pipeline/call.js";
 import type { Admission, Pipeline } from "../pipeline/pipeline.js";
+import { CallAbort } from "./call-abort.js";
 import { requestTooLarge, toStatusError, undecodableRequest } from "./call-errors.js";
 import { deadlineExceeded, enforceable, parseGrpcTimeout } from "./deadline.js";
 import { nodeCallHeaders } from "./node-call-headers.js";
 
 /**
  * A unary handler the fast path can call: it takes the decoded request, the
- * call's abort signal and the request's encoding, and resolves to a
- * response that encodes itself (see service/reply.ts).
+ * call's cancellation (see call-abort.ts) and the request's encoding, and
+ * resolves to a response that encodes itself (see service/reply.ts).
  */
 export type UnaryHandler = (
   request: MessageShape<DescMessage>,
-  signal: AbortSignal,
+  signal: CallAbort,
   encoded: Uint8Array,
 ) => Promise<{ binary(): Uint8Array }>;
 
@@ -107,26 +108,44 @@ export function createGrpcUnaryFastPath(options: GrpcUnaryFastPathOptions): Fast
   };
 }
 
-/** The Call of a fast-path stream. */
-function fastPathCall(
-  procedure: string,
-  headers: http2.IncomingHttpHeaders,
-  stream: http2.ServerHttp2Stream,
-  deadline: number | undefined,
-  signal: AbortSignal,
-): Call {
-  return {
-    procedure,
-    protocol: "grpc",
-    transport: grpcFastPathTransport.name,
-    httpVersion: "2",
-    headers: nodeCallHeaders(headers),
-    // Read now: the connection may be gone by the time the call ends. Node
-    // caches a socket's address, so this costs a lookup per connection.
-    peer: { address: stream.session?.socket?.remoteAddress },
-    deadline,
-    signal,
-  };
+/**
+ * The Call of a fast-path stream. What telemetry does not read on every
+ * call (the headers' wrapper, the peer's address, an AbortSignal) is made
+ * only when a policy asks for it.
+ */
+class FastPathCall implements Call, Peer {
+  readonly protocol = "grpc";
+  readonly transport = grpcFastPathTransport.name;
+  readonly httpVersion = "2";
+  private callHeaders: CallHeaders | undefined;
+  private peerAddress: string | undefined;
+
+  constructor(
+    readonly procedure: string,
+    private readonly rawHeaders: http2.IncomingHttpHeaders,
+    private readonly stream: http2.ServerHttp2Stream,
+    readonly deadline: number | undefined,
+    private readonly abort: CallAbort,
+  ) {}
+
+  get headers(): CallHeaders {
+    this.callHeaders ??= nodeCallHeaders(this.rawHeaders);
+    return this.callHeaders;
+  }
+
+  get peer(): Peer {
+    return this;
+  }
+
+  /** The client's address, remembered once read (the session may close before the call ends). */
+  get address(): string | undefined {
+    this.peerAddress ??= this.stream.session?.socket?.remoteAddress;
+    return this.peerAddress;
+  }
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
 }
 
 function serveUnary(
@@ -135,16 +154,16 @@ function serveUnary(
   route: Route,
   options: GrpcUnaryFastPathOptions,
 ): void {
-  const controller = new AbortController();
+  const abort = new CallAbort();
   const timeout = parseGrpcTimeout(headers["grpc-timeout"] as string | undefined);
   const timeoutMs = timeout instanceof ConnectError ? undefined : timeout;
   const enforced = enforceable(timeoutMs);
-  const call = fastPathCall(
+  const call = new FastPathCall(
     route.procedure,
     headers,
     stream,
     enforced ? Date.now() + timeoutMs : undefined,
-    controller.signal,
+    abort,
   );
   let admission: Admission | undefined;
   /** The status the call ended with, once answered or cancelled. */
@@ -187,7 +206,7 @@ function serveUnary(
       finish(undefined, error);
       return;
     }
-    route.handler(request, controller.signal, encoded).then(
+    route.handler(request, abort, encoded).then(
       (response) => {
         let bytes: Uint8Array;
         try {
@@ -251,14 +270,14 @@ function serveUnary(
     // work, whether or not it set a deadline.
     clearTimeout(timer);
     outcome = Code.Canceled;
-    controller.abort(new ConnectError("the client cancelled the call", Code.Canceled));
+    abort.abort(new ConnectError("the client cancelled the call", Code.Canceled));
     admission?.finish(outcome);
   });
 
   if (enforced) {
     timer = setTimeout(() => {
       const reason = deadlineExceeded();
-      controller.abort(reason);
+      abort.abort(reason);
       finish(undefined, reason);
     }, timeoutMs);
   }

@@ -10,6 +10,7 @@ import type {
   SessionPage,
   SessionStore,
   StoredSession,
+  StoreSignal,
   UpsertInput,
 } from "../session-store.js";
 
@@ -65,12 +66,12 @@ export class MemorySessionStore implements SessionStore {
     }
   }
 
-  async get(userId: string, sessionId: string, signal?: AbortSignal) {
+  async get(userId: string, sessionId: string, signal?: StoreSignal) {
     signal?.throwIfAborted();
     return this.live(userId, sessionId, Date.now());
   }
 
-  async upsert(input: UpsertInput, signal?: AbortSignal): Promise<StoredSession> {
+  async upsert(input: UpsertInput, signal?: StoreSignal): Promise<StoredSession> {
     signal?.throwIfAborted();
     const now = Date.now();
     if (input.expiresAtMs !== undefined && input.expiresAtMs <= now) {
@@ -99,7 +100,7 @@ export class MemorySessionStore implements SessionStore {
     return stored;
   }
 
-  async touch(userId: string, sessionId: string, ttlMs: number, signal?: AbortSignal) {
+  async touch(userId: string, sessionId: string, ttlMs: number, signal?: StoreSignal) {
     signal?.throwIfAborted();
     const now = Date.now();
     const current = this.live(userId, sessionId, now);
@@ -117,7 +118,7 @@ export class MemorySessionStore implements SessionStore {
     userId: string,
     sessionId: string,
     expectedVersion: bigint | undefined,
-    signal?: AbortSignal,
+    signal?: StoreSignal,
   ): Promise<boolean> {
     signal?.throwIfAborted();
     const now = Date.now();
@@ -130,7 +131,7 @@ export class MemorySessionStore implements SessionStore {
     return current !== undefined;
   }
 
-  async listByUser(userId: string, page: PageRequest, signal?: AbortSignal): Promise<SessionPage> {
+  async listByUser(userId: string, page: PageRequest, signal?: StoreSignal): Promise<SessionPage> {
     signal?.throwIfAborted();
     const now = Date.now();
     const after = page.after;
@@ -147,7 +148,7 @@ export class MemorySessionStore implements SessionStore {
   async deleteByUser(
     userId: string,
     exceptSessionIds: readonly string[],
-    signal?: AbortSignal,
+    signal?: StoreSignal,
   ): Promise<number> {
     signal?.throwIfAborted();
     const sessions = this.prune(userId, Date.now());
@@ -168,7 +169,7 @@ export class MemorySessionStore implements SessionStore {
    * The embedded store is usable for as long as the process runs; like every
    * other operation, it still rejects for a signal that has already aborted.
    */
-  async ping(signal?: AbortSignal): Promise<void> {
+  async ping(signal?: StoreSignal): Promise<void> {
     signal?.throwIfAborted();
   }
 

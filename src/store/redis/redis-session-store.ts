@@ -13,6 +13,7 @@ import type {
   SessionPage,
   SessionStore,
   StoredSession,
+  StoreSignal,
   UpsertInput,
 } from "../session-store.js";
 import { sessionKey, type UserKeys, userKeys } from "./redis-keys.js";
@@ -122,13 +123,13 @@ export class RedisSessionStore implements SessionStore {
     }
   }
 
-  async get(userId: string, sessionId: string, signal?: AbortSignal) {
+  async get(userId: string, sessionId: string, signal?: StoreSignal) {
     const key = sessionKey(this.locate(userId), sessionId);
     const record = await this.call(signal, () => this.redis.getBuffer(key));
     return record ? decodeRecord(userId, sessionId, record) : undefined;
   }
 
-  async upsert(input: UpsertInput, signal?: AbortSignal): Promise<StoredSession> {
+  async upsert(input: UpsertInput, signal?: StoreSignal): Promise<StoredSession> {
     const user = this.locate(input.userId);
     const data = Buffer.from(input.data.buffer, input.data.byteOffset, input.data.byteLength);
     const [status, version = "", storageExpiresAtMs = 0] = await this.call(signal, () =>
@@ -165,7 +166,7 @@ export class RedisSessionStore implements SessionStore {
     }
   }
 
-  async touch(userId: string, sessionId: string, ttlMs: number, signal?: AbortSignal) {
+  async touch(userId: string, sessionId: string, ttlMs: number, signal?: StoreSignal) {
     const user = this.locate(userId);
     const [status, record] = await this.call(signal, () =>
       this.redis.sessionTouchBuffer(sessionKey(user, sessionId), user.index, sessionId, ttlMs),
@@ -178,7 +179,7 @@ export class RedisSessionStore implements SessionStore {
     userId: string,
     sessionId: string,
     expectedVersion: bigint | undefined,
-    signal?: AbortSignal,
+    signal?: StoreSignal,
   ): Promise<boolean> {
     const user = this.locate(userId);
     const [status, deleted] = await this.call(signal, () =>
@@ -193,7 +194,7 @@ export class RedisSessionStore implements SessionStore {
     return deleted === 1;
   }
 
-  async listByUser(userId: string, page: PageRequest, signal?: AbortSignal): Promise<SessionPage> {
+  async listByUser(userId: string, page: PageRequest, signal?: StoreSignal): Promise<SessionPage> {
     const user = this.locate(userId);
     const [hasMore, ...pairs] = await this.call(signal, () =>
       this.redis.sessionListBuffer(user.index, user.sessionPrefix, page.after ?? "", page.limit),
@@ -209,7 +210,7 @@ export class RedisSessionStore implements SessionStore {
   async deleteByUser(
     userId: string,
     exceptSessionIds: readonly string[],
-    signal?: AbortSignal,
+    signal?: StoreSignal,
   ): Promise<number> {
     const user = this.locate(userId);
     return this.call(signal, () =>
@@ -217,7 +218,7 @@ export class RedisSessionStore implements SessionStore {
     );
   }
 
-  async ping(signal?: AbortSignal): Promise<void> {
+  async ping(signal?: StoreSignal): Promise<void> {
     await this.call(signal, () => this.redis.ping());
   }
 
@@ -244,7 +245,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   /** Runs one Redis call, translating connection-level failures. */
-  private async call<T>(signal: AbortSignal | undefined, operation: () => Promise<T>): Promise<T> {
+  private async call<T>(signal: StoreSignal | undefined, operation: () => Promise<T>): Promise<T> {
     try {
       return await abortable(signal, operation);
     } catch (error) {
