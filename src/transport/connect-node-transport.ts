@@ -15,8 +15,6 @@ import {
   type UniversalServerResponse,
 } from "@connectrpc/connect/protocol";
 import { errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { parseContentType as parseGrpcContentType } from "@connectrpc/connect/protocol-grpc";
-import { parseContentType as parseGrpcWebContentType } from "@connectrpc/connect/protocol-grpc-web";
 import {
   compressionBrotli,
   compressionGzip,
@@ -28,16 +26,17 @@ import { type Call, OK, type StatusCode, type Transport } from "../pipeline/call
 import type { Pipeline } from "../pipeline/pipeline.js";
 import { requestTooLarge, toStatusError, undecodableRequest } from "./call-errors.js";
 import {
+  callDeadline,
   deadlineExceeded,
-  enforceable,
   parseConnectTimeout,
   parseGrpcTimeout,
 } from "./deadline.js";
-import { decodeBase64Body, encodeBase64Body } from "./grpc-web-text.js";
+import { binaryResponseToText, textRequestToBinary } from "./grpc-web-text.js";
 import { nodeCallHeaders } from "./node-call-headers.js";
 import {
   errorOfResponse,
   errorResponse,
+  grpcWireFormat,
   looksLikeConnect,
   type NotACall,
   unknownMethod,
@@ -128,17 +127,17 @@ async function serveCall(
   format: WireFormat,
   options: ConnectNodeTransportOptions,
 ): Promise<void> {
-  const header = req.headers[format.timeoutHeader];
-  const timeout =
+  const header = req.headers[format.timeoutHeader] as string | undefined;
+  const deadline = callDeadline(
     format.timeoutHeader === "grpc-timeout"
-      ? parseGrpcTimeout(header as string | undefined)
-      : parseConnectTimeout(header as string | undefined);
-  const timeoutMs = timeout instanceof ConnectError ? undefined : timeout;
-  const enforced = enforceable(timeoutMs);
+      ? parseGrpcTimeout(header)
+      : parseConnectTimeout(header),
+  );
   const controller = new AbortController();
-  const timer = enforced
-    ? setTimeout(() => controller.abort(deadlineExceeded()), timeoutMs)
-    : undefined;
+  const timer =
+    deadline.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => controller.abort(deadlineExceeded()), deadline.timeoutMs);
   const call: Call = {
     procedure: `${handler.service.typeName}/${handler.method.name}`,
     protocol: format.protocol,
@@ -147,7 +146,7 @@ async function serveCall(
     headers: nodeCallHeaders(req.headers),
     // Read now: the connection may be gone by the time the call ends.
     peer: { address: req.socket?.remoteAddress },
-    deadline: enforced ? Date.now() + timeoutMs : undefined,
+    deadline: deadline.at,
     signal: controller.signal,
   };
   const closed = new Promise<void>((resolve) => res.once("close", resolve));
@@ -168,7 +167,7 @@ async function serveCall(
   let code: StatusCode = Code.Canceled;
   try {
     if (admission.rejection) code = await answer(admission.rejection);
-    else if (timeout instanceof ConnectError) code = await answer(timeout);
+    else if (deadline.error) code = await answer(deadline.error);
     else code = await runHandler(req, res, handler, format, controller, send, answer, options);
   } finally {
     clearTimeout(timer);
@@ -219,28 +218,20 @@ async function runHandler(
   // start a timer of its own.
   request.header.delete(format.timeoutHeader);
   request.signal = controller.signal;
-  if (format.text) {
-    request.header.set("content-type", `application/grpc-web+${format.binary ? "proto" : "json"}`);
-    request.body = decodeBase64Body(request.body as AsyncIterable<Uint8Array>);
-  }
+  if (format.text) textRequestToBinary(request);
 
-  let response = await handler(request);
+  const response = await handler(request);
   if (!outcome.reached) {
     // connect-node failed the call before its handler: a problem with the
     // request itself, worded as the fast path words it.
-    const error = (await errorOfResponse(format, response)) ?? unexpectedSuccess();
+    const error =
+      (await errorOfResponse(format, response)) ??
+      new ConnectError("internal error", Code.Internal);
     return answer(requestError(error, handler, options.maxRequestBytes));
   }
-  if (format.text) {
-    const header = new Headers(response.header);
-    header.set("content-type", `application/grpc-web-text+${format.binary ? "proto" : "json"}`);
-    response = {
-      ...response,
-      header,
-      body: encodeBase64Body(response.body ?? createAsyncIterable([])),
-    };
-  }
-  return (await send(response)) ? (outcome.code ?? Code.Internal) : Code.Canceled;
+  return (await send(format.text ? binaryResponseToText(response) : response))
+    ? (outcome.code ?? Code.Internal)
+    : Code.Canceled;
 }
 
 /**
@@ -267,10 +258,6 @@ function requestError(
     default:
       return error;
   }
-}
-
-function unexpectedSuccess(): ConnectError {
-  return new ConnectError("internal error", Code.Internal);
 }
 
 /**
@@ -327,20 +314,10 @@ function answerNotACall(
   notACall: NotACall,
 ): void {
   const contentType = headers["content-type"];
-  const grpcWeb = parseGrpcWebContentType(contentType ?? null);
-  const grpc = !grpcWeb && parseGrpcContentType(contentType ?? null);
+  const grpc = grpcWireFormat(contentType);
   let response: UniversalServerResponse;
-  if (grpcWeb || grpc) {
-    response = errorResponse(
-      {
-        protocol: grpcWeb ? "grpc-web" : "grpc",
-        binary: (grpcWeb || grpc || { binary: true }).binary,
-        text: grpcWeb ? grpcWeb.text : false,
-        stream: false,
-        timeoutHeader: "grpc-timeout",
-      },
-      new ConnectError(notACall.message, Code.Unimplemented),
-    );
+  if (grpc) {
+    response = errorResponse(grpc, new ConnectError(notACall.message, Code.Unimplemented));
   } else if (looksLikeConnect(contentType, headers["connect-protocol-version"] !== undefined)) {
     const code = notACall.status === 415 ? Code.InvalidArgument : Code.Unimplemented;
     response = {

@@ -40,6 +40,23 @@ export function enforceable(timeoutMs: number | undefined): timeoutMs is number 
   return timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS;
 }
 
+/** A call's deadline, read from its timeout header. */
+export interface CallDeadline {
+  /** The timeout to enforce; undefined when none was sent, or one too long for a timer. */
+  readonly timeoutMs: number | undefined;
+  /** When that timeout passes, in Unix milliseconds. */
+  readonly at: number | undefined;
+  /** The error to answer when the header is malformed. */
+  readonly error: ConnectError | undefined;
+}
+
+/** The deadline of a call whose timeout header parsed as `parsed` (see parseGrpcTimeout). */
+export function callDeadline(parsed: number | undefined | ConnectError): CallDeadline {
+  if (parsed instanceof ConnectError) return { timeoutMs: undefined, at: undefined, error: parsed };
+  if (!enforceable(parsed)) return { timeoutMs: undefined, at: undefined, error: undefined };
+  return { timeoutMs: parsed, at: Date.now() + parsed, error: undefined };
+}
+
 /** The status of a call whose deadline passed (connect-node's wording). */
 export function deadlineExceeded(): ConnectError {
   return new ConnectError("the operation timed out", Code.DeadlineExceeded);

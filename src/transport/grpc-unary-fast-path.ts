@@ -12,7 +12,7 @@ import { type Call, type CallHeaders, OK, type Peer, type Transport } from "../p
 import type { Admission, Pipeline } from "../pipeline/pipeline.js";
 import { CallAbort } from "./call-abort.js";
 import { requestTooLarge, toStatusError, undecodableRequest } from "./call-errors.js";
-import { deadlineExceeded, enforceable, parseGrpcTimeout } from "./deadline.js";
+import { callDeadline, deadlineExceeded, parseGrpcTimeout } from "./deadline.js";
 import { nodeCallHeaders } from "./node-call-headers.js";
 
 /**
@@ -155,16 +155,8 @@ function serveUnary(
   options: GrpcUnaryFastPathOptions,
 ): void {
   const abort = new CallAbort();
-  const timeout = parseGrpcTimeout(headers["grpc-timeout"] as string | undefined);
-  const timeoutMs = timeout instanceof ConnectError ? undefined : timeout;
-  const enforced = enforceable(timeoutMs);
-  const call = new FastPathCall(
-    route.procedure,
-    headers,
-    stream,
-    enforced ? Date.now() + timeoutMs : undefined,
-    abort,
-  );
+  const deadline = callDeadline(parseGrpcTimeout(headers["grpc-timeout"] as string | undefined));
+  const call = new FastPathCall(route.procedure, headers, stream, deadline.at, abort);
   let admission: Admission | undefined;
   /** The status the call ended with, once answered or cancelled. */
   let outcome: number | undefined;
@@ -226,7 +218,7 @@ function serveUnary(
   const proceed = () => {
     if (admission === undefined || outcome !== undefined || handlerStarted) return;
     if (admission.rejection) return finish(undefined, admission.rejection);
-    if (timeout instanceof ConnectError) return finish(undefined, timeout);
+    if (deadline.error) return finish(undefined, deadline.error);
     if (requestError) return finish(undefined, requestError);
     if (bodyEnded) runHandler();
   };
@@ -274,12 +266,12 @@ function serveUnary(
     admission?.finish(outcome);
   });
 
-  if (enforced) {
+  if (deadline.timeoutMs !== undefined) {
     timer = setTimeout(() => {
       const reason = deadlineExceeded();
       abort.abort(reason);
       finish(undefined, reason);
-    }, timeoutMs);
+    }, deadline.timeoutMs);
   }
 
   const started = options.pipeline.start(call);

@@ -1,3 +1,9 @@
+import {
+  createAsyncIterable,
+  type UniversalServerRequest,
+  type UniversalServerResponse,
+} from "@connectrpc/connect/protocol";
+
 /**
  * gRPC-Web's text variant (application/grpc-web-text): the same frames as
  * binary gRPC-Web, base64-encoded, as browsers without binary streaming
@@ -7,6 +13,31 @@
  */
 
 const PAD = 61; // "="
+
+/**
+ * Turns a gRPC-Web text request into the binary request connect-node
+ * serves: the same codec (+proto or +json), the body base64-decoded.
+ */
+export function textRequestToBinary(request: UniversalServerRequest): void {
+  const type = request.header.get("content-type") ?? "";
+  request.header.set(
+    "content-type",
+    type.replace(/^application\/grpc-web-text/i, "application/grpc-web"),
+  );
+  request.body = decodeBase64Body(request.body as AsyncIterable<Uint8Array>);
+}
+
+/** Turns connect-node's binary gRPC-Web response into the text variant the client asked for. */
+export function binaryResponseToText(response: UniversalServerResponse): UniversalServerResponse {
+  const header = new Headers(response.header);
+  const type = header.get("content-type") ?? "application/grpc-web+proto";
+  header.set("content-type", type.replace(/^application\/grpc-web/i, "application/grpc-web-text"));
+  return {
+    ...response,
+    header,
+    body: encodeBase64Body(response.body ?? createAsyncIterable([])),
+  };
+}
 
 /**
  * Decodes a base64 request body. Senders may pad each chunk they write, so

@@ -87,8 +87,23 @@ export function wireFormatOf(
   }
   if (httpMethod !== "POST")
     return { status: 405, message: `method ${httpMethod} is not served; ${ACCEPTED}` };
-  const type = contentType ?? null;
-  const grpcWeb = parseGrpcWebContentType(type);
+  const grpc = grpcWireFormat(contentType);
+  if (grpc) return grpc;
+  const connectType = parseConnectContentType(contentType ?? null);
+  if (connectType && connectType.stream !== unary)
+    return connect(connectType.binary, connectType.stream);
+  return {
+    status: 415,
+    message:
+      contentType === undefined
+        ? `missing content-type; ${ACCEPTED}`
+        : `unsupported content-type for ${method.name}; ${ACCEPTED}`,
+  };
+}
+
+/** The wire format of a gRPC or gRPC-Web content type; undefined for any other. */
+export function grpcWireFormat(contentType: string | undefined): WireFormat | undefined {
+  const grpcWeb = parseGrpcWebContentType(contentType ?? null);
   if (grpcWeb) {
     return {
       protocol: "grpc-web",
@@ -98,25 +113,14 @@ export function wireFormatOf(
       timeoutHeader: "grpc-timeout",
     };
   }
-  const grpc = parseGrpcContentType(type);
-  if (grpc) {
-    return {
-      protocol: "grpc",
-      binary: grpc.binary,
-      text: false,
-      stream: false,
-      timeoutHeader: "grpc-timeout",
-    };
-  }
-  const connectType = parseConnectContentType(type);
-  if (connectType && connectType.stream !== unary)
-    return connect(connectType.binary, connectType.stream);
+  const grpc = parseGrpcContentType(contentType ?? null);
+  if (!grpc) return undefined;
   return {
-    status: 415,
-    message:
-      contentType === undefined
-        ? `missing content-type; ${ACCEPTED}`
-        : `unsupported content-type for ${method.name}; ${ACCEPTED}`,
+    protocol: "grpc",
+    binary: grpc.binary,
+    text: false,
+    stream: false,
+    timeoutHeader: "grpc-timeout",
   };
 }
 
@@ -198,8 +202,12 @@ export async function errorOfResponse(
   for await (const chunk of response.body ?? []) chunks.push(chunk);
   const body = Buffer.concat(chunks);
   const fallback = new ConnectError("request failed", codeFromHttpStatus(response.status));
-  if (response.status !== 200 && !(format.protocol === "connect" && !format.stream))
-    return fallback;
+  // Connect unary errors are HTTP errors with a JSON body; every other
+  // framing carries its status with HTTP 200.
+  if (format.protocol === "connect" && !format.stream) {
+    return response.status === 200 ? undefined : errorFromJsonBytes(body, undefined, fallback);
+  }
+  if (response.status !== 200) return fallback;
   switch (format.protocol) {
     case "grpc":
       return (
@@ -211,8 +219,6 @@ export async function errorOfResponse(
       return trailer ? findTrailerError(trailerParse(trailer.data)) : undefined;
     }
     case "connect": {
-      if (!format.stream)
-        return response.status === 200 ? undefined : errorFromJsonBytes(body, undefined, fallback);
       const end = envelopes(body).find((e) => (e.flags & endStreamFlag) === endStreamFlag);
       return end ? endStreamFromJson(end.data).error : undefined;
     }

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import {
+  callDeadline,
   enforceable,
   MAX_TIMER_MS,
   parseConnectTimeout,
@@ -48,5 +49,27 @@ describe("enforceable", () => {
     expect(enforceable(MAX_TIMER_MS + 1)).toBe(false);
     expect(enforceable(30 * 86_400_000)).toBe(false);
     expect(enforceable(undefined)).toBe(false);
+  });
+});
+
+describe("callDeadline", () => {
+  it("enforces what a timer can hold, serves longer timeouts as none, and passes on a malformed header", () => {
+    const before = Date.now();
+    const deadline = callDeadline(250);
+    expect(deadline.timeoutMs).toBe(250);
+    expect(deadline.at).toBeGreaterThanOrEqual(before + 250);
+    expect(deadline.error).toBeUndefined();
+    expect(callDeadline(MAX_TIMER_MS + 1)).toEqual({
+      timeoutMs: undefined,
+      at: undefined,
+      error: undefined,
+    });
+    expect(callDeadline(undefined)).toEqual({
+      timeoutMs: undefined,
+      at: undefined,
+      error: undefined,
+    });
+    const malformed = parseGrpcTimeout("soon");
+    expect(callDeadline(malformed).error).toBe(malformed);
   });
 });
