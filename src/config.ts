@@ -89,13 +89,18 @@ function logLevel(fallback: LogLevel) {
         : new Invalid(`one of ${LOG_LEVELS.join(", ")}`);
 }
 
+/** The parsers boolean() made: their flags may stand alone, meaning true. */
+const booleanParsers = new WeakSet<object>();
+
 function boolean(fallback: boolean) {
-  return (raw: string | undefined): boolean | Invalid => {
+  const parse = (raw: string | undefined): boolean | Invalid => {
     if (raw === undefined) return fallback;
     if (raw === "false" || raw === "0") return false;
     if (raw === "true" || raw === "1") return true;
     return new Invalid("true or false");
   };
+  booleanParsers.add(parse);
+  return parse;
 }
 
 /** A port number, or "off". */
@@ -245,9 +250,6 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
   },
 ];
 
-/** Flags that may stand alone, meaning true. */
-const BOOLEAN_FLAGS = new Set<keyof Config>(["redisCluster", "grpcFastPath"]);
-
 function flagName(setting: Setting<keyof Config>): string {
   return `--${setting.env.toLowerCase().replaceAll("_", "-")}`;
 }
@@ -293,7 +295,10 @@ function parseFlags(argv: readonly string[]): Map<string, string> | "help" {
     let value: string | undefined;
     if (eq >= 0) {
       value = arg.slice(eq + 1);
-    } else if (BOOLEAN_FLAGS.has(setting.key) && !(argv[i + 1] ?? "").match(/^(true|false|0|1)$/)) {
+    } else if (
+      booleanParsers.has(setting.parse) &&
+      !(argv[i + 1] ?? "").match(/^(true|false|0|1)$/)
+    ) {
       value = "true";
     } else {
       value = argv[++i];

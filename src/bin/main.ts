@@ -76,17 +76,22 @@ async function main(): Promise<void> {
     processMetrics: true,
   });
   const server = createServer({ ...config, store, logger, telemetry });
-  const adminPort = config.adminPort;
-  const admin = adminPort === "off" ? undefined : createAdminServer(server.health, telemetry);
+  const admin =
+    config.adminPort === "off"
+      ? undefined
+      : { server: createAdminServer(server.health, telemetry), port: config.adminPort };
   let address: AddressInfo;
   let adminAddress: AddressInfo | undefined;
   try {
     address = await server.listen(config.port, config.host);
-    adminAddress = await new Promise<AddressInfo | undefined>((resolve, reject) => {
-      if (!admin || adminPort === "off") return resolve(undefined);
-      admin.once("error", reject);
-      admin.listen(adminPort, config.host, () => resolve(admin.address() as AddressInfo));
-    });
+    if (admin) {
+      adminAddress = await new Promise<AddressInfo>((resolve, reject) => {
+        admin.server.once("error", reject);
+        admin.server.listen(admin.port, config.host, () =>
+          resolve(admin.server.address() as AddressInfo),
+        );
+      });
+    }
   } catch (error) {
     logger.fatal({ err: error }, "cannot listen");
     process.exit(EXIT_CANNOT_LISTEN);
@@ -108,8 +113,8 @@ async function main(): Promise<void> {
     logger.info({ signal, graceMs: config.shutdownTimeoutMs }, "shutting down");
     await server.close(config.shutdownTimeoutMs);
     await store.close();
-    admin?.closeAllConnections();
-    await new Promise((resolve) => (admin ? admin.close(resolve) : resolve(undefined)));
+    admin?.server.closeAllConnections();
+    await new Promise((resolve) => (admin ? admin.server.close(resolve) : resolve(undefined)));
     logger.info("stopped");
     process.exit(0);
   };

@@ -23,7 +23,7 @@ export function registerHealth(
  * for each service in `services`; any other name is NOT_FOUND for Check and
  * SERVICE_UNKNOWN for Watch, as the gRPC health protocol specifies.
  */
-export function createHealthService(
+function createHealthService(
   monitor: HealthMonitor,
   services: readonly string[],
 ): ServiceImpl<typeof Health> {

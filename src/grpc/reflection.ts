@@ -129,7 +129,7 @@ function answer(index: DescriptorIndex, request: ReflectionRequest) {
  * well-known types they import) can be fetched with its dependencies. So
  * grpcurl and buf curl work against the server with no .proto files.
  */
-export function createReflectionServices(services: readonly DescService[]) {
+function createReflectionServices(services: readonly DescService[]) {
   const index = indexServices([...services, ServerReflectionV1, ServerReflectionV1Alpha]);
   // Both versions answer alike; only the message types differ.
   const respond = <R extends ReflectionRequest>(request: R) => ({

@@ -54,13 +54,10 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     }
   }
 
-  const admit = (ends: CallEnd[], rejection: ConnectError | undefined): Admission =>
-    new CallAdmission(ends, rejection, logger);
-
   const reject = (ends: CallEnd[], error: unknown, policy: CallPolicy): Admission => {
-    if (error instanceof ConnectError) return admit(ends, error);
+    if (error instanceof ConnectError) return new CallAdmission(ends, logger, error);
     logger.error({ err: error, policy: policy.name }, "a call policy failed");
-    return admit(ends, new ConnectError("internal error", Code.Internal));
+    return new CallAdmission(ends, logger, new ConnectError("internal error", Code.Internal));
   };
 
   const startAt = (call: Call, from: number, ends: CallEnd[]): Admission | Promise<Admission> => {
@@ -83,7 +80,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       }
       if (begun) ends.push(begun);
     }
-    return admit(ends, undefined);
+    return new CallAdmission(ends, logger, undefined);
   };
 
   return {
@@ -98,8 +95,8 @@ class CallAdmission implements Admission {
 
   constructor(
     private readonly ends: CallEnd[],
-    readonly rejection: ConnectError | undefined,
     private readonly logger: Logger,
+    readonly rejection: ConnectError | undefined,
   ) {}
 
   finish(code: StatusCode): void {

@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "../observability/logger.js";
+import type { StoreErrorKind } from "../observability/telemetry.js";
 import {
   ExpiresAtPassedError,
   SessionExistsError,
@@ -7,9 +8,6 @@ import {
   StoreUnavailableError,
   VersionMismatchError,
 } from "../store/errors.js";
-
-/** Why a store call failed, for metrics: the backend was unreachable, or something unexpected. */
-export type StoreErrorKind = "unavailable" | "internal";
 
 /**
  * The one place where failures become status codes. Domain errors keep their

@@ -6,8 +6,9 @@ import {
   SessionStoreService,
 } from "../../gen/sessionstore/v1/session_store_pb.js";
 import type { Logger } from "../observability/logger.js";
+import type { StoreErrorKind } from "../observability/telemetry.js";
 import type { SessionStore, StoredSession, StoreSignal } from "../store/session-store.js";
-import { type StoreErrorKind, toConnectError } from "./errors.js";
+import { toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { encodedReply, messageReply, type Reply } from "./reply.js";
 import { decodeSession, encodeSessionsResponse, storedSession } from "./session-codec.js";

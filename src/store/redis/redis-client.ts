@@ -41,7 +41,7 @@ function failFastOptions(options: RedisClientOptions) {
 /**
  * Where Redis is, for logs: host:port of each URL, never credentials.
  */
-export function redisTargets(options: RedisClientOptions): string {
+function redisTargets(options: RedisClientOptions): string {
   return options.url
     .split(",")
     .map((url) => {
