@@ -1,6 +1,7 @@
 import { Agent } from "node:http";
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import {
+  compressionGzip,
   createConnectTransport,
   createGrpcTransport,
   createGrpcWebTransport,
@@ -14,6 +15,8 @@ export interface ClientKind {
   readonly binary?: boolean;
   /** "2" (prior knowledge, the default) or "1.1"; gRPC needs HTTP/2. */
   readonly httpVersion?: "2" | "1.1";
+  /** Send every request gzip-compressed (which the gRPC fast path leaves to connect-node). */
+  readonly gzip?: boolean;
 }
 
 /**
@@ -34,7 +37,8 @@ export function clientPool(baseUrl: string): ClientPool {
   const managers: Http2SessionManager[] = [];
   const agents: Agent[] = [];
   const pool: ClientPool = {
-    transport({ protocol, binary = true, httpVersion = "2" }) {
+    transport({ protocol, binary = true, httpVersion = "2", gzip = false }) {
+      const compression = gzip ? { sendCompression: compressionGzip, compressMinBytes: 0 } : {};
       if (httpVersion === "1.1") {
         const agent = new Agent({ keepAlive: true });
         agents.push(agent);
@@ -43,6 +47,7 @@ export function clientPool(baseUrl: string): ClientPool {
           httpVersion,
           useBinaryFormat: binary,
           nodeOptions: { agent },
+          ...compression,
         } as const;
         if (protocol === "grpc") throw new Error("gRPC needs HTTP/2");
         return protocol === "connect"
@@ -51,7 +56,13 @@ export function clientPool(baseUrl: string): ClientPool {
       }
       const sessionManager = new Http2SessionManager(baseUrl);
       managers.push(sessionManager);
-      const options = { baseUrl, httpVersion, useBinaryFormat: binary, sessionManager } as const;
+      const options = {
+        baseUrl,
+        httpVersion,
+        useBinaryFormat: binary,
+        sessionManager,
+        ...compression,
+      } as const;
       if (protocol === "grpc") return createGrpcTransport(options);
       return protocol === "connect"
         ? createConnectTransport(options)
