@@ -5,7 +5,8 @@ import { createSessionStoreClient } from "@sessionstore/client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { expectCode, sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
+import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
+import { uniqueUserId } from "../support/ids.js";
 import {
   logLines,
   runServer,

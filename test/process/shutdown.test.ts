@@ -8,7 +8,8 @@ import {
 } from "../../gen/health/v1/health_pb.js";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
+import { sessionFixture, ttl } from "../support/fixtures.js";
+import { uniqueUserId } from "../support/ids.js";
 import { logLines, runServerWithAdmin, type ServerProcess } from "../support/server-process.js";
 
 let redis: RedisServer;

@@ -13,7 +13,8 @@ import { MemorySessionStore } from "../../src/store/memory/memory-session-store.
 import type { StoredSession } from "../../src/store/session-store.js";
 import { encodeGrpcMessage } from "../../src/transport/grpc-unary-fast-path.js";
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
-import { expectCode, sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
+import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
+import { uniqueUserId } from "../support/ids.js";
 import { recordingPolicy } from "../support/recording-policy.js";
 import { createGrpcJsClient, type RunningServer, startTestServer } from "../support/test-server.js";
 

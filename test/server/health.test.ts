@@ -12,7 +12,8 @@ import { connectRedis } from "../../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
 import { createAdminServer } from "../../src/transport/admin-server.js";
 import { type ClientPool, clientPool } from "../support/clients.js";
-import { expectCode, uniqueUserId } from "../support/fixtures.js";
+import { expectCode } from "../support/fixtures.js";
+import { uniqueUserId } from "../support/ids.js";
 import { type RunningServer, startTestServer } from "../support/test-server.js";
 
 let redis: RedisServer;

@@ -10,7 +10,8 @@ import { SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.
 import { waitFor } from "../../harness/wait-for.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
-import { expectCode, sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
+import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
+import { uniqueUserId } from "../support/ids.js";
 import { recordingPolicy } from "../support/recording-policy.js";
 import {
   createGrpcJsClient,

@@ -20,7 +20,8 @@ import { MemorySessionStore } from "../../src/store/memory/memory-session-store.
 import { connectNodeTransport } from "../../src/transport/connect-node-transport.js";
 import { grpcFastPathTransport } from "../../src/transport/grpc-unary-fast-path.js";
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
-import { sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
+import { sessionFixture, ttl } from "../support/fixtures.js";
+import { uniqueUserId } from "../support/ids.js";
 import { recordingPolicy } from "../support/recording-policy.js";
 import {
   createGrpcJsClient,

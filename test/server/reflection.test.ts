@@ -23,7 +23,7 @@ import {
 import { file_health_v1_health } from "../../gen/health/v1/health_pb.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
 import { type ClientPool, clientPool } from "../support/clients.js";
-import { uniqueUserId } from "../support/fixtures.js";
+import { uniqueUserId } from "../support/ids.js";
 import { recordingPolicy } from "../support/recording-policy.js";
 import { type RunningServer, startTestServer } from "../support/test-server.js";
 

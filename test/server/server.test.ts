@@ -10,7 +10,8 @@ import { connectRedis } from "../../src/store/redis/redis-client.js";
 import { userKeys } from "../../src/store/redis/redis-keys.js";
 import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
-import { expectCode, sessionFixture, ttl, uniqueUserId } from "../support/fixtures.js";
+import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
+import { uniqueUserId } from "../support/ids.js";
 import {
   createGrpcJsClient,
   type GrpcJsClient,

@@ -11,13 +11,8 @@ import {
 } from "../../src/service/session-store-service.js";
 import type { SessionStore } from "../../src/store/session-store.js";
 import { clientPool } from "../support/clients.js";
-import {
-  expectCode,
-  idsThatMustStayApart,
-  sessionFixture,
-  ttl,
-  uniqueUserId,
-} from "../support/fixtures.js";
+import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
+import { idsThatMustStayApart, uniqueUserId } from "../support/ids.js";
 import { startTestServer } from "../support/test-server.js";
 
 type SessionStoreClient = Client<typeof SessionStoreService>;

@@ -7,7 +7,7 @@ import { SessionNotFoundError, StoreUnavailableError } from "../../src/store/err
 import { connectRedis } from "../../src/store/redis/redis-client.js";
 import { userKeys } from "../../src/store/redis/redis-keys.js";
 import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
-import { uniqueUserId } from "../support/fixtures.js";
+import { uniqueUserId } from "../support/ids.js";
 import { upsertInput } from "./fixtures.js";
 import { describeStoreContract } from "./session-store-contract.js";
 

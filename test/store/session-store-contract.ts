@@ -8,7 +8,7 @@ import {
   VersionMismatchError,
 } from "../../src/store/errors.js";
 import type { SessionStore, UpsertInput } from "../../src/store/session-store.js";
-import { idsThatMustStayApart, uniqueUserId } from "../support/fixtures.js";
+import { idsThatMustStayApart, uniqueUserId } from "../support/ids.js";
 import { byUtf8, hex, payload, upsertInput, view } from "./fixtures.js";
 
 /** Opens a store over the backend under test; the contract closes it. */
