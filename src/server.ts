@@ -5,7 +5,7 @@ import { registerReflection } from "./grpc/reflection.js";
 import { HealthMonitor } from "./observability/health-monitor.js";
 import type { Logger } from "./observability/logger.js";
 import { createTelemetry, type Telemetry } from "./observability/telemetry.js";
-import type { CallPolicy, Transport } from "./pipeline/call.js";
+import type { CallFeature, CallPolicy, Transport } from "./pipeline/call.js";
 import { createPipeline } from "./pipeline/pipeline.js";
 import { telemetryPolicy } from "./pipeline/telemetry-policy.js";
 import {
@@ -15,12 +15,12 @@ import {
 } from "./service/session-store-service.js";
 import type { SessionStore } from "./store/session-store.js";
 import {
-  connectNodeTransport,
+  CONNECT_NODE_TRANSPORT,
   createConnectNodeTransport,
 } from "./transport/connect-node-transport.js";
 import {
   createGrpcUnaryFastPath,
-  grpcFastPathTransport,
+  GRPC_FAST_PATH_TRANSPORT,
   type UnaryHandler,
 } from "./transport/grpc-unary-fast-path.js";
 import { createPortListener } from "./transport/listener.js";
@@ -85,8 +85,11 @@ export function createServer(options: ServerOptions): SessionStoreServer {
     onStoreError: (kind) => telemetry.storeError(kind),
   });
   const fastPathOn = options.grpcFastPath ?? true;
-  const transports: Transport[] = [connectNodeTransport];
-  if (fastPathOn) transports.push(grpcFastPathTransport);
+  // Both transports read the client certificate of the connection; there
+  // is one only when the port verifies client certificates (mTLS).
+  const provides = new Set<CallFeature>();
+  const transports: Transport[] = [{ name: CONNECT_NODE_TRANSPORT, provides }];
+  if (fastPathOn) transports.push({ name: GRPC_FAST_PATH_TRANSPORT, provides });
   const pipeline = createPipeline({
     policies: [telemetryPolicy(telemetry), ...(options.policies ?? [])],
     transports,

@@ -13,6 +13,34 @@ export interface CallHeaders {
 export interface Peer {
   /** The client's IP address; undefined once the connection is gone. */
   readonly address: string | undefined;
+  /**
+   * The client's TLS certificate, when the connection is TLS and the
+   * certificate was verified against the client CA (mTLS); else undefined.
+   * Only transports that provide "peer-certificate" fill it in.
+   */
+  readonly certificate: PeerCertificate | undefined;
+}
+
+/** The identities a verified client certificate carries (its subject alternative names). */
+export interface PeerCertificate {
+  /** URI SANs, e.g. a SPIFFE id "spiffe://prod/ns/billing/sa/api". */
+  readonly uris: readonly string[];
+  /** DNS SANs. */
+  readonly dnsNames: readonly string[];
+}
+
+/** A request rate: a steady number per second, with bursts up to `burst`. */
+export interface Rate {
+  readonly perSecond: number;
+  readonly burst: number;
+}
+
+/** An authenticated caller, as the auth policy identified it. */
+export interface Caller {
+  /** The caller's NAME from the tokens file: in logs and metric labels, never a secret. */
+  readonly name: string;
+  /** The caller's own rate limit, overriding RATE_LIMIT; undefined: the default. */
+  readonly rate: Rate | undefined;
 }
 
 /**
@@ -41,6 +69,12 @@ export interface Call {
    * deadline passes, or shutdown cancels what is still running.
    */
   readonly signal: AbortSignal;
+  /**
+   * Who the call is from, once the auth policy has identified it; undefined
+   * for anonymous calls (no credentials configured, or an open service such
+   * as health). Later policies and the end of the call read it.
+   */
+  caller: Caller | undefined;
 }
 
 /** The status code a call ended with: OK is 0, then Connect's codes. */

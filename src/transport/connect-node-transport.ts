@@ -22,7 +22,7 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { Logger } from "../observability/logger.js";
-import { type Call, OK, type StatusCode, type Transport } from "../pipeline/call.js";
+import { type Call, OK, type StatusCode } from "../pipeline/call.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import { requestTooLarge, toStatusError, undecodableRequest } from "./call-errors.js";
 import {
@@ -33,6 +33,7 @@ import {
 } from "./deadline.js";
 import { binaryResponseToText, textRequestToBinary } from "./grpc-web-text.js";
 import { nodeCallHeaders } from "./node-call-headers.js";
+import { peerCertificateOf } from "./peer-certificate.js";
 import {
   errorOfResponse,
   errorResponse,
@@ -61,11 +62,8 @@ export type NodeServerRequest = IncomingMessage | Http2ServerRequest;
 /** Its response. */
 export type NodeServerResponse = ServerResponse | Http2ServerResponse;
 
-/** connect-node as the pipeline sees it. */
-export const connectNodeTransport: Transport = {
-  name: "connect-node",
-  provides: new Set(),
-};
+/** The name of the connect-node transport, in logs and errors (see Transport). */
+export const CONNECT_NODE_TRANSPORT = "connect-node";
 
 /** Whether connect-node got as far as a call's handler, and how the handler ended. */
 interface HandlerOutcome {
@@ -141,13 +139,19 @@ async function serveCall(
   const call: Call = {
     procedure: `${handler.service.typeName}/${handler.method.name}`,
     protocol: format.protocol,
-    transport: connectNodeTransport.name,
+    transport: CONNECT_NODE_TRANSPORT,
     httpVersion: req.httpVersion === "2.0" ? "2" : req.httpVersion,
     headers: nodeCallHeaders(req.headers),
     // Read now: the connection may be gone by the time the call ends.
-    peer: { address: req.socket?.remoteAddress },
+    peer: {
+      address: req.socket?.remoteAddress,
+      get certificate() {
+        return peerCertificateOf(req.socket);
+      },
+    },
     deadline: deadline.at,
     signal: controller.signal,
+    caller: undefined,
   };
   const closed = new Promise<void>((resolve) => res.once("close", resolve));
   // Sends a response; resolves to whether it reached its end before the

@@ -8,12 +8,20 @@ import {
 import { Code, ConnectError } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "../observability/logger.js";
-import { type Call, type CallHeaders, OK, type Peer, type Transport } from "../pipeline/call.js";
+import {
+  type Call,
+  type Caller,
+  type CallHeaders,
+  OK,
+  type Peer,
+  type PeerCertificate,
+} from "../pipeline/call.js";
 import type { Admission, Pipeline } from "../pipeline/pipeline.js";
 import { CallAbort } from "./call-abort.js";
 import { requestTooLarge, toStatusError, undecodableRequest } from "./call-errors.js";
 import { callDeadline, deadlineExceeded, parseGrpcTimeout } from "./deadline.js";
 import { nodeCallHeaders } from "./node-call-headers.js";
+import { peerCertificateOf } from "./peer-certificate.js";
 
 /**
  * A unary handler the fast path can call: it takes the decoded request, the
@@ -49,11 +57,8 @@ export type FastPath = (
   headers: http2.IncomingHttpHeaders,
 ) => boolean;
 
-/** The fast path as the pipeline sees it. */
-export const grpcFastPathTransport: Transport = {
-  name: "grpc-fast-path",
-  provides: new Set(),
-};
+/** The name of the fast path transport, in logs and errors (see Transport). */
+export const GRPC_FAST_PATH_TRANSPORT = "grpc-fast-path";
 
 interface Route {
   readonly procedure: string;
@@ -115,8 +120,9 @@ export function createGrpcUnaryFastPath(options: GrpcUnaryFastPathOptions): Fast
  */
 class FastPathCall implements Call, Peer {
   readonly protocol = "grpc";
-  readonly transport = grpcFastPathTransport.name;
+  readonly transport = GRPC_FAST_PATH_TRANSPORT;
   readonly httpVersion = "2";
+  caller: Caller | undefined = undefined;
   private callHeaders: CallHeaders | undefined;
   private peerAddress: string | undefined;
 
@@ -141,6 +147,10 @@ class FastPathCall implements Call, Peer {
   get address(): string | undefined {
     this.peerAddress ??= this.stream.session?.socket?.remoteAddress;
     return this.peerAddress;
+  }
+
+  get certificate(): PeerCertificate | undefined {
+    return peerCertificateOf(this.stream.session?.socket);
   }
 
   get signal(): AbortSignal {

@@ -12,9 +12,10 @@ const call: Call = {
   transport: "test",
   httpVersion: "2",
   headers: { get: () => undefined },
-  peer: { address: "127.0.0.1" },
+  peer: { address: "127.0.0.1", certificate: undefined },
   deadline: undefined,
   signal: new AbortController().signal,
+  caller: undefined,
 };
 
 /** A policy that logs its begin and end to `events`, and may reject or be async. */
