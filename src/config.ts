@@ -33,6 +33,21 @@ export interface Config {
   readonly redisConnectTimeoutMs: number;
   /** Serve plain gRPC unary calls on the fast path; false: connect-node serves every call. */
   readonly grpcFastPath: boolean;
+  /** The tokens file (callers, scopes, secrets); undefined: every caller is trusted. */
+  readonly authTokensFile: string | undefined;
+  /** PEM certificate chain of the main port; with tlsKeyFile, the port serves TLS. */
+  readonly tlsCertFile: string | undefined;
+  readonly tlsKeyFile: string | undefined;
+  /** CA that client certificates must chain to (mutual TLS); needs TLS and a tokens file. */
+  readonly tlsClientCaFile: string | undefined;
+  /** Who may use server reflection; "authenticated" by default when callers authenticate. */
+  readonly reflection: "open" | "authenticated" | "off";
+  /** Whether grpc.health.v1 asks for credentials too (probes usually send none). */
+  readonly healthAuth: boolean;
+  /** Serve the admin port over TLS with the main port's certificate. */
+  readonly adminTls: boolean;
+  /** Require a bearer token with the admin scope for /metrics. */
+  readonly metricsAuth: boolean;
 }
 
 /** An invalid setting or command line; the message names what is wrong. */
@@ -113,6 +128,20 @@ function portOrOff(fallback: number) {
   };
 }
 
+/** A path to a file; whether it can be read is checked when it is read, at startup. */
+function filePath(raw: string | undefined): string | undefined | Invalid {
+  return raw === undefined ? undefined : raw.trim() !== "" ? raw : new Invalid("a file path");
+}
+
+function oneOf<T extends string>(values: readonly T[]) {
+  return (raw: string | undefined): T | undefined | Invalid =>
+    raw === undefined
+      ? undefined
+      : (values as readonly string[]).includes(raw)
+        ? (raw as T)
+        : new Invalid(`one of ${values.join(", ")}`);
+}
+
 function redisUrls(raw: string | undefined): string | undefined | Invalid {
   if (raw === undefined || raw === "") return undefined;
   for (const url of raw.split(",")) {
@@ -127,6 +156,66 @@ function redisUrls(raw: string | undefined): string | undefined | Invalid {
 
 /** Every setting, in --help order. Each is an environment variable and a flag. */
 const SETTINGS: readonly Setting<keyof Config>[] = [
+  {
+    key: "authTokensFile",
+    env: "AUTH_TOKENS_FILE",
+    description:
+      "callers allowed in, one per line: NAME SCOPE TOKEN [RATE] (SCOPE read, write or admin; TOKEN the secret, sha256:<hex> or cert:<SAN>); re-read on SIGHUP; unset: every caller is trusted",
+    defaultText: undefined,
+    parse: filePath,
+  },
+  {
+    key: "tlsCertFile",
+    env: "TLS_CERT_FILE",
+    description:
+      "PEM certificate (chain) of the main port; with TLS_KEY_FILE the port serves TLS 1.2+ (h2 and http/1.1 by ALPN); re-read on SIGHUP",
+    defaultText: undefined,
+    parse: filePath,
+  },
+  {
+    key: "tlsKeyFile",
+    env: "TLS_KEY_FILE",
+    description: "PEM private key of TLS_CERT_FILE; re-read on SIGHUP",
+    defaultText: undefined,
+    parse: filePath,
+  },
+  {
+    key: "tlsClientCaFile",
+    env: "TLS_CLIENT_CA_FILE",
+    description:
+      "PEM CA(s) client certificates must chain to: mutual TLS, others are refused in the handshake (needs AUTH_TOKENS_FILE for cert: lines); re-read on SIGHUP",
+    defaultText: undefined,
+    parse: filePath,
+  },
+  {
+    key: "reflection",
+    env: "REFLECTION",
+    description: "who may use server reflection: open, authenticated or off",
+    defaultText: "authenticated with AUTH_TOKENS_FILE, else open",
+    parse: oneOf(["open", "authenticated", "off"] as const) as Setting<"reflection">["parse"],
+  },
+  {
+    key: "healthAuth",
+    env: "HEALTH_AUTH",
+    description: "ask grpc.health.v1 callers for credentials too (Kubernetes probes send none)",
+    defaultText: "false",
+    parse: boolean(false),
+  },
+  {
+    key: "adminTls",
+    env: "ADMIN_TLS",
+    description: "serve the admin port over TLS with TLS_CERT_FILE and TLS_KEY_FILE",
+    defaultText: "false",
+    parse: boolean(false),
+  },
+  {
+    key: "metricsAuth",
+    env: "METRICS_AUTH",
+    description:
+      "require a bearer token with the admin scope for /metrics (needs AUTH_TOKENS_FILE)",
+    defaultText: "false",
+    parse: boolean(false),
+  },
   {
     key: "port",
     env: "PORT",
@@ -279,7 +368,42 @@ export function loadConfig(
     }
     config[setting.key] = value;
   }
-  return Object.freeze(config) as unknown as Config;
+  return Object.freeze(checkCombinations(config as unknown as Config));
+}
+
+/** Settings that only make sense together; fills in defaults that depend on others. */
+function checkCombinations(config: Config): Config {
+  const needs = (setting: string, flag: string, other: string) => {
+    throw new ConfigError(`${setting} (${flag}) needs ${other}`);
+  };
+  if ((config.tlsCertFile === undefined) !== (config.tlsKeyFile === undefined)) {
+    throw new ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither");
+  }
+  const tls = config.tlsCertFile !== undefined;
+  if (config.tlsClientCaFile !== undefined && !tls) {
+    needs("TLS_CLIENT_CA_FILE", "--tls-client-ca-file", "TLS_CERT_FILE and TLS_KEY_FILE");
+  }
+  if (config.tlsClientCaFile !== undefined && config.authTokensFile === undefined) {
+    needs(
+      "TLS_CLIENT_CA_FILE",
+      "--tls-client-ca-file",
+      "AUTH_TOKENS_FILE, whose cert: lines say what each certificate may do",
+    );
+  }
+  if (config.adminTls && !tls) needs("ADMIN_TLS", "--admin-tls", "TLS_CERT_FILE and TLS_KEY_FILE");
+  const authenticates = config.authTokensFile !== undefined;
+  if (config.metricsAuth && !authenticates) {
+    needs("METRICS_AUTH", "--metrics-auth", "AUTH_TOKENS_FILE");
+  }
+  if (config.healthAuth && !authenticates)
+    needs("HEALTH_AUTH", "--health-auth", "AUTH_TOKENS_FILE");
+  if (config.reflection === "authenticated" && !authenticates) {
+    needs("REFLECTION=authenticated", "--reflection", "AUTH_TOKENS_FILE");
+  }
+  return {
+    ...config,
+    reflection: config.reflection ?? (authenticates ? "authenticated" : "open"),
+  };
 }
 
 function parseFlags(argv: readonly string[]): Map<string, string> | "help" {

@@ -1,15 +1,22 @@
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { HealthService, registerHealth } from "./grpc/health.js";
-import { registerReflection } from "./grpc/reflection.js";
+import {
+  registerReflection,
+  ServerReflectionV1,
+  ServerReflectionV1Alpha,
+} from "./grpc/reflection.js";
 import { HealthMonitor } from "./observability/health-monitor.js";
 import type { Logger } from "./observability/logger.js";
 import { createTelemetry, type Telemetry } from "./observability/telemetry.js";
+import { type Access, type AuthPolicy, authPolicy } from "./pipeline/auth-policy.js";
 import type { CallFeature, CallPolicy, Transport } from "./pipeline/call.js";
+import type { Credentials } from "./pipeline/credentials.js";
 import { createPipeline } from "./pipeline/pipeline.js";
 import { telemetryPolicy } from "./pipeline/telemetry-policy.js";
 import {
   createSessionStoreHandlers,
+  METHOD_SCOPES,
   registerSessionStoreService,
   sessionStoreService,
 } from "./service/session-store-service.js";
@@ -23,7 +30,7 @@ import {
   GRPC_FAST_PATH_TRANSPORT,
   type UnaryHandler,
 } from "./transport/grpc-unary-fast-path.js";
-import { createPortListener } from "./transport/listener.js";
+import { createPortListener, type TlsCredentials } from "./transport/listener.js";
 
 /** Everything the server is built from. */
 export interface ServerOptions {
@@ -43,6 +50,14 @@ export interface ServerOptions {
   readonly policies?: readonly CallPolicy[];
   /** How long an HTTP/1.1 client may take to send a request's headers (default 10 s). */
   readonly http1HeadersTimeoutMs?: number;
+  /** Serve the port over TLS; with a client CA, mutual TLS. Absent: cleartext. */
+  readonly tls?: TlsCredentials;
+  /** The callers allowed in (the tokens file); absent, every caller is trusted. */
+  readonly credentials?: Credentials;
+  /** Who may use reflection (default: authenticated with credentials, else open). */
+  readonly reflection?: "open" | "authenticated" | "off";
+  /** Whether health asks for credentials too (default false: probes send none). */
+  readonly healthAuth?: boolean;
 }
 
 /** How often health probes the store, and how long one probe may take. */
@@ -54,6 +69,12 @@ export interface SessionStoreServer {
   readonly telemetry: Telemetry;
   /** Client connections open right now. */
   readonly connections: number;
+  /** True when no credentials are configured: every caller that reaches the port is trusted. */
+  readonly trustsEveryCaller: boolean;
+  /** Replaces the callers allowed in (tokens file reloaded); only with credentials at start. */
+  setCredentials(credentials: Credentials): void;
+  /** Replaces the port's certificate, key and client CA; open connections keep theirs. */
+  setTls(tls: TlsCredentials): void;
   /** Starts health probing and listening; resolves with the bound address. */
   listen(port: number, host: string): Promise<AddressInfo>;
   /**
@@ -87,18 +108,28 @@ export function createServer(options: ServerOptions): SessionStoreServer {
   const fastPathOn = options.grpcFastPath ?? true;
   // Both transports read the client certificate of the connection; there
   // is one only when the port verifies client certificates (mTLS).
-  const provides = new Set<CallFeature>();
+  const mutualTls = options.tls?.clientCa !== undefined;
+  const provides = new Set<CallFeature>(mutualTls ? ["peer-certificate"] : []);
+  const reflection = options.reflection ?? (options.credentials ? "authenticated" : "open");
+  const auth: AuthPolicy | undefined = options.credentials
+    ? authPolicy({
+        credentials: options.credentials,
+        accessOf: accessTable(reflection, options.healthAuth ?? false),
+        clientCertificates: mutualTls,
+        onFailure: (reason) => telemetry.authFailure(reason),
+      })
+    : undefined;
   const transports: Transport[] = [{ name: CONNECT_NODE_TRANSPORT, provides }];
   if (fastPathOn) transports.push({ name: GRPC_FAST_PATH_TRANSPORT, provides });
   const pipeline = createPipeline({
-    policies: [telemetryPolicy(telemetry), ...(options.policies ?? [])],
+    policies: [telemetryPolicy(telemetry), ...(auth ? [auth] : []), ...(options.policies ?? [])],
     transports,
     logger,
   });
   const routes = (router: ConnectRouter) => {
     registerSessionStoreService(router, handlers);
     registerHealth(router, health, [sessionStoreService.typeName]);
-    registerReflection(router, [sessionStoreService, HealthService]);
+    if (reflection !== "off") registerReflection(router, [sessionStoreService, HealthService]);
   };
   const port = createPortListener({
     handler: createConnectNodeTransport({
@@ -117,6 +148,13 @@ export function createServer(options: ServerOptions): SessionStoreServer {
         })
       : undefined,
     http1HeadersTimeoutMs: options.http1HeadersTimeoutMs ?? 10_000,
+    ...(options.tls ? { tls: options.tls } : {}),
+    onTlsError: (error) => {
+      telemetry.authFailure("tls_handshake");
+      // The code says why (no certificate, unknown CA, a cleartext client)
+      // without any of the certificate's contents.
+      logger.debug({ code: (error as { code?: unknown }).code }, "TLS handshake failed");
+    },
   });
 
   return {
@@ -124,6 +162,14 @@ export function createServer(options: ServerOptions): SessionStoreServer {
     telemetry,
     get connections() {
       return port.connections;
+    },
+    trustsEveryCaller: auth === undefined,
+    setCredentials(credentials) {
+      if (!auth) throw new Error("the server was started without credentials");
+      auth.update(credentials);
+    },
+    setTls(tls) {
+      port.setTls(tls);
     },
     async listen(portNumber, host) {
       await health.start();
@@ -135,4 +181,32 @@ export function createServer(options: ServerOptions): SessionStoreServer {
       await port.close(graceMs);
     },
   };
+}
+
+/**
+ * What each procedure needs: health is open (probes send no token) unless
+ * `healthAuth`; reflection follows its setting; SessionStoreService methods
+ * need the scope METHOD_SCOPES gives them; everything else needs admin.
+ */
+function accessTable(
+  reflection: "open" | "authenticated" | "off",
+  healthAuth: boolean,
+): (procedure: string) => Access {
+  const table = new Map<string, Access>();
+  for (const method of HealthService.methods) {
+    table.set(`${HealthService.typeName}/${method.name}`, healthAuth ? "authenticated" : "open");
+  }
+  for (const service of [ServerReflectionV1, ServerReflectionV1Alpha]) {
+    for (const method of service.methods) {
+      table.set(
+        `${service.typeName}/${method.name}`,
+        reflection === "open" ? "open" : "authenticated",
+      );
+    }
+  }
+  for (const method of sessionStoreService.methods) {
+    const scope = METHOD_SCOPES[method.localName as keyof typeof METHOD_SCOPES];
+    table.set(`${sessionStoreService.typeName}/${method.name}`, scope ?? "admin");
+  }
+  return (procedure) => table.get(procedure) ?? "admin";
 }

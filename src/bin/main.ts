@@ -7,12 +7,18 @@ import type { AddressInfo } from "node:net";
 import { type Config, ConfigError, helpText, loadConfig } from "../config.js";
 import { createLogger, type Logger } from "../observability/logger.js";
 import { createTelemetry } from "../observability/telemetry.js";
+import type { Credentials } from "../pipeline/credentials.js";
+import { readCredentials, readTlsCredentials } from "../security-files.js";
 import { createServer } from "../server.js";
 import { MemorySessionStore } from "../store/memory/memory-session-store.js";
 import { connectRedis } from "../store/redis/redis-client.js";
 import { RedisSessionStore } from "../store/redis/redis-session-store.js";
 import type { SessionStore } from "../store/session-store.js";
 import { createAdminServer } from "../transport/admin-server.js";
+import type { TlsCredentials } from "../transport/listener.js";
+
+// Until per-caller rates land, a RATE field in the tokens file is refused.
+const parseRate = () => "absent (per-caller rates are not supported yet)";
 
 /** Exit code for an invalid configuration (as in sysexits' EX_USAGE). */
 const EXIT_USAGE = 64;
@@ -47,6 +53,18 @@ async function openStore(config: Config, logger: Logger): Promise<SessionStore> 
   });
 }
 
+/** The tokens file and TLS files as they are now, or why they cannot be used. */
+function loadSecurityFiles(
+  config: Config,
+): { credentials: Credentials | undefined; tls: TlsCredentials | undefined } | ConfigError {
+  try {
+    return { credentials: readCredentials(config, parseRate), tls: readTlsCredentials(config) };
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+}
+
 async function main(): Promise<void> {
   let config: Config | "help";
   try {
@@ -62,6 +80,17 @@ async function main(): Promise<void> {
   }
 
   const logger = createLogger(config.logLevel);
+  const loaded = loadSecurityFiles(config);
+  if (loaded instanceof ConfigError) {
+    process.stderr.write(`sessionstore: ${loaded.message}\n`);
+    process.exit(EXIT_USAGE);
+  }
+  let { credentials, tls } = loaded;
+  if (!credentials) {
+    logger.warn(
+      "SECURITY WARNING: AUTH_TOKENS_FILE is not set, so callers are not authenticated: every client that can reach the port can read, change and delete every user's sessions. Set AUTH_TOKENS_FILE (and TLS_CERT_FILE/TLS_KEY_FILE) before production use; see SECURITY.md",
+    );
+  }
   let store: SessionStore;
   try {
     store = await openStore(config, logger);
@@ -75,11 +104,27 @@ async function main(): Promise<void> {
     rpcLogLevel: config.rpcLogLevel,
     processMetrics: true,
   });
-  const server = createServer({ ...config, store, logger, telemetry });
+  const server = createServer({
+    ...config,
+    store,
+    logger,
+    telemetry,
+    ...(tls ? { tls } : {}),
+    ...(credentials ? { credentials } : {}),
+  });
   const admin =
     config.adminPort === "off"
       ? undefined
-      : { server: createAdminServer(server.health, telemetry), port: config.adminPort };
+      : {
+          server: createAdminServer({
+            health: server.health,
+            telemetry,
+            trustsEveryCaller: server.trustsEveryCaller,
+            ...(config.adminTls && tls ? { tls } : {}),
+            ...(config.metricsAuth ? { metricsCredentials: () => credentials as Credentials } : {}),
+          }),
+          port: config.adminPort,
+        };
   let address: AddressInfo;
   let adminAddress: AddressInfo | undefined;
   try {
@@ -103,8 +148,45 @@ async function main(): Promise<void> {
       adminPort: adminAddress?.port,
       store: config.redisUrl ? "redis" : "memory",
     },
-    "SessionStore listening (gRPC, gRPC-Web, Connect; HTTP/2 and HTTP/1.1 cleartext)",
+    `SessionStore listening (gRPC, gRPC-Web, Connect; HTTP/2 and HTTP/1.1 ${tls ? (tls.clientCa ? "over mutual TLS" : "over TLS") : "cleartext"})`,
   );
+
+  // SIGHUP re-reads the tokens file and the certificates. A file that fails
+  // to parse leaves what is in force untouched: a typo must not lock every
+  // caller out, nor let one in.
+  process.on("SIGHUP", () => {
+    const reloaded = loadSecurityFiles(config);
+    if (reloaded instanceof ConfigError) {
+      logger.error(
+        { reason: reloaded.message },
+        "SIGHUP: not reloaded, the previous tokens and certificates stay in force",
+      );
+      return;
+    }
+    try {
+      if (reloaded.tls) {
+        server.setTls(reloaded.tls);
+        if (config.adminTls) admin?.server.setTls?.(reloaded.tls);
+      }
+      if (reloaded.credentials) server.setCredentials(reloaded.credentials);
+    } catch (error) {
+      logger.error(
+        { reason: error instanceof Error ? error.message : "unknown" },
+        "SIGHUP: not reloaded, the previous tokens and certificates stay in force",
+      );
+      return;
+    }
+    credentials = reloaded.credentials;
+    tls = reloaded.tls;
+    logger.info(
+      {
+        tokens: credentials?.size.tokens,
+        certificates: credentials?.size.certificates,
+        tls: !!tls,
+      },
+      "SIGHUP: reloaded the tokens file and certificates",
+    );
+  });
 
   let stopping = false;
   const stop = async (signal: NodeJS.Signals) => {

@@ -23,6 +23,8 @@ export interface Telemetry {
   storeError(kind: StoreErrorKind): void;
   /** Records whether the store's backend is reachable (1) or not (0). */
   storeConnected(connected: boolean): void;
+  /** Counts a call or connection refused by authentication or authorization, by reason. */
+  authFailure(reason: string): void;
 }
 
 /** What the RPC log line says about a call besides its procedure. */
@@ -31,6 +33,8 @@ export interface RpcContext {
   readonly transport: string;
   /** Read only when the line is logged. */
   readonly peer: { readonly address: string | undefined };
+  /** The authenticated caller, read when the call ends (authentication comes after telemetry). */
+  readonly caller: { readonly name: string } | undefined;
 }
 
 /** Options of {@link createTelemetry}. */
@@ -41,6 +45,9 @@ export interface TelemetryOptions {
   /** Also collect Node's process metrics (CPU, memory, event loop, GC). */
   readonly processMetrics: boolean;
 }
+
+/** The caller label and log field of calls without credentials. */
+export const ANONYMOUS = "anonymous";
 
 /** Latency buckets in seconds: the calls this service answers take about a millisecond. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -69,13 +76,17 @@ const CODE_NAMES = [
 /**
  * Creates the metrics and the RPC log. Metric names:
  *
- * - sessionstore_rpcs_total{method, code}: RPCs finished, by status code
+ * - sessionstore_rpcs_total{method, code, caller}: RPCs finished, by status
+ *   code and caller NAME ("anonymous" without credentials)
  * - sessionstore_rpc_duration_seconds{method}: RPC latency
  * - sessionstore_rpcs_in_flight: RPCs started and not yet finished
  * - sessionstore_store_errors_total{kind}: store failures (unavailable, internal)
  * - sessionstore_store_connected: 1 while the store's backend answers, else 0
+ * - sessionstore_auth_failures_total{reason}: calls (and TLS handshakes)
+ *   refused by authentication or authorization
  *
- * The log line names the method, code, duration, protocol, transport and
+ * The log line names the method, code, duration, protocol, transport, the
+ * caller's NAME (never its token) and
  * a pseudonym of the peer: a keyed hash of its address, stable for this process, so calls from
  * one client can be correlated without any IP address reaching the log.
  */
@@ -85,8 +96,8 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   if (options.processMetrics) collectDefaultMetrics({ register: registry });
   const rpcs = new Counter({
     name: "sessionstore_rpcs_total",
-    help: "RPCs finished, by method and status code.",
-    labelNames: ["method", "code"],
+    help: "RPCs finished, by method, status code and caller name.",
+    labelNames: ["method", "code", "caller"],
     registers: [registry],
   });
   const duration = new Histogram({
@@ -105,6 +116,12 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     name: "sessionstore_store_errors_total",
     help: "Failures of the session store, by kind (unavailable: backend unreachable; internal: unexpected).",
     labelNames: ["kind"],
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: "sessionstore_auth_failures_total",
+    help: "Calls and TLS handshakes refused by authentication or authorization, by reason.",
+    labelNames: ["reason"],
     registers: [registry],
   });
   const connected = new Gauge({
@@ -137,10 +154,11 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
         inFlight.dec();
         histogram.observe(seconds);
         const codeName = CODE_NAMES[code] ?? String(code);
-        const key = `${procedure}|${codeName}`;
+        const caller = context.caller?.name ?? ANONYMOUS;
+        const key = `${procedure}|${codeName}|${caller}`;
         let counter = counters.get(key);
         if (!counter) {
-          counter = rpcs.labels(procedure, codeName);
+          counter = rpcs.labels(procedure, codeName, caller);
           counters.set(key, counter);
         }
         counter.inc();
@@ -152,6 +170,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
               durationMs: Math.round(seconds * 1e6) / 1000,
               protocol: context.protocol,
               transport: context.transport,
+              caller,
               peer: pseudonym(context.peer.address),
             },
             "rpc",
@@ -161,6 +180,9 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     },
     storeError(kind) {
       storeErrors.labels(kind).inc();
+    },
+    authFailure(reason) {
+      authFailures.labels(reason).inc();
     },
     storeConnected(isConnected) {
       connected.set(isConnected ? 1 : 0);

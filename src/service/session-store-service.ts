@@ -30,6 +30,20 @@ export interface SessionStoreServiceOptions {
 /** The SessionStoreService descriptor, for reflection and health. */
 export const sessionStoreService: DescService = SessionStoreService;
 
+/**
+ * The scope each SessionStoreService method needs below admin: reads need
+ * `read`, changes to one session `write`. A method missing here needs
+ * `admin` (DeleteByUser, and any method added later until its issue says
+ * otherwise), so a new RPC is never open by accident.
+ */
+export const METHOD_SCOPES: Readonly<Partial<Record<keyof Methods, "read" | "write">>> = {
+  get: "read",
+  listByUser: "read",
+  upsert: "write",
+  touch: "write",
+  delete: "write",
+};
+
 /** page_size 0 means this many. */
 export const DEFAULT_PAGE_SIZE = 100;
 /** Larger page sizes are clamped to this. */

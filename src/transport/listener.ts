@@ -1,6 +1,7 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net, { type AddressInfo } from "node:net";
+import tls from "node:tls";
 import type { NodeServerRequest, NodeServerResponse } from "./connect-node-transport.js";
 import type { FastPath } from "./grpc-unary-fast-path.js";
 
@@ -16,9 +17,24 @@ export interface PortListenerOptions {
    * cannot hold connections open.
    */
   readonly http1HeadersTimeoutMs: number;
+  /** Serve TLS with these credentials; absent: cleartext. */
+  readonly tls?: TlsCredentials;
+  /** Told of each TLS handshake that fails (a refused client certificate, a cleartext client). */
+  readonly onTlsError?: (error: Error) => void;
 }
 
-/** The one port: every protocol, HTTP/2 and HTTP/1.1, cleartext. */
+/** What the port's TLS is made of (PEM contents, not paths). */
+export interface TlsCredentials {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  /**
+   * CA(s) that client certificates must chain to; present, a client without
+   * a certificate it signed is refused in the handshake (mutual TLS).
+   */
+  readonly clientCa?: Buffer;
+}
+
+/** The one port: every protocol, HTTP/2 and HTTP/1.1, cleartext or TLS. */
 export interface PortListener {
   /** The HTTP/2 half (gRPC clients); HTTP/1.1 connections go to a sibling server. */
   readonly http2: http2.Http2Server;
@@ -26,6 +42,12 @@ export interface PortListener {
   readonly connections: number;
   /** Resolves with the bound address. */
   listen(port: number, host: string): Promise<AddressInfo>;
+  /**
+   * Replaces the TLS credentials (after a certificate renewal): new
+   * connections get them, open ones keep theirs. Throws on a cleartext port,
+   * or when the credentials are unusable (then the old ones stay).
+   */
+  setTls(credentials: TlsCredentials): void;
   /**
    * Stops accepting connections, sends GOAWAY to every HTTP/2 client and
    * `Connection: close` to HTTP/1.1 ones, and lets in-flight requests
@@ -43,10 +65,12 @@ const FIRST_BYTES_TIMEOUT_MS = 10_000;
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
 /**
- * Builds the port. A connection that starts with the HTTP/2 preface (gRPC
- * and other prior-knowledge clients) goes to the HTTP/2 server, anything
- * else (curl, browsers, Connect or gRPC-Web over HTTP/1.1) to an HTTP/1.1
- * server. HTTP/2 streams are offered to the fast path first.
+ * Builds the port. On cleartext, a connection that starts with the HTTP/2
+ * preface (gRPC and other prior-knowledge clients) goes to the HTTP/2
+ * server, anything else (curl, browsers, Connect or gRPC-Web over HTTP/1.1)
+ * to an HTTP/1.1 server. On TLS, ALPN decides instead: "h2" goes to the
+ * HTTP/2 server, "http/1.1" or no ALPN to the HTTP/1.1 server (HTTP/2 over
+ * TLS requires ALPN). HTTP/2 streams are offered to the fast path first.
  */
 export function createPortListener(options: PortListenerOptions): PortListener {
   let closing = false;
@@ -78,21 +102,32 @@ export function createPortListener(options: PortListenerOptions): PortListener {
 
   const open = new Set<net.Socket>();
   const undecided = new Set<net.Socket>();
-  const listener = net.createServer((socket) => {
+  const listener = options.tls
+    ? tls.createServer(tlsOptions(options.tls), (socket) => {
+        (socket.alpnProtocol === "h2" ? h2Server : h1Server).emit("connection", socket);
+      })
+    : net.createServer();
+  listener.on("connection", (socket: net.Socket) => {
     // Without TCP_NODELAY, a small response can sit in the kernel waiting
     // for the client's delayed ACK: milliseconds of tail latency per call.
     socket.setNoDelay(true);
     open.add(socket);
+    socket.once("close", () => open.delete(socket));
+    // A TLS connection's protocol is known from its handshake (ALPN).
+    if (options.tls) return;
     undecided.add(socket);
-    socket.once("close", () => {
-      open.delete(socket);
-      undecided.delete(socket);
-    });
+    socket.once("close", () => undecided.delete(socket));
     routeConnection(socket, (isHttp2) => {
       undecided.delete(socket);
       (isHttp2 ? h2Server : h1Server).emit("connection", socket);
     });
   });
+  if (listener instanceof tls.Server) {
+    // Without a listener Node destroys the socket silently; the error names
+    // the handshake failure (no or unknown client certificate, a cleartext
+    // client), never key material.
+    listener.on("tlsClientError", (error) => options.onTlsError?.(error));
+  }
 
   return {
     http2: h2Server,
@@ -108,6 +143,17 @@ export function createPortListener(options: PortListenerOptions): PortListener {
         });
       });
     },
+    setTls(credentials) {
+      if (!(listener instanceof tls.Server) || !options.tls) {
+        throw new Error("the port does not serve TLS");
+      }
+      // Whether client certificates are required is fixed when the server
+      // is made; only the certificates themselves can change.
+      if ((credentials.clientCa === undefined) !== (options.tls.clientCa === undefined)) {
+        throw new Error("turning client certificates on or off needs a restart");
+      }
+      listener.setSecureContext(tlsOptions(credentials));
+    },
     async close(graceMs) {
       closing = true;
       const closed = new Promise<void>((resolve) => {
@@ -120,11 +166,32 @@ export function createPortListener(options: PortListenerOptions): PortListener {
       const deadline = setTimeout(() => {
         for (const session of sessions) session.destroy();
         h1Server.closeAllConnections();
+        // TLS connections still in their handshake.
+        for (const socket of open) socket.destroy();
       }, graceMs);
       await closed.finally(() => clearTimeout(deadline));
       // Stops the HTTP/1.1 server's connection checks.
       h1Server.close();
     },
+  };
+}
+
+/**
+ * The port's TLS settings: TLS 1.2 or newer, ALPN offering HTTP/2 and
+ * HTTP/1.1, and with a client CA, a verified client certificate required in
+ * the handshake.
+ */
+function tlsOptions(credentials: TlsCredentials): tls.TlsOptions {
+  const mutual = credentials.clientCa !== undefined;
+  return {
+    cert: credentials.cert,
+    key: credentials.key,
+    minVersion: "TLSv1.2",
+    ALPNProtocols: ["h2", "http/1.1"],
+    handshakeTimeout: FIRST_BYTES_TIMEOUT_MS,
+    requestCert: mutual,
+    rejectUnauthorized: mutual,
+    ...(mutual ? { ca: credentials.clientCa } : {}),
   };
 }
 

@@ -31,7 +31,11 @@ beforeAll(async () => {
   );
   store = new RedisSessionStore({ redis: client, keyPrefix: "health", maxSessionsPerUser: 0 });
   running = await startTestServer(store);
-  admin = createAdminServer(running.server.health, running.server.telemetry);
+  admin = createAdminServer({
+    health: running.server.health,
+    telemetry: running.server.telemetry,
+    trustsEveryCaller: running.server.trustsEveryCaller,
+  });
   await new Promise<void>((resolve) => admin.listen(0, "127.0.0.1", resolve));
   adminUrl = `http://127.0.0.1:${(admin.address() as AddressInfo).port}`;
   pool = clientPool(running.baseUrl);
@@ -143,15 +147,21 @@ describe("the admin listener", () => {
     const overGrpc = pool.sessions({ protocol: "grpc" });
     const overConnect = pool.sessions({ protocol: "connect" });
     const method = "sessionstore.v1.SessionStoreService/ListByUser";
-    const before = await metric(`sessionstore_rpcs_total{method="${method}",code="OK"}`);
+    const before = await metric(
+      `sessionstore_rpcs_total{method="${method}",code="OK",caller="anonymous"}`,
+    );
     const count = (lines: string[]) => Number(lines[0]?.split(" ").at(-1) ?? 0);
     await overGrpc.listByUser({ userId });
     await overConnect.listByUser({ userId });
     await expectCode(overGrpc.listByUser({ userId, pageSize: -1 }), Code.InvalidArgument);
-    const after = await metric(`sessionstore_rpcs_total{method="${method}",code="OK"}`);
+    const after = await metric(
+      `sessionstore_rpcs_total{method="${method}",code="OK",caller="anonymous"}`,
+    );
     expect(count(after) - count(before)).toBe(2);
     expect(
-      await metric(`sessionstore_rpcs_total{method="${method}",code="INVALID_ARGUMENT"}`),
+      await metric(
+        `sessionstore_rpcs_total{method="${method}",code="INVALID_ARGUMENT",caller="anonymous"}`,
+      ),
     ).toHaveLength(1);
     expect(
       await metric(`sessionstore_rpc_duration_seconds_count{method="${method}"}`),

@@ -639,7 +639,9 @@ describe("requests that are no call, and calls that cannot be decoded", () => {
       .poll(() =>
         running.server.telemetry.registry.getSingleMetricAsString("sessionstore_rpcs_total"),
       )
-      .toContain(`sessionstore_rpcs_total{method="${SERVICE}/Get",code="INVALID_ARGUMENT"}`);
+      .toContain(
+        `sessionstore_rpcs_total{method="${SERVICE}/Get",code="INVALID_ARGUMENT",caller="anonymous"}`,
+      );
     const line = running.logs.lines
       .map((l) => JSON.parse(l) as Record<string, unknown>)
       .find(

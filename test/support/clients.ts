@@ -1,4 +1,5 @@
 import { Agent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import {
   compressionGzip,
@@ -33,14 +34,23 @@ export interface ClientPool {
   close(): void;
 }
 
-export function clientPool(baseUrl: string): ClientPool {
+/**
+ * @param tls over an https:// baseUrl: the CA to trust and, for mTLS, the
+ *   client certificate and key.
+ */
+export function clientPool(
+  baseUrl: string,
+  tls?: { readonly ca: Buffer; readonly cert?: Buffer; readonly key?: Buffer },
+): ClientPool {
   const managers: Http2SessionManager[] = [];
   const agents: Agent[] = [];
   const pool: ClientPool = {
     transport({ protocol, binary = true, httpVersion = "2", gzip = false }) {
       const compression = gzip ? { sendCompression: compressionGzip, compressMinBytes: 0 } : {};
       if (httpVersion === "1.1") {
-        const agent = new Agent({ keepAlive: true });
+        const agent = tls
+          ? new HttpsAgent({ keepAlive: true, ...tls })
+          : new Agent({ keepAlive: true });
         agents.push(agent);
         const options = {
           baseUrl,
@@ -54,7 +64,7 @@ export function clientPool(baseUrl: string): ClientPool {
           ? createConnectTransport(options)
           : createGrpcWebTransport(options);
       }
-      const sessionManager = new Http2SessionManager(baseUrl);
+      const sessionManager = new Http2SessionManager(baseUrl, undefined, tls);
       managers.push(sessionManager);
       const options = {
         baseUrl,

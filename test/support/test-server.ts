@@ -5,8 +5,10 @@ import { expect } from "vitest";
 import { waitFor } from "../../harness/wait-for.js";
 import { createLogger } from "../../src/observability/logger.js";
 import type { CallPolicy } from "../../src/pipeline/call.js";
+import type { Credentials } from "../../src/pipeline/credentials.js";
 import { createServer, type SessionStoreServer } from "../../src/server.js";
 import type { SessionStore } from "../../src/store/session-store.js";
+import type { TlsCredentials } from "../../src/transport/listener.js";
 
 /** Log lines written by a server under test, for assertions on what is (not) logged. */
 export class LogCapture extends Writable {
@@ -42,6 +44,10 @@ export interface TestServerOptions {
   readonly http1HeadersTimeoutMs?: number;
   readonly policies?: readonly CallPolicy[];
   readonly grpcFastPath?: boolean;
+  readonly tls?: TlsCredentials;
+  readonly credentials?: Credentials;
+  readonly reflection?: "open" | "authenticated" | "off";
+  readonly healthAuth?: boolean;
 }
 
 export async function startTestServer(
@@ -58,12 +64,16 @@ export async function startTestServer(
     http1HeadersTimeoutMs: options.http1HeadersTimeoutMs ?? 10_000,
     ...(options.policies ? { policies: options.policies } : {}),
     ...(options.grpcFastPath === undefined ? {} : { grpcFastPath: options.grpcFastPath }),
+    ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.credentials ? { credentials: options.credentials } : {}),
+    ...(options.reflection ? { reflection: options.reflection } : {}),
+    ...(options.healthAuth === undefined ? {} : { healthAuth: options.healthAuth }),
   });
   const { port } = await server.listen(0, "127.0.0.1");
   return {
     server,
     port,
-    baseUrl: `http://127.0.0.1:${port}`,
+    baseUrl: `${options.tls ? "https" : "http"}://127.0.0.1:${port}`,
     logs,
     async stop() {
       try {
@@ -93,7 +103,14 @@ export interface GrpcJsClient {
   close(): void;
 }
 
-export function createGrpcJsClient(port: number): GrpcJsClient {
+/** TLS for a test client: the CA to trust and, for mTLS, a client certificate. */
+export interface ClientTls {
+  readonly ca: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
+export function createGrpcJsClient(port: number, tls?: ClientTls): GrpcJsClient {
   const definition = protoLoader.loadSync("sessionstore/v1/session_store.proto", {
     includeDirs: ["proto"],
     longs: String,
@@ -106,7 +123,9 @@ export function createGrpcJsClient(port: number): GrpcJsClient {
   };
   const client = new loaded.sessionstore.v1.SessionStoreService(
     `127.0.0.1:${port}`,
-    grpc.credentials.createInsecure(),
+    tls
+      ? grpc.credentials.createSsl(tls.ca, tls.key ?? null, tls.cert ?? null)
+      : grpc.credentials.createInsecure(),
   ) as unknown as grpc.Client &
     Record<string, grpc.requestCallback<unknown> & ((...args: unknown[]) => void)>;
   return {

@@ -36,6 +36,14 @@ describe("loadConfig", () => {
       redisCommandTimeoutMs: 1000,
       redisConnectTimeoutMs: 10_000,
       grpcFastPath: true,
+      authTokensFile: undefined,
+      tlsCertFile: undefined,
+      tlsKeyFile: undefined,
+      tlsClientCaFile: undefined,
+      reflection: "open",
+      healthAuth: false,
+      adminTls: false,
+      metricsAuth: false,
     });
   });
 
@@ -58,6 +66,14 @@ describe("loadConfig", () => {
         REDIS_COMMAND_TIMEOUT_MS: "250",
         REDIS_CONNECT_TIMEOUT_MS: "500",
         GRPC_FAST_PATH: "false",
+        AUTH_TOKENS_FILE: "/run/secrets/tokens",
+        TLS_CERT_FILE: "/tls/tls.crt",
+        TLS_KEY_FILE: "/tls/tls.key",
+        TLS_CLIENT_CA_FILE: "/tls/ca.crt",
+        REFLECTION: "off",
+        HEALTH_AUTH: "true",
+        ADMIN_TLS: "true",
+        METRICS_AUTH: "true",
       }),
     ).toEqual({
       port: 7000,
@@ -76,7 +92,47 @@ describe("loadConfig", () => {
       redisCommandTimeoutMs: 250,
       redisConnectTimeoutMs: 500,
       grpcFastPath: false,
+      authTokensFile: "/run/secrets/tokens",
+      tlsCertFile: "/tls/tls.crt",
+      tlsKeyFile: "/tls/tls.key",
+      tlsClientCaFile: "/tls/ca.crt",
+      reflection: "off",
+      healthAuth: true,
+      adminTls: true,
+      metricsAuth: true,
     });
+  });
+
+  it("asks reflection callers for credentials by default once there are any", () => {
+    expect(load({ AUTH_TOKENS_FILE: "t" }).reflection).toBe("authenticated");
+    expect(load({ AUTH_TOKENS_FILE: "t", REFLECTION: "open" }).reflection).toBe("open");
+    expect(load().reflection).toBe("open");
+  });
+
+  it.each([
+    [{ TLS_CERT_FILE: "c" }, "TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither"],
+    [{ TLS_KEY_FILE: "k" }, "TLS_CERT_FILE and TLS_KEY_FILE go together"],
+    [
+      { TLS_CLIENT_CA_FILE: "ca", AUTH_TOKENS_FILE: "t" },
+      "TLS_CLIENT_CA_FILE (--tls-client-ca-file) needs TLS_CERT_FILE and TLS_KEY_FILE",
+    ],
+    [
+      { TLS_CLIENT_CA_FILE: "ca", TLS_CERT_FILE: "c", TLS_KEY_FILE: "k" },
+      "TLS_CLIENT_CA_FILE (--tls-client-ca-file) needs AUTH_TOKENS_FILE",
+    ],
+    [{ ADMIN_TLS: "true" }, "ADMIN_TLS (--admin-tls) needs TLS_CERT_FILE and TLS_KEY_FILE"],
+    [{ METRICS_AUTH: "true" }, "METRICS_AUTH (--metrics-auth) needs AUTH_TOKENS_FILE"],
+    [{ HEALTH_AUTH: "true" }, "HEALTH_AUTH (--health-auth) needs AUTH_TOKENS_FILE"],
+    [
+      { REFLECTION: "authenticated" },
+      "REFLECTION=authenticated (--reflection) needs AUTH_TOKENS_FILE",
+    ],
+    [
+      { REFLECTION: "closed" },
+      'invalid REFLECTION (--reflection) "closed": expected one of open, authenticated, off',
+    ],
+  ])("refuses security settings that do not fit together: %o", (env, message) => {
+    expect(failure(env)).toContain(message);
   });
 
   it("takes ADMIN_PORT=0 as any free port and ADMIN_PORT=off as no admin listener", () => {

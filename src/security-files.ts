@@ -1,0 +1,85 @@
+import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
+import { type Config, ConfigError } from "./config.js";
+import type { Rate } from "./pipeline/call.js";
+import { Credentials, CredentialsFileError } from "./pipeline/credentials.js";
+import type { TlsCredentials } from "./transport/listener.js";
+
+/**
+ * Reads a file a setting names. The error names the setting and the path
+ * and why (ENOENT, EACCES), never a byte of the contents.
+ */
+function readSettingFile(setting: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    throw new ConfigError(
+      `cannot read ${setting} ${JSON.stringify(path)}: ${typeof code === "string" ? code : "unreadable"}`,
+    );
+  }
+}
+
+/**
+ * The main port's TLS credentials from TLS_CERT_FILE, TLS_KEY_FILE and
+ * TLS_CLIENT_CA_FILE, or undefined for cleartext. Checked by building a
+ * secure context, so a key that does not match its certificate or a file
+ * that is not PEM fails here, at startup or on reload, not at the first
+ * handshake.
+ *
+ * @throws ConfigError naming the setting that is wrong.
+ */
+export function readTlsCredentials(config: Config): TlsCredentials | undefined {
+  if (config.tlsCertFile === undefined || config.tlsKeyFile === undefined) return undefined;
+  const credentials: TlsCredentials = {
+    cert: readSettingFile("TLS_CERT_FILE", config.tlsCertFile),
+    key: readSettingFile("TLS_KEY_FILE", config.tlsKeyFile),
+    ...(config.tlsClientCaFile === undefined
+      ? {}
+      : { clientCa: readSettingFile("TLS_CLIENT_CA_FILE", config.tlsClientCaFile) }),
+  };
+  try {
+    createSecureContext({ cert: credentials.cert, key: credentials.key });
+  } catch (error) {
+    throw new ConfigError(
+      `TLS_CERT_FILE and TLS_KEY_FILE are not a PEM certificate and its private key (${openSslReason(error)})`,
+    );
+  }
+  if (credentials.clientCa) {
+    try {
+      createSecureContext({ ca: credentials.clientCa });
+    } catch (error) {
+      throw new ConfigError(
+        `TLS_CLIENT_CA_FILE is not a PEM CA certificate (${openSslReason(error)})`,
+      );
+    }
+  }
+  return credentials;
+}
+
+/** OpenSSL's reason for refusing a PEM file, which names no secret ("KEY_VALUES_MISMATCH"). */
+function openSslReason(error: unknown): string {
+  const reason = (error as { reason?: unknown; code?: unknown }).reason;
+  return typeof reason === "string" ? reason : "unreadable";
+}
+
+/**
+ * The callers of AUTH_TOKENS_FILE, or undefined when it is not set.
+ *
+ * @throws ConfigError naming the file and the first bad line and why.
+ */
+export function readCredentials(
+  config: Config,
+  parseRate: (raw: string) => Rate | string,
+): Credentials | undefined {
+  if (config.authTokensFile === undefined) return undefined;
+  const text = readSettingFile("AUTH_TOKENS_FILE", config.authTokensFile).toString("utf8");
+  try {
+    return Credentials.parse(text, parseRate);
+  } catch (error) {
+    if (!(error instanceof CredentialsFileError)) throw error;
+    throw new ConfigError(
+      `AUTH_TOKENS_FILE ${JSON.stringify(config.authTokensFile)} ${error.message}`,
+    );
+  }
+}
