@@ -1,0 +1,366 @@
+import { X509Certificate } from "node:crypto";
+import http2 from "node:http2";
+import tls from "node:tls";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type * as grpc from "@grpc/grpc-js";
+import { Metadata } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OK } from "../../src/pipeline/call.js";
+import { Credentials } from "../../src/pipeline/credentials.js";
+import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
+import { type ClientKind, clientPool } from "../support/clients.js";
+import { sessionFixture, ttl } from "../support/fixtures.js";
+import { uniqueUserId } from "../support/ids.js";
+import { createTestPki, type Issued, type TestCa, type TestPki } from "../support/pki.js";
+import { createGrpcJsClient, type RunningServer, startTestServer } from "../support/test-server.js";
+
+/**
+ * TLS and mutual TLS on the one port, tried with real clients: grpc-js and
+ * connect over HTTP/2 (ALPN h2), gRPC-Web and Connect over HTTP/1.1 (ALPN
+ * http/1.1), and clients that should not get in (cleartext, old TLS, no
+ * client certificate, one from another CA, an expired one).
+ */
+
+const WRITER_TOKEN = "writer-token-0123456789abcdef";
+const READER_TOKEN = "reader-token-0123456789abcdef";
+const BILLING = "spiffe://test/ns/billing/sa/api";
+const credentials = Credentials.parse(
+  [
+    `writer  write  ${WRITER_TOKEN}`,
+    `reader  read   ${READER_TOKEN}`,
+    `billing write  cert:${BILLING}`,
+    "probe   read   cert:probe.internal",
+  ].join("\n"),
+  () => "absent",
+);
+
+let pki: TestPki;
+let ca: TestCa;
+let serverCert: Issued;
+let store: MemorySessionStore;
+
+beforeAll(() => {
+  pki = createTestPki();
+  ca = pki.ca("ca");
+  serverCert = ca.issue("server", { san: ["DNS:localhost", "IP:127.0.0.1"], usage: "server" });
+  store = new MemorySessionStore({ maxSessionsPerUser: 0, sweepIntervalMs: 0 });
+});
+
+afterAll(async () => {
+  await store?.close();
+  pki?.remove();
+});
+
+async function outcome(
+  call: () => Promise<unknown>,
+): Promise<{ code: Code | typeof OK; message: string }> {
+  try {
+    await call();
+    return { code: OK, message: "" };
+  } catch (error) {
+    const e = ConnectError.from(error);
+    return { code: e.code, message: e.rawMessage };
+  }
+}
+
+const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+const upsertRequest = (userId: string) => ({
+  session: sessionFixture(userId, "s"),
+  ttl: ttl(60_000),
+});
+
+/** The certificate a fresh TLS connection to `port` is shown, and the ALPN protocol agreed. */
+function handshake(
+  port: number,
+  options: tls.ConnectionOptions = {},
+): Promise<{ fingerprint: string; alpn: string | false }> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ port, host: "127.0.0.1", ca: ca.cert, ...options }, () => {
+      const fingerprint = socket.getPeerX509Certificate()?.fingerprint256 ?? "";
+      const alpn = socket.alpnProtocol ?? false;
+      socket.end();
+      resolve({ fingerprint, alpn });
+    });
+    socket.once("error", reject);
+  });
+}
+
+/**
+ * How a client is refused: the TLS alert's error code, or "closed". Under
+ * TLS 1.3 the client's side of the handshake completes before the server
+ * has checked the client's certificate, so the refusal arrives on the
+ * first read; a connection the server accepted stays open (it waits for
+ * the client's HTTP/2 preface), so this resolves only on a refusal.
+ */
+function refusal(port: number, options: tls.ConnectionOptions): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({ port, host: "127.0.0.1", ca: ca.cert, ...options });
+    socket.once("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? "no code"));
+    socket.once("close", () => resolve("closed"));
+    socket.resume();
+  });
+}
+
+/** The server's count of failed TLS handshakes. */
+async function handshakeFailures(running: RunningServer): Promise<number> {
+  const metrics = await running.server.telemetry.registry.metrics();
+  const match = /sessionstore_auth_failures_total\{reason="tls_handshake"\} (\d+)/.exec(metrics);
+  return Number(match?.[1] ?? 0);
+}
+
+describe("TLS", () => {
+  let running: RunningServer;
+
+  beforeAll(async () => {
+    running = await startTestServer(store, {
+      tls: { cert: serverCert.cert, key: serverCert.key },
+      credentials,
+    });
+  });
+
+  afterAll(async () => {
+    await running?.stop();
+  });
+
+  it("serves gRPC to grpc-js over TLS with a bearer token", async () => {
+    const client = createGrpcJsClient(running.port, { ca: ca.cert });
+    const metadata = new Metadata();
+    metadata.set("authorization", `Bearer ${READER_TOKEN}`);
+    try {
+      const missing = await client
+        .call("Get", { sessionId: "s", userId: uniqueUserId() }, { metadata })
+        .catch((error: grpc.ServiceError) => error);
+      expect((missing as grpc.ServiceError).code).toBe(Code.NotFound);
+    } finally {
+      client.close();
+    }
+  });
+
+  it.each<[string, ClientKind]>([
+    ["gRPC, HTTP/2", { protocol: "grpc" }],
+    ["gRPC-Web, HTTP/2", { protocol: "grpc-web" }],
+    ["gRPC-Web, HTTP/1.1", { protocol: "grpc-web", httpVersion: "1.1" }],
+    ["Connect JSON, HTTP/1.1", { protocol: "connect", binary: false, httpVersion: "1.1" }],
+    ["Connect binary, HTTP/2", { protocol: "connect" }],
+  ])("serves %s over TLS, with auth", async (_name, kind) => {
+    const pool = clientPool(running.baseUrl, { ca: ca.cert });
+    try {
+      const client = pool.sessions(kind);
+      const userId = uniqueUserId();
+      expect((await outcome(() => client.upsert(upsertRequest(userId)))).code).toBe(
+        Code.Unauthenticated,
+      );
+      expect(
+        (await outcome(() => client.upsert(upsertRequest(userId), bearer(WRITER_TOKEN)))).code,
+      ).toBe(OK);
+      const { session } = await client.get({ sessionId: "s", userId }, bearer(READER_TOKEN));
+      expect(session?.userId).toBe(userId);
+    } finally {
+      pool.close();
+    }
+  });
+
+  it("offers h2 and http/1.1 by ALPN and TLS 1.2 at the least", async () => {
+    expect((await handshake(running.port, { ALPNProtocols: ["h2"] })).alpn).toBe("h2");
+    expect((await handshake(running.port, { ALPNProtocols: ["http/1.1"] })).alpn).toBe("http/1.1");
+    await expect(
+      handshake(running.port, { minVersion: "TLSv1", maxVersion: "TLSv1.1" }),
+    ).rejects.toThrow();
+  });
+
+  it("refuses cleartext clients on the TLS port", async () => {
+    const grpcJs = createGrpcJsClient(running.port);
+    try {
+      const error = (await grpcJs
+        .call("Get", { sessionId: "s", userId: "u" }, { deadlineMs: 2000 })
+        .catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
+      expect(error.code).toBe(Code.Unavailable);
+    } finally {
+      grpcJs.close();
+    }
+    const session = http2.connect(`http://127.0.0.1:${running.port}`);
+    const closed = await new Promise<string>((resolve) => {
+      session.once("error", (e) => resolve(`error ${(e as NodeJS.ErrnoException).code}`));
+      session.once("close", () => resolve("closed"));
+      session.request({ ":path": "/" }).on("error", () => {});
+    });
+    expect(closed).toMatch(/error|closed/);
+    session.destroy();
+    const metrics = await running.server.telemetry.registry.metrics();
+    expect(metrics).toMatch(/sessionstore_auth_failures_total\{reason="tls_handshake"\} [1-9]/);
+  });
+});
+
+describe("mutual TLS", () => {
+  let running: RunningServer;
+  let billing: Issued;
+  let probe: Issued;
+  let unlisted: Issued;
+  let expired: Issued;
+  let rogue: Issued;
+
+  beforeAll(async () => {
+    billing = ca.issue("billing", { san: [`URI:${BILLING}`], usage: "client" });
+    probe = ca.issue("probe", { san: ["DNS:probe.internal"], usage: "client" });
+    unlisted = ca.issue("unlisted", { san: ["URI:spiffe://test/ns/other/sa/x"], usage: "client" });
+    expired = ca.issue("expired", { san: [`URI:${BILLING}`], usage: "client", expired: true });
+    rogue = pki.ca("rogue").issue("rogue-billing", { san: [`URI:${BILLING}`], usage: "client" });
+    running = await startTestServer(store, {
+      tls: { cert: serverCert.cert, key: serverCert.key, clientCa: ca.cert },
+      credentials,
+    });
+  });
+
+  afterAll(async () => {
+    await running?.stop();
+  });
+
+  it.each([
+    ["no client certificate", undefined],
+    ["a certificate from another CA", "rogue"],
+    ["an expired certificate", "expired"],
+  ] as const)("refuses %s in the handshake", async (_name, which) => {
+    const cert = which === "rogue" ? rogue : which === "expired" ? expired : undefined;
+    const options = cert ? { cert: cert.cert, key: cert.key } : {};
+    const before = await handshakeFailures(running);
+    expect(await refusal(running.port, options)).toMatch(/ALERT|closed/);
+    expect(await handshakeFailures(running)).toBe(before + 1);
+    const userId = uniqueUserId();
+    const pool = clientPool(running.baseUrl, { ca: ca.cert, ...options });
+    try {
+      const seen = await outcome(() =>
+        pool.sessions({ protocol: "grpc" }).upsert(upsertRequest(userId), bearer(WRITER_TOKEN)),
+      );
+      expect(seen.code).not.toBe(OK);
+    } finally {
+      pool.close();
+    }
+    const grpcJs = createGrpcJsClient(running.port, { ca: ca.cert, ...options });
+    try {
+      const error = await grpcJs.call("Get", { sessionId: "s", userId }, { deadlineMs: 3000 }).then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
+      expect(error?.code).toBeDefined();
+      expect(error?.code).not.toBe(Code.NotFound);
+    } finally {
+      grpcJs.close();
+    }
+    expect((await store.listByUser(userId, { after: undefined, limit: 1 })).sessions).toEqual([]);
+  });
+
+  it.each<[string, ClientKind]>([
+    ["gRPC fast path", { protocol: "grpc" }],
+    ["gRPC-Web over HTTP/2 (connect-node)", { protocol: "grpc-web" }],
+    [
+      "Connect JSON over HTTP/1.1 (connect-node)",
+      { protocol: "connect", binary: false, httpVersion: "1.1" },
+    ],
+  ])("gives a cert: identity exactly its scope on %s", async (_name, kind) => {
+    const pool = clientPool(running.baseUrl, { ca: ca.cert, cert: billing.cert, key: billing.key });
+    try {
+      const client = pool.sessions(kind);
+      const userId = uniqueUserId();
+      expect((await outcome(() => client.upsert(upsertRequest(userId)))).code).toBe(OK);
+      expect((await client.get({ sessionId: "s", userId })).session?.userId).toBe(userId);
+      expect(await outcome(() => client.deleteByUser({ userId }))).toEqual({
+        code: Code.PermissionDenied,
+        message: "the caller's scope (write) does not allow DeleteByUser, which needs admin",
+      });
+    } finally {
+      pool.close();
+    }
+    const readOnly = clientPool(running.baseUrl, { ca: ca.cert, cert: probe.cert, key: probe.key });
+    try {
+      const seen = await outcome(() =>
+        readOnly.sessions(kind).upsert(upsertRequest(uniqueUserId())),
+      );
+      expect(seen.code).toBe(Code.PermissionDenied);
+    } finally {
+      readOnly.close();
+    }
+  });
+
+  it("lets a certificate without a cert: line in only with a valid token", async () => {
+    const pool = clientPool(running.baseUrl, {
+      ca: ca.cert,
+      cert: unlisted.cert,
+      key: unlisted.key,
+    });
+    try {
+      const client = pool.sessions({ protocol: "grpc" });
+      const userId = uniqueUserId();
+      expect(await outcome(() => client.upsert(upsertRequest(userId)))).toEqual({
+        code: Code.Unauthenticated,
+        message: "the client certificate names no known caller, and no bearer token was sent",
+      });
+      expect(
+        (await outcome(() => client.upsert(upsertRequest(userId), bearer(WRITER_TOKEN)))).code,
+      ).toBe(OK);
+    } finally {
+      pool.close();
+    }
+  });
+
+  it("requires both credentials to be valid and the same caller when both are sent", async () => {
+    const pool = clientPool(running.baseUrl, { ca: ca.cert, cert: billing.cert, key: billing.key });
+    try {
+      const client = pool.sessions({ protocol: "grpc" });
+      const userId = uniqueUserId();
+      expect(
+        await outcome(() =>
+          client.upsert(upsertRequest(userId), bearer("not-a-known-token-at-all")),
+        ),
+      ).toEqual({
+        code: Code.Unauthenticated,
+        message: "unknown bearer token",
+      });
+      expect(
+        await outcome(() => client.upsert(upsertRequest(userId), bearer(WRITER_TOKEN))),
+      ).toEqual({
+        code: Code.Unauthenticated,
+        message: "the bearer token and the client certificate belong to different callers",
+      });
+      expect((await store.listByUser(userId, { after: undefined, limit: 1 })).sessions).toEqual([]);
+    } finally {
+      pool.close();
+    }
+  });
+});
+
+describe("certificate renewal", () => {
+  it("shows new connections the new certificate and keeps old connections working", async () => {
+    const running = await startTestServer(store, {
+      tls: { cert: serverCert.cert, key: serverCert.key },
+      credentials,
+    });
+    const pool = clientPool(running.baseUrl, { ca: ca.cert });
+    try {
+      const client = pool.sessions({ protocol: "grpc" });
+      const userId = uniqueUserId();
+      await client.upsert(upsertRequest(userId), bearer(WRITER_TOKEN));
+      const before = await handshake(running.port);
+      expect(before.fingerprint).toBe(new X509Certificate(serverCert.cert).fingerprint256);
+
+      const renewed = ca.issue("server-renewed", { san: ["IP:127.0.0.1"], usage: "server" });
+      running.server.setTls({ cert: renewed.cert, key: renewed.key });
+
+      expect((await handshake(running.port)).fingerprint).toBe(
+        new X509Certificate(renewed.cert).fingerprint256,
+      );
+      // The HTTP/2 connection opened before the renewal still serves calls.
+      const { session } = await client.get({ sessionId: "s", userId }, bearer(READER_TOKEN));
+      expect(session?.userId).toBe(userId);
+      expect(() =>
+        running.server.setTls({ cert: renewed.cert, key: renewed.key, clientCa: ca.cert }),
+      ).toThrow("turning client certificates on or off needs a restart");
+      expect(() => running.server.setTls({ cert: renewed.cert, key: serverCert.key })).toThrow();
+      expect((await handshake(running.port)).fingerprint).toBe(
+        new X509Certificate(renewed.cert).fingerprint256,
+      );
+    } finally {
+      pool.close();
+      await running.stop();
+    }
+  });
+});
