@@ -59,8 +59,8 @@ export function createTestPki(): TestPki {
   return {
     dir,
     ca(name) {
-      const certFile = join(dir, `${name}.crt`);
-      const keyFile = join(dir, `${name}.key`);
+      const certFile = join(dir, `${name}.ca.crt`);
+      const keyFile = join(dir, `${name}.ca.key`);
       openssl([
         "req",
         "-x509",
