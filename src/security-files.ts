@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { type Config, ConfigError } from "./config.js";
 import type { Rate } from "./pipeline/call.js";
@@ -82,4 +82,20 @@ export function readCredentials(
       `AUTH_TOKENS_FILE ${JSON.stringify(config.authTokensFile)} ${error.message}`,
     );
   }
+}
+
+/**
+ * A warning for a tokens file that holds plain tokens and that other users
+ * of the machine may read, or undefined when there is nothing to say.
+ */
+export function tokensFileExposure(config: Config, credentials: Credentials): string | undefined {
+  if (config.authTokensFile === undefined || credentials.plainTokens === 0) return undefined;
+  let mode: number;
+  try {
+    mode = statSync(config.authTokensFile).mode;
+  } catch {
+    return undefined;
+  }
+  if ((mode & 0o077) === 0) return undefined;
+  return `AUTH_TOKENS_FILE holds ${credentials.plainTokens} plain token(s) and is readable by other users (mode ${(mode & 0o777).toString(8)}): chmod 600 it, or write the tokens as sha256:<digest>`;
 }

@@ -8,7 +8,7 @@ import { type Config, ConfigError, helpText, loadConfig } from "../config.js";
 import { createLogger, type Logger } from "../observability/logger.js";
 import { createTelemetry } from "../observability/telemetry.js";
 import type { Credentials } from "../pipeline/credentials.js";
-import { readCredentials, readTlsCredentials } from "../security-files.js";
+import { readCredentials, readTlsCredentials, tokensFileExposure } from "../security-files.js";
 import { createServer } from "../server.js";
 import { MemorySessionStore } from "../store/memory/memory-session-store.js";
 import { connectRedis } from "../store/redis/redis-client.js";
@@ -86,6 +86,8 @@ async function main(): Promise<void> {
     process.exit(EXIT_USAGE);
   }
   let { credentials, tls } = loaded;
+  const exposure = credentials && tokensFileExposure(config, credentials);
+  if (exposure) logger.warn(exposure);
   if (!credentials) {
     logger.warn(
       "SECURITY WARNING: AUTH_TOKENS_FILE is not set, so callers are not authenticated: every client that can reach the port can read, change and delete every user's sessions. Set AUTH_TOKENS_FILE (and TLS_CERT_FILE/TLS_KEY_FILE) before production use; see SECURITY.md",

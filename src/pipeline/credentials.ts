@@ -67,6 +67,8 @@ export class Credentials {
   private constructor(
     private readonly tokens: readonly { digest: Buffer; grant: Grant }[],
     private readonly certificates: ReadonlyMap<string, Grant>,
+    /** How many tokens the file holds in plain text rather than as sha256: digests. */
+    readonly plainTokens: number,
   ) {}
 
   /** How many lines grant access by token and by certificate. */
@@ -119,6 +121,7 @@ export class Credentials {
     const tokens: { digest: Buffer; grant: Grant }[] = [];
     const certificates = new Map<string, Grant>();
     const tokenLines = new Map<string, number>();
+    let plainTokens = 0;
     const lines = text.split(/\r?\n/);
     for (let index = 0; index < lines.length; index++) {
       const line = index + 1;
@@ -174,6 +177,7 @@ export class Credentials {
           );
         }
         secretDigest = digest(secret);
+        plainTokens++;
       }
       const key = secretDigest.toString("hex");
       const earlier = tokenLines.get(key);
@@ -183,6 +187,6 @@ export class Credentials {
       tokenLines.set(key, line);
       tokens.push({ digest: secretDigest, grant });
     }
-    return new Credentials(tokens, certificates);
+    return new Credentials(tokens, certificates, plainTokens);
   }
 }

@@ -1,5 +1,5 @@
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -122,6 +122,7 @@ describe("the tokens file", () => {
 
   it("rotates tokens on SIGHUP without downtime, and keeps them when the new file is bad", async () => {
     const tokens = file("tokens", `api write ${OLD_TOKEN}\n`);
+    chmodSync(tokens, 0o644);
     const { server, adminPort, port } = await startWithAdmin({ AUTH_TOKENS_FILE: tokens });
     const baseUrl = `http://127.0.0.1:${port}`;
     expect(
@@ -179,12 +180,14 @@ describe("TLS files", () => {
     const certFile = file("tls.crt", first.cert.toString());
     const keyFile = file("tls.key", first.key.toString());
     const tokens = file("tls-tokens", `api write ${OLD_TOKEN}\n`);
+    chmodSync(tokens, 0o600);
     const server = start({
       TLS_CERT_FILE: certFile,
       TLS_KEY_FILE: keyFile,
       AUTH_TOKENS_FILE: tokens,
     });
     const port = await server.port();
+    expect(server.output.stdout).not.toContain("readable by other users");
     const baseUrl = `https://127.0.0.1:${port}`;
     const pool = clientPool(baseUrl, { ca: ca.cert });
     try {
