@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Credentials } from "../../src/pipeline/credentials.js";
 import { runServer, type ServerProcess } from "../support/server-process.js";
 
 const run = promisify(execFile);
@@ -63,5 +64,29 @@ describe("the README's Debugging section", () => {
     expect(lastGet).toMatchObject({
       session: { id: "s1", userId: "u1", extraPayload: { theme: "dark" }, version: "1" },
     });
+  });
+});
+
+describe("the README's production section", () => {
+  const readme = readFileSync("README.md", "utf8");
+  const section = readme.slice(
+    readme.indexOf("## In production"),
+    readme.indexOf("\n## ", readme.indexOf("## In production") + 1),
+  );
+
+  it("shows a tokens file the server accepts", () => {
+    const example = /<<'TOKENS'\n([\s\S]*?)\nTOKENS\n/.exec(section)?.[1];
+    expect(example).toBeDefined();
+    const credentials = Credentials.parse(example ?? "", () => "absent");
+    expect(credentials.size).toEqual({ tokens: 2, certificates: 1 });
+  });
+
+  it("makes tokens with a command whose output the tokens file accepts", async () => {
+    const command = /Make a token with `([^`]+)`/.exec(section.replace(/\n\s*/g, " "))?.[1];
+    expect(command).toBeDefined();
+    const { stdout } = await run("bash", ["-c", command ?? "false"]);
+    const token = stdout.trim();
+    const credentials = Credentials.parse(`api write ${token}`, () => "absent");
+    expect(credentials.byToken(token)?.name).toBe("api");
   });
 });
