@@ -475,6 +475,13 @@ function checkRedisSecurity(config: Config, given: ReadonlySet<string>): void {
       "a user name is given both in REDIS_URL and in REDIS_USERNAME; give it in one place",
     );
   }
+  // AUTH takes a user only with a password (any one, for a nopass user).
+  const user = given.has("REDIS_USERNAME") || urls.some((url) => url.username !== "");
+  if (user && !passwordSetting && !urls.some((url) => url.password !== "")) {
+    throw new ConfigError(
+      "a Redis user name needs a password: set REDIS_PASSWORD or REDIS_PASSWORD_FILE, or give it in REDIS_URL",
+    );
+  }
 }
 
 function parseFlags(argv: readonly string[]): Map<string, string> | "help" {

@@ -339,6 +339,16 @@ describe("the Redis connection security settings", () => {
       "a user name is given both in REDIS_URL and in REDIS_USERNAME; give it in one place",
     ],
     [
+      "a user without a password",
+      { REDIS_URL: tlsUrl, REDIS_USERNAME: "svc" },
+      "a Redis user name needs a password: set REDIS_PASSWORD or REDIS_PASSWORD_FILE, or give it in REDIS_URL",
+    ],
+    [
+      "a user in the URL without a password",
+      { REDIS_URL: "rediss://svc@redis.internal:6380" },
+      "a Redis user name needs a password: set REDIS_PASSWORD or REDIS_PASSWORD_FILE, or give it in REDIS_URL",
+    ],
+    [
       "security settings without REDIS_URL",
       { REDIS_USERNAME: "svc", REDIS_PASSWORD: secret },
       "REDIS_USERNAME, REDIS_PASSWORD need REDIS_URL: the embedded store has no connection to secure",
