@@ -1,7 +1,9 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ConnectionOptions } from "node:tls";
 import { Redis } from "ioredis";
 import { freePort } from "./free-port.js";
 import { waitFor } from "./wait-for.js";
@@ -19,12 +21,66 @@ export function assertRedisServerInstalled(): void {
   }
 }
 
+/**
+ * Serve TLS only: the plain port is closed and `port` is the TLS port. The
+ * server's certificate must name 127.0.0.1 (an IP SAN), where every client
+ * connects.
+ */
+export interface RedisServerTls {
+  /** PEM files of the server's certificate and key. */
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** PEM CA certificates: clients verify the server against them, and the server its clients. */
+  readonly caFile: string;
+  /** Require a client certificate signed by caFile (tls-auth-clients yes); default false. */
+  readonly authClients?: boolean;
+  /** The certificate and key the harness's own clients show: needed with authClients. */
+  readonly clientCertFile?: string;
+  readonly clientKeyFile?: string;
+}
+
+/** An ACL user, written to the server's aclfile. */
+export interface RedisUser {
+  readonly name: string;
+  /** Stored as its SHA-256 only, so any characters work and the aclfile holds no password. */
+  readonly password: string;
+  /** ACL rules, as after `ACL SETUSER <name>`; the user is then switched on with the password. */
+  readonly rules: string;
+}
+
+/** How to start a redis-server besides its free port and directory. */
+export interface RedisServerOptions {
+  /** Also keep port + 10000 free, for a Redis Cluster bus. */
+  readonly busPort?: boolean;
+  readonly tls?: RedisServerTls;
+  /**
+   * ACL users. Unless one is named "default", the default user stays open
+   * (no password, every command): the harness's own clients (readiness ping,
+   * client(), pause) connect as it, with its password when one is given.
+   */
+  readonly users?: readonly RedisUser[];
+}
+
+/** Where and how the harness's clients connect to one of its servers; ioredis options. */
+export interface HarnessClientOptions {
+  readonly host: string;
+  readonly port: number;
+  /** The default user's password, when the server's users give it one. */
+  readonly password?: string;
+  /** TLS options for a TLS-only server: its CA, and a client certificate if it asks for one. */
+  readonly tls?: ConnectionOptions;
+}
+
 /** A redis-server process this test run started, on its own port and directory. */
 export interface RedisServer {
+  /** The port clients connect to: the TLS port of a TLS-only server. */
   readonly port: number;
+  /** redis://127.0.0.1:<port>, or rediss:// for a TLS-only server; without credentials. */
   readonly url: string;
-  /** A new client of this server (the caller closes it). */
+  /** A new client of this server as the default user, over TLS if it serves TLS (the caller closes it). */
   client(): Redis;
+  /** How the harness's clients connect (host, port, TLS, the default user's password), for clients of one's own. */
+  readonly clientOptions: HarnessClientOptions;
   /**
    * Holds every client command for `ms` (CLIENT PAUSE ALL), as a stuck
    * Redis would; resolves to a function that waits until the pause is over.
@@ -50,22 +106,95 @@ const BASE_ARGS = [
   "no",
 ];
 
+/** The redis-server arguments that serve TLS only, on `port`. */
+function tlsArgs(port: number, tls: RedisServerTls | undefined): string[] {
+  if (!tls) return ["--port", String(port)];
+  return [
+    "--port",
+    "0",
+    "--tls-port",
+    String(port),
+    "--tls-cert-file",
+    tls.certFile,
+    "--tls-key-file",
+    tls.keyFile,
+    "--tls-ca-cert-file",
+    tls.caFile,
+    "--tls-auth-clients",
+    tls.authClients ? "yes" : "no",
+  ];
+}
+
+/** Writes the users to an aclfile in `dir`; returns the arguments that load it. */
+function aclArgs(dir: string, users: readonly RedisUser[] | undefined): string[] {
+  if (!users || users.length === 0) return [];
+  const file = join(dir, "users.acl");
+  const lines = users.map((user) => {
+    if (!/^[!-~]+$/.test(user.name)) throw new Error(`invalid ACL user name ${user.name}`);
+    const hash = createHash("sha256").update(user.password).digest("hex");
+    return `user ${user.name} ${user.rules} on #${hash}\n`;
+  });
+  writeFileSync(file, lines.join(""), { mode: 0o600 });
+  return ["--aclfile", file];
+}
+
+/** Connection options for the harness's own clients of a server. */
+function connectOptions(
+  port: number,
+  tls: RedisServerTls | undefined,
+  users: readonly RedisUser[] | undefined,
+): HarnessClientOptions {
+  const admin = users?.find((user) => user.name === "default");
+  return {
+    host: "127.0.0.1",
+    port,
+    ...(admin ? { password: admin.password } : {}),
+    ...(tls
+      ? {
+          tls: {
+            ca: readFileSync(tls.caFile),
+            ...(tls.clientCertFile ? { cert: readFileSync(tls.clientCertFile) } : {}),
+            ...(tls.clientKeyFile ? { key: readFileSync(tls.clientKeyFile) } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
 /**
  * Starts a private redis-server on a free port and resolves once it answers
- * PING. Never touches a server it did not start.
+ * PING. Never touches a server it did not start. With `tls` it serves TLS
+ * only; with `users` it loads them as its ACL.
  */
 export async function startRedisServer(
   extraArgs: readonly string[] = [],
-  { busPort = false } = {},
+  { busPort = false, tls, users }: RedisServerOptions = {},
 ): Promise<RedisServer> {
+  if (tls?.authClients && !(tls.clientCertFile && tls.clientKeyFile)) {
+    throw new Error(
+      "tls.authClients needs tls.clientCertFile and tls.clientKeyFile for the harness's clients",
+    );
+  }
   const dir = mkdtempSync(join(tmpdir(), "sessionstore-redis-"));
+  let args: string[];
+  try {
+    args = [...aclArgs(dir, users), ...extraArgs];
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   let port = 0;
+  let options: HarnessClientOptions = { host: "127.0.0.1", port };
   let child: ChildProcess | undefined;
   for (let attempt = 0; !child && attempt < 5; attempt++) {
     port = await freePort({ busPort });
-    child = await launch(port, dir, extraArgs).catch(() => undefined);
+    options = connectOptions(port, tls, users);
+    child = await launch(options, [...tlsArgs(port, tls), ...args], dir).catch(() => undefined);
   }
-  if (!child) throw new Error("could not start redis-server on a free port");
+  if (!child) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error("could not start redis-server on a free port");
+  }
   let current: ChildProcess | undefined = child;
 
   const stopProcess = async (signal: NodeJS.Signals) => {
@@ -77,19 +206,21 @@ export async function startRedisServer(
     await exited;
   };
 
+  const clientOptions = options;
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
-    client: () => new Redis({ port, host: "127.0.0.1", lazyConnect: false }),
+    url: `${tls ? "rediss" : "redis"}://127.0.0.1:${port}`,
+    clientOptions,
+    client: () => new Redis({ ...clientOptions, lazyConnect: false }),
     pause: async (ms) => {
-      const admin = new Redis({ port, host: "127.0.0.1" });
+      const admin = new Redis(clientOptions);
       try {
         await admin.client("PAUSE", ms, "ALL");
       } finally {
         admin.disconnect();
       }
       return async () => {
-        await waitFor(`the pause of port ${port} to end`, () => ping(port), {
+        await waitFor(`the pause of port ${port} to end`, () => ping(clientOptions), {
           timeoutMs: ms + 5000,
         });
       };
@@ -97,7 +228,7 @@ export async function startRedisServer(
     kill: () => stopProcess("SIGKILL"),
     restart: async () => {
       current = await waitFor(`redis-server to restart on port ${port}`, () =>
-        launch(port, dir, extraArgs).catch(() => undefined),
+        launch(clientOptions, [...tlsArgs(port, tls), ...args], dir).catch(() => undefined),
       );
     },
     stop: async () => {
@@ -107,22 +238,22 @@ export async function startRedisServer(
   };
 }
 
-/** Spawns redis-server and waits until it answers; rejects if it exits first. */
+/**
+ * Spawns redis-server with `args` (its port among them) and waits until a
+ * client with `options` gets an answer; rejects if it exits first.
+ */
 async function launch(
-  port: number,
+  options: HarnessClientOptions,
+  args: readonly string[],
   dir: string,
-  extraArgs: readonly string[],
 ): Promise<ChildProcess> {
-  const child = spawn(
-    "redis-server",
-    ["--port", String(port), "--dir", dir, ...BASE_ARGS, ...extraArgs],
-    { stdio: "ignore" },
-  );
+  const port = options.port;
+  const child = spawn("redis-server", ["--dir", dir, ...BASE_ARGS, ...args], { stdio: "ignore" });
   const exited = new Promise<never>((_, reject) => {
     child.once("error", reject);
     child.once("exit", (code) => reject(new Error(`redis-server exited with ${code}`)));
   });
-  const ready = waitFor(`redis-server on port ${port}`, () => ping(port), { timeoutMs: 10_000 });
+  const ready = waitFor(`redis-server on port ${port}`, () => ping(options), { timeoutMs: 10_000 });
   try {
     await Promise.race([ready, exited]);
   } catch (error) {
@@ -133,10 +264,9 @@ async function launch(
   return child;
 }
 
-async function ping(port: number): Promise<boolean> {
+async function ping(options: HarnessClientOptions): Promise<boolean> {
   const client = new Redis({
-    port,
-    host: "127.0.0.1",
+    ...options,
     lazyConnect: true,
     enableOfflineQueue: false,
     retryStrategy: () => null,
@@ -164,23 +294,35 @@ export interface RedisCluster {
 /**
  * Starts `size` cluster-enabled redis-servers, joins them into one cluster
  * with `redis-cli --cluster create` (slots spread evenly, no replicas) and
- * resolves once every node reports the cluster as ok.
+ * resolves once every node reports the cluster as ok. Every node gets the
+ * same ACL `users`.
  */
-export async function startRedisCluster(size = 3): Promise<RedisCluster> {
+export async function startRedisCluster(
+  size = 3,
+  { users }: Pick<RedisServerOptions, "users"> = {},
+): Promise<RedisCluster> {
   const nodes = await Promise.all(
     Array.from({ length: size }, () =>
       startRedisServer(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"], {
         busPort: true,
+        ...(users ? { users } : {}),
       }),
     ),
   );
+  const admin = users?.find((user) => user.name === "default");
   const stop = async () => {
     await Promise.all(nodes.map((node) => node.stop()));
   };
   try {
     const create = spawnSync(
       "redis-cli",
-      ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-yes"],
+      [
+        ...(admin ? ["--no-auth-warning", "-a", admin.password] : []),
+        "--cluster",
+        "create",
+        ...nodes.map((n) => `127.0.0.1:${n.port}`),
+        "--cluster-yes",
+      ],
       { encoding: "utf8", timeout: 30_000 },
     );
     if (create.status !== 0)

@@ -1,3 +1,5 @@
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { LOG_LEVELS, type LogLevel } from "./observability/logger.js";
 
 /** The server's settings, read and validated once at startup. */
@@ -12,6 +14,16 @@ export interface Config {
   readonly redisUrl: string | undefined;
   /** Whether redisUrl lists the seed nodes of a Redis Cluster. */
   readonly redisCluster: boolean;
+  /** PEM CA certificates that Redis' certificate must chain to; undefined: the system CAs. */
+  readonly redisTlsCa: Buffer | undefined;
+  /** PEM client certificate shown to Redis (for tls-auth-clients); set together with redisTlsKey. */
+  readonly redisTlsCert: Buffer | undefined;
+  /** PEM private key of redisTlsCert. A secret: never logged. */
+  readonly redisTlsKey: Buffer | undefined;
+  /** Redis ACL user; undefined: the one in redisUrl, if any, else "default". */
+  readonly redisUsername: string | undefined;
+  /** Redis password, from REDIS_PASSWORD or REDIS_PASSWORD_FILE; undefined: the one in redisUrl, if any. A secret: never logged. */
+  readonly redisPassword: string | undefined;
   /** Prefix of every Redis key. */
   readonly keyPrefix: string;
   readonly logLevel: LogLevel;
@@ -56,6 +68,10 @@ export class ConfigError extends Error {
 }
 
 interface Setting<K extends keyof Config> {
+  /**
+   * The Config field it sets. Settings that share a key are alternatives
+   * (REDIS_PASSWORD, REDIS_PASSWORD_FILE): at most one of them may be set.
+   */
   readonly key: K;
   readonly env: string;
   readonly description: string;
@@ -151,7 +167,64 @@ function redisUrls(raw: string | undefined): string | undefined | Invalid {
       );
     }
   }
+  const schemes = new Set(raw.split(",").map((url) => new URL(url.trim()).protocol));
+  if (schemes.size > 1) {
+    return new Invalid("URLs of one scheme: every node redis://, or every node rediss://");
+  }
   return raw;
+}
+
+/** Reads a file a setting names; the error says why not (its code), never what it holds. */
+function readSettingFile(path: string): Buffer | Invalid {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    return new Invalid(`a readable file (${typeof code === "string" ? code : "unreadable"})`);
+  }
+}
+
+/** A file of PEM certificates (a CA bundle or a certificate chain), read and parsed. */
+function pemCertificatesFile(raw: string | undefined): Buffer | undefined | Invalid {
+  if (raw === undefined) return undefined;
+  const pem = readSettingFile(raw);
+  if (pem instanceof Invalid) return pem;
+  const blocks = pem
+    .toString("latin1")
+    .match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
+  try {
+    if (!blocks) throw new Error("no certificate");
+    for (const block of blocks) new X509Certificate(block);
+  } catch {
+    return new Invalid("a file of PEM certificates (-----BEGIN CERTIFICATE-----)");
+  }
+  return pem;
+}
+
+/** A file holding an unencrypted PEM private key, read and parsed. */
+function pemPrivateKeyFile(raw: string | undefined): Buffer | undefined | Invalid {
+  if (raw === undefined) return undefined;
+  const pem = readSettingFile(raw);
+  if (pem instanceof Invalid) return pem;
+  try {
+    createPrivateKey(pem);
+  } catch {
+    // Node's message may quote the file; this one never does.
+    return new Invalid("a file holding an unencrypted PEM private key");
+  }
+  return pem;
+}
+
+/**
+ * A file holding a password, as orchestrators mount secrets: one trailing
+ * line break (which editors and `echo` add) is not part of it.
+ */
+function passwordFile(raw: string | undefined): string | undefined | Invalid {
+  if (raw === undefined) return undefined;
+  const content = readSettingFile(raw);
+  if (content instanceof Invalid) return content;
+  const password = content.toString("utf8").replace(/\r?\n$/, "");
+  return password !== "" ? password : new Invalid("a file holding the password (it is empty)");
 }
 
 /** Every setting, in --help order. Each is an environment variable and a flag. */
@@ -253,6 +326,53 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     description: "REDIS_URL lists seed nodes of a Redis Cluster (comma-separated)",
     defaultText: "false",
     parse: boolean(false),
+  },
+  {
+    key: "redisTlsCa",
+    env: "REDIS_TLS_CA_FILE",
+    description:
+      "PEM file of the CA certificates that Redis' certificate must chain to (needs a rediss:// REDIS_URL; unset: the system CAs)",
+    defaultText: undefined,
+    parse: pemCertificatesFile,
+  },
+  {
+    key: "redisTlsCert",
+    env: "REDIS_TLS_CERT_FILE",
+    description:
+      "PEM file of the client certificate shown to Redis (for tls-auth-clients; needs REDIS_TLS_KEY_FILE)",
+    defaultText: undefined,
+    parse: pemCertificatesFile,
+  },
+  {
+    key: "redisTlsKey",
+    env: "REDIS_TLS_KEY_FILE",
+    description: "PEM file of the client certificate's private key (needs REDIS_TLS_CERT_FILE)",
+    defaultText: undefined,
+    parse: pemPrivateKeyFile,
+  },
+  {
+    key: "redisUsername",
+    env: "REDIS_USERNAME",
+    description: "Redis ACL user to authenticate as (or give it in REDIS_URL)",
+    defaultText: undefined,
+    parse: (raw) => raw,
+  },
+  {
+    key: "redisPassword",
+    env: "REDIS_PASSWORD",
+    description:
+      "password of the Redis user (or give it in REDIS_URL or REDIS_PASSWORD_FILE; never logged)",
+    defaultText: undefined,
+    secret: true,
+    parse: (raw) => raw,
+  },
+  {
+    key: "redisPassword",
+    env: "REDIS_PASSWORD_FILE",
+    description:
+      "file holding the password of the Redis user, such as a mounted secret (one trailing newline is ignored)",
+    defaultText: undefined,
+    parse: passwordFile,
   },
   {
     key: "keyPrefix",
@@ -357,17 +477,30 @@ export function loadConfig(
   const flags = parseFlags(argv);
   if (flags === "help") return "help";
   const config: Record<string, unknown> = {};
+  /** The settings given, by variable name, and which one set each key. */
+  const given = new Set<string>();
+  const setBy = new Map<keyof Config, string>();
   for (const setting of SETTINGS) {
     const flag = flagName(setting);
     // An empty variable counts as unset, as in most deployment tools.
     const raw = flags.get(flag) ?? (env[setting.env] || undefined);
+    const other = setBy.get(setting.key);
+    if (other !== undefined && raw === undefined) continue; // its alternative was set
+    if (other !== undefined) {
+      throw new ConfigError(`${other} and ${setting.env} are both set; set only one of them`);
+    }
     const value = setting.parse(raw);
     if (value instanceof Invalid) {
       const shown = setting.secret || raw === undefined ? "" : ` ${JSON.stringify(raw)}`;
       throw new ConfigError(`invalid ${setting.env} (${flag})${shown}: expected ${value.expected}`);
     }
     config[setting.key] = value;
+    if (raw !== undefined) {
+      given.add(setting.env);
+      setBy.set(setting.key, setting.env);
+    }
   }
+  checkRedisSecurity(config as unknown as Config, given);
   return Object.freeze(checkCombinations(config as unknown as Config));
 }
 
@@ -404,6 +537,75 @@ function checkCombinations(config: Config): Config {
     ...config,
     reflection: config.reflection ?? (authenticates ? "authenticated" : "open"),
   };
+}
+
+/** Settings that secure the connection to Redis, so they need REDIS_URL. */
+const REDIS_SECURITY = [
+  "REDIS_TLS_CA_FILE",
+  "REDIS_TLS_CERT_FILE",
+  "REDIS_TLS_KEY_FILE",
+  "REDIS_USERNAME",
+  "REDIS_PASSWORD",
+  "REDIS_PASSWORD_FILE",
+];
+
+/**
+ * Refuses combinations of the Redis connection settings that cannot mean
+ * what the operator wants, rather than quietly ignoring one of them. Every
+ * message names settings, never values: URLs, passwords and files may hold
+ * secrets.
+ */
+function checkRedisSecurity(config: Config, given: ReadonlySet<string>): void {
+  const security = REDIS_SECURITY.filter((env) => given.has(env));
+  if (config.redisUrl === undefined) {
+    if (security.length > 0) {
+      throw new ConfigError(
+        `${security.join(", ")} ${security.length > 1 ? "need" : "needs"} REDIS_URL: the embedded store has no connection to secure`,
+      );
+    }
+    return;
+  }
+  const urls = config.redisUrl.split(",").map((url) => new URL(url.trim()));
+  const tls = security.filter((env) => env.startsWith("REDIS_TLS_"));
+  if (tls.length > 0 && urls[0]?.protocol !== "rediss:") {
+    throw new ConfigError(
+      `${tls.join(", ")} ${tls.length > 1 ? "need" : "needs"} a rediss:// REDIS_URL (TLS); REDIS_URL uses redis://`,
+    );
+  }
+  if (given.has("REDIS_TLS_CERT_FILE") !== given.has("REDIS_TLS_KEY_FILE")) {
+    throw new ConfigError(
+      given.has("REDIS_TLS_CERT_FILE")
+        ? "REDIS_TLS_CERT_FILE needs REDIS_TLS_KEY_FILE, the certificate's private key"
+        : "REDIS_TLS_KEY_FILE needs REDIS_TLS_CERT_FILE, the certificate of the key",
+    );
+  }
+  if (config.redisTlsCert && config.redisTlsKey) {
+    const cert = new X509Certificate(config.redisTlsCert);
+    if (!cert.checkPrivateKey(createPrivateKey(config.redisTlsKey))) {
+      throw new ConfigError(
+        "REDIS_TLS_KEY_FILE is not the private key of the certificate in REDIS_TLS_CERT_FILE",
+      );
+    }
+  }
+  // One place per credential: with two, which one wins would be a guess.
+  const passwordSetting = ["REDIS_PASSWORD", "REDIS_PASSWORD_FILE"].find((env) => given.has(env));
+  if (passwordSetting && urls.some((url) => url.password !== "")) {
+    throw new ConfigError(
+      `a password is given both in REDIS_URL and in ${passwordSetting}; give it in one place`,
+    );
+  }
+  if (given.has("REDIS_USERNAME") && urls.some((url) => url.username !== "")) {
+    throw new ConfigError(
+      "a user name is given both in REDIS_URL and in REDIS_USERNAME; give it in one place",
+    );
+  }
+  // AUTH takes a user only with a password (any one, for a nopass user).
+  const user = given.has("REDIS_USERNAME") || urls.some((url) => url.username !== "");
+  if (user && !passwordSetting && !urls.some((url) => url.password !== "")) {
+    throw new ConfigError(
+      "a Redis user name needs a password: set REDIS_PASSWORD or REDIS_PASSWORD_FILE, or give it in REDIS_URL",
+    );
+  }
 }
 
 function parseFlags(argv: readonly string[]): Map<string, string> | "help" {

@@ -41,6 +41,13 @@ async function openStore(config: Config, logger: Logger): Promise<SessionStore> 
     {
       url: config.redisUrl,
       cluster: config.redisCluster,
+      tls: {
+        ...(config.redisTlsCa ? { ca: config.redisTlsCa } : {}),
+        ...(config.redisTlsCert ? { cert: config.redisTlsCert } : {}),
+        ...(config.redisTlsKey ? { key: config.redisTlsKey } : {}),
+      },
+      ...(config.redisUsername !== undefined ? { username: config.redisUsername } : {}),
+      ...(config.redisPassword !== undefined ? { password: config.redisPassword } : {}),
       commandTimeoutMs: config.redisCommandTimeoutMs,
       connectTimeoutMs: config.redisConnectTimeoutMs,
     },

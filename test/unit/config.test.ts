@@ -1,5 +1,8 @@
-import { describe, expect, it } from "vitest";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, helpText, loadConfig } from "../../src/config.js";
+import { createTestPki, type TestPki } from "../support/pki.js";
 
 function load(env: Record<string, string> = {}, argv: string[] = []) {
   const config = loadConfig(env, argv);
@@ -27,6 +30,11 @@ describe("loadConfig", () => {
       shutdownTimeoutMs: 10_000,
       redisUrl: undefined,
       redisCluster: false,
+      redisTlsCa: undefined,
+      redisTlsCert: undefined,
+      redisTlsKey: undefined,
+      redisUsername: undefined,
+      redisPassword: undefined,
       keyPrefix: "sessionstore",
       logLevel: "info",
       maxTtlSeconds: 400 * 24 * 3600,
@@ -239,6 +247,12 @@ describe("helpText", () => {
       ["MAX_REQUEST_BYTES", "--max-request-bytes", "1048576"],
       ["REDIS_COMMAND_TIMEOUT_MS", "--redis-command-timeout-ms", "1000"],
       ["REDIS_CONNECT_TIMEOUT_MS", "--redis-connect-timeout-ms", "10000"],
+      ["REDIS_TLS_CA_FILE", "--redis-tls-ca-file", "unset"],
+      ["REDIS_TLS_CERT_FILE", "--redis-tls-cert-file", "unset"],
+      ["REDIS_TLS_KEY_FILE", "--redis-tls-key-file", "unset"],
+      ["REDIS_USERNAME", "--redis-username", "unset"],
+      ["REDIS_PASSWORD", "--redis-password", "unset"],
+      ["REDIS_PASSWORD_FILE", "--redis-password-file", "unset"],
     ]) {
       expect(text).toMatch(
         new RegExp(
@@ -246,5 +260,211 @@ describe("helpText", () => {
         ),
       );
     }
+  });
+});
+
+describe("the Redis connection security settings", () => {
+  // A distinctive secret: no message may ever contain it.
+  const secret = "s3cret-9f1c2e";
+  let pki: TestPki;
+  let files: {
+    ca: string;
+    cert: string;
+    key: string;
+    otherKey: string;
+    password: string;
+    emptyPassword: string;
+    notPem: string;
+  };
+
+  beforeAll(() => {
+    pki = createTestPki();
+    const ca = pki.ca("config-ca");
+    const client = ca.issue("config-client", { san: ["DNS:sessionstore"], usage: "client" });
+    const other = ca.issue("config-other", { san: ["DNS:other"], usage: "client" });
+    const write = (name: string, content: string) => {
+      const path = join(pki.dir, name);
+      writeFileSync(path, content);
+      return path;
+    };
+    files = {
+      ca: ca.certFile,
+      cert: client.certFile,
+      key: client.keyFile,
+      otherKey: other.keyFile,
+      password: write("password", `${secret}\n`),
+      emptyPassword: write("empty-password", "\n"),
+      notPem: write("not-pem", `${secret}\n`),
+    };
+  });
+
+  afterAll(() => {
+    pki?.remove();
+  });
+
+  const tlsUrl = "rediss://redis.internal:6380";
+
+  it("reads the TLS files and credentials, keeping the PEM text as it is", () => {
+    const config = load({
+      REDIS_URL: tlsUrl,
+      REDIS_TLS_CA_FILE: files.ca,
+      REDIS_TLS_CERT_FILE: files.cert,
+      REDIS_TLS_KEY_FILE: files.key,
+      REDIS_USERNAME: "sessionstore",
+      REDIS_PASSWORD: secret,
+    });
+    expect(config.redisTlsCa?.toString()).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    expect(config.redisTlsCert?.toString()).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    expect(config.redisTlsKey?.toString()).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+    expect(config.redisUsername).toBe("sessionstore");
+    expect(config.redisPassword).toBe(secret);
+  });
+
+  it("takes each of them as a flag too", () => {
+    const config = load({}, [
+      "--redis-url",
+      tlsUrl,
+      "--redis-tls-ca-file",
+      files.ca,
+      "--redis-username=svc",
+      "--redis-password-file",
+      files.password,
+    ]);
+    expect(config.redisTlsCa).toBeInstanceOf(Buffer);
+    expect(config.redisUsername).toBe("svc");
+    expect(config.redisPassword).toBe(secret);
+  });
+
+  it("reads REDIS_PASSWORD_FILE without its trailing newline", () => {
+    expect(load({ REDIS_URL: tlsUrl, REDIS_PASSWORD_FILE: files.password }).redisPassword).toBe(
+      secret,
+    );
+  });
+
+  it("allows a user in the URL with the password in a setting, and TLS without a CA file", () => {
+    const config = load({
+      REDIS_URL: "rediss://svc@redis.internal:6380",
+      REDIS_PASSWORD_FILE: files.password,
+    });
+    expect(config.redisPassword).toBe(secret);
+    expect(config.redisTlsCa).toBeUndefined();
+  });
+
+  it.each([
+    [
+      "TLS files with a redis:// URL",
+      { REDIS_URL: "redis://redis.internal:6379", REDIS_TLS_CA_FILE: "ca" },
+      "REDIS_TLS_CA_FILE needs a rediss:// REDIS_URL (TLS); REDIS_URL uses redis://",
+    ],
+    [
+      "a certificate without its key",
+      { REDIS_URL: tlsUrl, REDIS_TLS_CERT_FILE: "cert" },
+      "REDIS_TLS_CERT_FILE needs REDIS_TLS_KEY_FILE, the certificate's private key",
+    ],
+    [
+      "a key without its certificate",
+      { REDIS_URL: tlsUrl, REDIS_TLS_KEY_FILE: "key" },
+      "REDIS_TLS_KEY_FILE needs REDIS_TLS_CERT_FILE, the certificate of the key",
+    ],
+    [
+      "a key that is not the certificate's",
+      { REDIS_URL: tlsUrl, REDIS_TLS_CERT_FILE: "cert", REDIS_TLS_KEY_FILE: "otherKey" },
+      "REDIS_TLS_KEY_FILE is not the private key of the certificate in REDIS_TLS_CERT_FILE",
+    ],
+    [
+      "both REDIS_PASSWORD and REDIS_PASSWORD_FILE",
+      { REDIS_URL: tlsUrl, REDIS_PASSWORD: secret, REDIS_PASSWORD_FILE: "password" },
+      "REDIS_PASSWORD and REDIS_PASSWORD_FILE are both set; set only one of them",
+    ],
+    [
+      "a password in the URL and in REDIS_PASSWORD",
+      { REDIS_URL: `rediss://:${secret}@redis.internal:6380`, REDIS_PASSWORD: secret },
+      "a password is given both in REDIS_URL and in REDIS_PASSWORD; give it in one place",
+    ],
+    [
+      "a password in a cluster node's URL and in REDIS_PASSWORD_FILE",
+      {
+        REDIS_URL: `rediss://a:6380,rediss://u:${secret}@b:6380`,
+        REDIS_PASSWORD_FILE: "password",
+      },
+      "a password is given both in REDIS_URL and in REDIS_PASSWORD_FILE; give it in one place",
+    ],
+    [
+      "a user in the URL and in REDIS_USERNAME",
+      { REDIS_URL: `rediss://svc:${secret}@redis.internal:6380`, REDIS_USERNAME: "svc" },
+      "a user name is given both in REDIS_URL and in REDIS_USERNAME; give it in one place",
+    ],
+    [
+      "a user without a password",
+      { REDIS_URL: tlsUrl, REDIS_USERNAME: "svc" },
+      "a Redis user name needs a password: set REDIS_PASSWORD or REDIS_PASSWORD_FILE, or give it in REDIS_URL",
+    ],
+    [
+      "a user in the URL without a password",
+      { REDIS_URL: "rediss://svc@redis.internal:6380" },
+      "a Redis user name needs a password: set REDIS_PASSWORD or REDIS_PASSWORD_FILE, or give it in REDIS_URL",
+    ],
+    [
+      "security settings without REDIS_URL",
+      { REDIS_USERNAME: "svc", REDIS_PASSWORD: secret },
+      "REDIS_USERNAME, REDIS_PASSWORD need REDIS_URL: the embedded store has no connection to secure",
+    ],
+    [
+      "a TLS file without REDIS_URL",
+      { REDIS_TLS_CA_FILE: "ca" },
+      "REDIS_TLS_CA_FILE needs REDIS_URL: the embedded store has no connection to secure",
+    ],
+    [
+      "cluster nodes of both schemes",
+      { REDIS_URL: "rediss://a:6380,redis://b:6379", REDIS_CLUSTER: "true" },
+      "invalid REDIS_URL (--redis-url): expected URLs of one scheme: every node redis://, or every node rediss://",
+    ],
+  ] as const)("refuses %s, naming the settings and no secret", (_, env, message) => {
+    // Names of files in the table stand for the files made above.
+    const resolved = Object.fromEntries(
+      Object.entries(env).map(([name, value]) => [
+        name,
+        name.endsWith("_FILE") ? files[value as keyof typeof files] : value,
+      ]),
+    );
+    const text = failure(resolved);
+    expect(text).toBe(message);
+    expect(text).not.toContain(secret);
+  });
+
+  it.each([
+    ["REDIS_TLS_CA_FILE", "notPem", "a file of PEM certificates (-----BEGIN CERTIFICATE-----)"],
+    ["REDIS_TLS_CA_FILE", "missing", "a readable file (ENOENT)"],
+    ["REDIS_TLS_CERT_FILE", "key", "a file of PEM certificates (-----BEGIN CERTIFICATE-----)"],
+    ["REDIS_TLS_KEY_FILE", "notPem", "a file holding an unencrypted PEM private key"],
+    ["REDIS_PASSWORD_FILE", "emptyPassword", "a file holding the password (it is empty)"],
+    ["REDIS_PASSWORD_FILE", "missing", "a readable file (ENOENT)"],
+  ] as const)(
+    "refuses %s naming %s, with its path and never what it holds",
+    (setting, file, expected) => {
+      const path = file === "missing" ? join(pki.dir, "missing") : files[file];
+      const env: Record<string, string> = { REDIS_URL: tlsUrl, [setting]: path };
+      // The other half of the pair, so that only the file at fault is wrong.
+      if (setting === "REDIS_TLS_CERT_FILE") env.REDIS_TLS_KEY_FILE = files.key;
+      if (setting === "REDIS_TLS_KEY_FILE") env.REDIS_TLS_CERT_FILE = files.cert;
+      const flag = `--${setting.toLowerCase().replaceAll("_", "-")}`;
+      const text = failure(env);
+      expect(text).toBe(
+        `invalid ${setting} (${flag}) ${JSON.stringify(path)}: expected ${expected}`,
+      );
+      expect(text).not.toContain(secret);
+    },
+  );
+
+  it("refuses a path that cannot be read as a file, with the error's code", () => {
+    // A directory: unreadable as a file whoever runs the tests (root reads any file).
+    expect(failure({ REDIS_URL: tlsUrl, REDIS_PASSWORD_FILE: pki.dir })).toBe(
+      `invalid REDIS_PASSWORD_FILE (--redis-password-file) ${JSON.stringify(pki.dir)}: expected a readable file (EISDIR)`,
+    );
+  });
+
+  it("never repeats REDIS_PASSWORD, and lists it in --help without a value", () => {
+    expect(helpText()).toContain("--redis-password <value>, REDIS_PASSWORD");
+    expect(helpText()).not.toContain(secret);
   });
 });

@@ -1,11 +1,28 @@
+import type { ConnectionOptions } from "node:tls";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "../../observability/logger.js";
 
 /** How to reach Redis. */
 export interface RedisClientOptions {
-  /** One redis:// or rediss:// URL, or comma-separated seed nodes of a cluster. */
+  /**
+   * One redis:// or rediss:// URL, or comma-separated seed nodes of a
+   * cluster (all of one scheme). rediss:// connects with TLS, verifying the
+   * server's certificate against `tls.ca` or else the system CAs.
+   */
   readonly url: string;
   readonly cluster: boolean;
+  /** PEM files' contents for a rediss:// URL; ignored for redis://. */
+  readonly tls?: {
+    /** CA certificates the server's certificate must chain to, instead of the system CAs. */
+    readonly ca?: Buffer;
+    /** Client certificate and its key, for servers that verify clients (tls-auth-clients). */
+    readonly cert?: Buffer;
+    readonly key?: Buffer;
+  };
+  /** ACL user; overrides one in the URL. */
+  readonly username?: string;
+  /** Password; overrides one in the URL. Never logged. */
+  readonly password?: string;
   /** How long a command may wait for its reply before failing. */
   readonly commandTimeoutMs: number;
   /** How long to wait for the first connection before giving up. */
@@ -35,7 +52,44 @@ function failFastOptions(options: RedisClientOptions) {
     commandTimeout: options.commandTimeoutMs,
     connectTimeout: Math.min(options.connectTimeoutMs, 2000),
     connectionName: "sessionstore",
+    // CLIENT SETINFO exists from Redis 7.2 only, so the README's ACL rule
+    // cannot allow it on 7.0; a user without it would fill ACL LOG with
+    // denials on every connect. CLIENT SETNAME still names the connection.
+    disableClientInfo: true,
   } satisfies RedisOptions;
+}
+
+/**
+ * Who to be and how to verify the server, for every connection (every
+ * cluster node too): the credentials from the options, else from the
+ * (first) URL, and TLS for rediss:// with only the PEM contents given, so
+ * Node's defaults (the system CAs, host name checks) hold otherwise.
+ */
+function securityOptions(options: RedisClientOptions) {
+  const first = new URL(options.url.split(",")[0]?.trim() ?? "");
+  const username = options.username ?? (decodeURIComponent(first.username) || undefined);
+  const password = options.password ?? (decodeURIComponent(first.password) || undefined);
+  const tls: ConnectionOptions = {
+    ...(options.tls?.ca ? { ca: options.tls.ca } : {}),
+    ...(options.tls?.cert ? { cert: options.tls.cert } : {}),
+    ...(options.tls?.key ? { key: options.tls.key } : {}),
+  };
+  return {
+    ...(username !== undefined ? { username } : {}),
+    ...(password !== undefined ? { password } : {}),
+    ...(first.protocol === "rediss:" ? { tls } : {}),
+  } satisfies RedisOptions;
+}
+
+/**
+ * The URL without its credentials: ioredis would let the URL's win over
+ * the options (and a user name alone in it would blank the password).
+ */
+function withoutCredentials(url: string): string {
+  const parsed = new URL(url.trim());
+  parsed.username = "";
+  parsed.password = "";
+  return parsed.toString();
 }
 
 /**
@@ -55,11 +109,13 @@ function redisTargets(options: RedisClientOptions): string {
  * Connects to Redis (standalone or Cluster) and resolves once it is ready.
  * Connection state changes are logged without credentials or data: while
  * the first connection fails, once per distinct cause at warn, naming the
- * address it waits for and why (ECONNREFUSED, a DNS failure, an auth
- * error), so a wrong REDIS_URL shows at once rather than at the timeout.
+ * address it waits for and why (ECONNREFUSED, a DNS failure, an untrusted
+ * TLS certificate), so a wrong REDIS_URL shows at once rather than at the
+ * timeout. Refused credentials end the wait at once: retrying them cannot
+ * succeed, and the operator should hear so without waiting.
  *
- * @throws Error when Redis is not ready within connectTimeoutMs, naming the
- *   address and the last cause.
+ * @throws Error when Redis refuses the credentials, or is not ready within
+ *   connectTimeoutMs, naming the address and the cause (never a password).
  */
 export async function connectRedis(
   options: RedisClientOptions,
@@ -67,8 +123,9 @@ export async function connectRedis(
 ): Promise<Redis | Cluster> {
   const client = options.cluster
     ? createCluster(options)
-    : new Redis(options.url, {
+    : new Redis(withoutCredentials(options.url), {
         ...failFastOptions(options),
+        ...securityOptions(options),
         enableOfflineQueue: false,
         retryStrategy: reconnectDelay,
       });
@@ -76,6 +133,7 @@ export async function connectRedis(
   let connected = false;
   let everConnected = false;
   let lastCause: string | undefined;
+  let refuse: ((cause: string) => void) | undefined;
   client.on("ready", () => {
     connected = true;
     everConnected = true;
@@ -93,29 +151,37 @@ export async function connectRedis(
     }
     lastCause = cause;
     connected = false;
+    if (!everConnected && cause.startsWith(AUTHENTICATION_FAILED)) refuse?.(cause);
   });
-  try {
-    await waitUntilReady(client, options.connectTimeoutMs);
-  } catch {
-    client.disconnect();
-    throw new Error(
-      `Redis at ${target} was not ready within ${options.connectTimeoutMs} ms` +
-        (lastCause ? ` (${lastCause})` : ""),
-    );
-  }
-  return client;
+  const outcome = await new Promise<"ready" | "timed out" | { refused: string }>((resolve) => {
+    if (client.status === "ready") return resolve("ready");
+    const timer = setTimeout(() => settle("timed out"), options.connectTimeoutMs);
+    const onReady = () => settle("ready");
+    const settle = (result: "ready" | "timed out" | { refused: string }) => {
+      clearTimeout(timer);
+      client.off("ready", onReady);
+      refuse = undefined;
+      resolve(result);
+    };
+    client.once("ready", onReady);
+    refuse = (cause) => settle({ refused: cause });
+  });
+  if (outcome === "ready") return client;
+  client.disconnect();
+  throw new Error(
+    outcome === "timed out"
+      ? `Redis at ${target} was not ready within ${options.connectTimeoutMs} ms` +
+          (lastCause ? ` (${lastCause})` : "")
+      : `Redis at ${target} refused the credentials: ${outcome.refused}`,
+  );
 }
 
 function createCluster(options: RedisClientOptions): Cluster {
   const urls = options.url.split(",").map((url) => new URL(url.trim()));
-  const first = urls[0] as URL;
   const nodes = urls.map((url) => ({ host: url.hostname, port: Number(url.port || 6379) }));
-  const redisOptions = {
-    ...failFastOptions(options),
-    ...(first.username ? { username: decodeURIComponent(first.username) } : {}),
-    ...(first.password ? { password: decodeURIComponent(first.password) } : {}),
-    ...(first.protocol === "rediss:" ? { tls: {} } : {}),
-  };
+  // redisOptions apply to every node ioredis connects to, those it learns
+  // from CLUSTER SLOTS included: each gets the same credentials and TLS.
+  const redisOptions = { ...failFastOptions(options), ...securityOptions(options) };
   return new Cluster(nodes, {
     redisOptions,
     enableOfflineQueue: false,
@@ -124,23 +190,32 @@ function createCluster(options: RedisClientOptions): Cluster {
   });
 }
 
-/** A connection error's cause, safe to log: its code (ECONNREFUSED) or its message. */
-function causeOf(error: Error): string {
-  const code = (error as { code?: unknown }).code;
-  return typeof code === "string" ? code : error.message;
-}
+/** How causeOf begins the cause of refused credentials. */
+const AUTHENTICATION_FAILED = "authentication failed";
 
-function waitUntilReady(client: Redis | Cluster, timeoutMs: number): Promise<void> {
-  if (client.status === "ready") return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      client.off("ready", onReady);
-      reject(new Error("timed out"));
-    }, timeoutMs);
-    const onReady = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    client.once("ready", onReady);
-  });
+/**
+ * Node's codes for a server certificate that does not verify: signed by a
+ * CA not trusted, expired, or issued for another name.
+ */
+const UNTRUSTED_CERTIFICATE =
+  /^(UNABLE_TO_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED|CERT_|ERR_TLS_CERT_ALTNAME)/;
+
+/**
+ * A connection error's cause, safe to log: its code (ECONNREFUSED) or its
+ * message, said plainly for refused credentials and untrusted certificates.
+ * Redis' replies name no password (WRONGPASS invalid username-password
+ * pair...), and neither do Node's TLS errors.
+ */
+function causeOf(error: Error): string {
+  // A cluster reports the node's error as the cause of its own.
+  const nodeError = (error as { lastNodeError?: unknown }).lastNodeError;
+  if (nodeError instanceof Error) return causeOf(nodeError);
+  const code = (error as { code?: unknown }).code;
+  if (/^(WRONGPASS|NOAUTH)\b/.test(error.message)) {
+    return `${AUTHENTICATION_FAILED} (${error.message})`;
+  }
+  if (typeof code === "string" && UNTRUSTED_CERTIFICATE.test(code)) {
+    return `TLS: the server's certificate is not trusted (${code})`;
+  }
+  return typeof code === "string" ? code : error.message;
 }
