@@ -23,6 +23,10 @@ export interface Telemetry {
   storeError(kind: StoreErrorKind): void;
   /** Records whether the store's backend is reachable (1) or not (0). */
   storeConnected(connected: boolean): void;
+  /** Counts a call the rate limit rejected: the caller's name, or undefined when anonymous. */
+  rateLimited(caller: string | undefined): void;
+  /** Counts a connection refused for a limit (its setting's name, e.g. MAX_CONNECTIONS_PER_PEER). */
+  connectionRefused(limit: string): void;
 }
 
 /** What the RPC log line says about a call besides its procedure. */
@@ -74,6 +78,11 @@ const CODE_NAMES = [
  * - sessionstore_rpcs_in_flight: RPCs started and not yet finished
  * - sessionstore_store_errors_total{kind}: store failures (unavailable, internal)
  * - sessionstore_store_connected: 1 while the store's backend answers, else 0
+ * - sessionstore_rate_limited_total{caller}: calls the rate limit rejected, by
+ *   caller name ("anonymous" without one; never an address, so the label's
+ *   values are bounded by the tokens file)
+ * - sessionstore_connections_refused_total{limit}: connections refused, by the
+ *   setting that refused them
  *
  * The log line names the method, code, duration, protocol, transport and
  * a pseudonym of the peer: a keyed hash of its address, stable for this process, so calls from
@@ -110,6 +119,19 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   const connected = new Gauge({
     name: "sessionstore_store_connected",
     help: "1 while the session store's backend is reachable, else 0.",
+    registers: [registry],
+  });
+
+  const rateLimited = new Counter({
+    name: "sessionstore_rate_limited_total",
+    help: "Calls rejected by the rate limit, by caller name (anonymous: no caller identified).",
+    labelNames: ["caller"],
+    registers: [registry],
+  });
+  const connectionsRefused = new Counter({
+    name: "sessionstore_connections_refused_total",
+    help: "Connections refused, by the limit that refused them.",
+    labelNames: ["limit"],
     registers: [registry],
   });
 
@@ -164,6 +186,12 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     },
     storeConnected(isConnected) {
       connected.set(isConnected ? 1 : 0);
+    },
+    rateLimited(caller) {
+      rateLimited.labels(caller ?? "anonymous").inc();
+    },
+    connectionRefused(limit) {
+      connectionsRefused.labels(limit).inc();
     },
   };
 }
