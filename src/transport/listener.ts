@@ -1,8 +1,12 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net, { type AddressInfo } from "node:net";
+import type { Logger } from "../observability/logger.js";
 import type { NodeServerRequest, NodeServerResponse } from "./connect-node-transport.js";
 import type { FastPath } from "./grpc-unary-fast-path.js";
+import { http1ClientError, refuseLargeHeaders } from "./header-limit.js";
+import { IdleSessions } from "./idle-sessions.js";
+import { PeerConnections, refuseConnection } from "./peer-connections.js";
 
 /** Options of {@link createPortListener}. */
 export interface PortListenerOptions {
@@ -16,6 +20,24 @@ export interface PortListenerOptions {
    * cannot hold connections open.
    */
   readonly http1HeadersTimeoutMs: number;
+  /** What one client may hold of the port (see ConnectionLimits). */
+  readonly limits: ConnectionLimits;
+  /** Where refused connections are reported (at warn, without the address). */
+  readonly logger: Logger;
+  /** Told of each connection refused, with the name of the limit. */
+  readonly onRefused?: (limit: string) => void;
+}
+
+/** The limits of the port that keep one client from taking what others need. */
+export interface ConnectionLimits {
+  /** MAX_CONCURRENT_STREAMS: streams one HTTP/2 connection may have open (SETTINGS); more are refused. */
+  readonly maxConcurrentStreams: number;
+  /** MAX_HEADER_LIST_SIZE: the largest request header list (HTTP/2) or head (HTTP/1.1), in bytes. */
+  readonly maxHeaderListSize: number;
+  /** IDLE_TIMEOUT: a connection with no request in flight this long is closed (0: never). */
+  readonly idleTimeoutMs: number;
+  /** MAX_CONNECTIONS_PER_PEER: open connections per client address (0: unlimited). */
+  readonly maxConnectionsPerPeer: number;
 }
 
 /** The one port: every protocol, HTTP/2 and HTTP/1.1, cleartext. */
@@ -36,6 +58,9 @@ export interface PortListener {
   close(graceMs: number): Promise<void>;
 }
 
+/** The longest an idle HTTP/1.1 connection is kept (Node's default). */
+const HTTP1_KEEP_ALIVE_MS = 5000;
+
 /** How long a new connection may stay silent before its protocol is known. */
 const FIRST_BYTES_TIMEOUT_MS = 10_000;
 
@@ -50,12 +75,23 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
  */
 export function createPortListener(options: PortListenerOptions): PortListener {
   let closing = false;
-  const h2Server = http2.createServer(options.handler);
-  if (options.fastPath) routeStreams(h2Server, options.fastPath);
+  const { limits } = options;
+  const h2Server = http2.createServer(
+    {
+      settings: {
+        maxConcurrentStreams: limits.maxConcurrentStreams,
+        maxHeaderListSize: limits.maxHeaderListSize,
+      },
+    },
+    options.handler,
+  );
+  routeStreams(h2Server, options.fastPath, limits.maxHeaderListSize);
   const sessions = new Set<http2.ServerHttp2Session>();
+  const idle = new IdleSessions(limits.idleTimeoutMs);
   h2Server.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    idle.add(session);
     if (closing) session.close();
   });
   const headersTimeout = options.http1HeadersTimeoutMs;
@@ -64,6 +100,15 @@ export function createPortListener(options: PortListenerOptions): PortListener {
       headersTimeout,
       requestTimeout: Math.max(30_000, headersTimeout),
       connectionsCheckingInterval: Math.min(1000, headersTimeout),
+      maxHeaderSize: limits.maxHeaderListSize,
+      // IDLE_TIMEOUT for HTTP/1.1, between requests only (never during one),
+      // and never longer than Node's default of 5 s: HTTP/1.1 clients hold
+      // a connection per concurrent request, and fetch (undici) keeps idle
+      // ones as long as the server's Keep-Alive hint allows.
+      keepAliveTimeout:
+        limits.idleTimeoutMs === 0
+          ? HTTP1_KEEP_ALIVE_MS
+          : Math.min(limits.idleTimeoutMs, HTTP1_KEEP_ALIVE_MS),
     },
     (req, res) => {
       // While shutting down, finish this request and close the connection.
@@ -71,6 +116,7 @@ export function createPortListener(options: PortListenerOptions): PortListener {
       options.handler(req, res);
     },
   );
+  h1Server.on("clientError", http1ClientError(limits.maxHeaderListSize));
   // Node tracks an HTTP server's connections (for closeIdleConnections and
   // the header and request timeouts) from its "listening" event; this one
   // never listens itself (connections are handed to it), so start that now.
@@ -78,19 +124,31 @@ export function createPortListener(options: PortListenerOptions): PortListener {
 
   const open = new Set<net.Socket>();
   const undecided = new Set<net.Socket>();
+  const refusing = new Set<net.Socket>();
+  const perPeer = new PeerConnections(limits.maxConnectionsPerPeer);
+  const refusals = refusalReporter(options);
   const listener = net.createServer((socket) => {
     // Without TCP_NODELAY, a small response can sit in the kernel waiting
     // for the client's delayed ACK: milliseconds of tail latency per call.
     socket.setNoDelay(true);
     open.add(socket);
     undecided.add(socket);
+    const address = socket.remoteAddress ?? "";
+    const admitted = perPeer.tryOpen(address);
     socket.once("close", () => {
       open.delete(socket);
       undecided.delete(socket);
+      refusing.delete(socket);
+      if (admitted) perPeer.closed(address);
     });
     routeConnection(socket, (isHttp2) => {
       undecided.delete(socket);
-      (isHttp2 ? h2Server : h1Server).emit("connection", socket);
+      if (admitted) (isHttp2 ? h2Server : h1Server).emit("connection", socket);
+      else {
+        // Answered in its own protocol (so the client can say why), once its first bytes tell which.
+        refusing.add(socket);
+        refuseConnection(socket, isHttp2, refusals.refused());
+      }
     });
   });
 
@@ -110,11 +168,12 @@ export function createPortListener(options: PortListenerOptions): PortListener {
     },
     async close(graceMs) {
       closing = true;
+      idle.stop();
       const closed = new Promise<void>((resolve) => {
         if (!listener.listening) return resolve();
         listener.close(() => resolve());
       });
-      for (const socket of undecided) socket.destroy();
+      for (const socket of [...undecided, ...refusing]) socket.destroy();
       for (const session of sessions) session.close();
       h1Server.closeIdleConnections();
       const deadline = setTimeout(() => {
@@ -157,13 +216,18 @@ function routeConnection(socket: net.Socket, route: (isHttp2: boolean) => void):
 }
 
 /**
- * Puts the fast path in front of Node's HTTP/2 compatibility layer. Passing
- * a request listener to http2.createServer makes Node add one "stream"
- * listener that wraps each stream in request/response objects; that work is
- * wasted on streams the fast path serves, so the listener is taken off and
- * called only for the streams the fast path declines.
+ * Puts the header size check (see refuseLargeHeaders) and the fast path in
+ * front of Node's HTTP/2 compatibility layer. Passing a request listener to
+ * http2.createServer makes Node add one "stream" listener that wraps each
+ * stream in request/response objects; that work is wasted on streams the
+ * fast path serves, so the listener is taken off and called only for the
+ * streams the fast path declines.
  */
-function routeStreams(server: http2.Http2Server, fastPath: FastPath): void {
+function routeStreams(
+  server: http2.Http2Server,
+  fastPath: FastPath | undefined,
+  maxHeaderListSize: number,
+): void {
   const compat = server.listeners("stream");
   if (compat.length !== 1) {
     throw new Error(`expected Node's one HTTP/2 compatibility listener, found ${compat.length}`);
@@ -171,6 +235,37 @@ function routeStreams(server: http2.Http2Server, fastPath: FastPath): void {
   const [toCompat] = compat as ((...args: unknown[]) => void)[];
   server.removeAllListeners("stream");
   server.on("stream", (stream, headers, ...rest: unknown[]) => {
-    if (!fastPath(stream, headers)) toCompat?.call(server, stream, headers, ...rest);
+    if (refuseLargeHeaders(stream, headers, maxHeaderListSize)) return;
+    if (!fastPath?.(stream, headers)) toCompat?.call(server, stream, headers, ...rest);
   });
+}
+
+/** How often, at most, refused connections are logged: a flood of them must not flood the log. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Counts and logs refused connections and words the refusal. The log line
+ * (warn) says how many were refused since the last one, never from where.
+ */
+function refusalReporter(options: PortListenerOptions): { refused(): string } {
+  const limit = "MAX_CONNECTIONS_PER_PEER";
+  const reason = `too many connections from this address: MAX_CONNECTIONS_PER_PEER is ${options.limits.maxConnectionsPerPeer}`;
+  let unlogged = 0;
+  let loggedAt = Number.NEGATIVE_INFINITY;
+  return {
+    refused() {
+      options.onRefused?.(limit);
+      unlogged++;
+      const now = Date.now();
+      if (now - loggedAt >= REFUSAL_LOG_INTERVAL_MS) {
+        loggedAt = now;
+        options.logger.warn(
+          { limit, max: options.limits.maxConnectionsPerPeer, refused: unlogged },
+          "refused connections from a client at its connection limit",
+        );
+        unlogged = 0;
+      }
+      return reason;
+    },
+  };
 }

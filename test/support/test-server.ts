@@ -5,7 +5,7 @@ import { expect } from "vitest";
 import { waitFor } from "../../harness/wait-for.js";
 import { createLogger } from "../../src/observability/logger.js";
 import type { CallPolicy } from "../../src/pipeline/call.js";
-import { createServer, type SessionStoreServer } from "../../src/server.js";
+import { createServer, type ServerOptions, type SessionStoreServer } from "../../src/server.js";
 import type { SessionStore } from "../../src/store/session-store.js";
 
 /** Log lines written by a server under test, for assertions on what is (not) logged. */
@@ -42,6 +42,16 @@ export interface TestServerOptions {
   readonly http1HeadersTimeoutMs?: number;
   readonly policies?: readonly CallPolicy[];
   readonly grpcFastPath?: boolean;
+  /** The limits (RATE_LIMIT, MAX_DEADLINE and the connection limits); the server's defaults otherwise. */
+  readonly limits?: Pick<
+    ServerOptions,
+    | "rateLimit"
+    | "maxDeadlineMs"
+    | "maxConcurrentStreams"
+    | "maxHeaderListSize"
+    | "idleTimeoutMs"
+    | "maxConnectionsPerPeer"
+  >;
 }
 
 export async function startTestServer(
@@ -58,6 +68,7 @@ export async function startTestServer(
     http1HeadersTimeoutMs: options.http1HeadersTimeoutMs ?? 10_000,
     ...(options.policies ? { policies: options.policies } : {}),
     ...(options.grpcFastPath === undefined ? {} : { grpcFastPath: options.grpcFastPath }),
+    ...options.limits,
   });
   const { port } = await server.listen(0, "127.0.0.1");
   return {
