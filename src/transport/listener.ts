@@ -34,7 +34,7 @@ export interface ConnectionLimits {
   readonly maxConcurrentStreams: number;
   /** MAX_HEADER_LIST_SIZE: the largest request header list (HTTP/2) or head (HTTP/1.1), in bytes. */
   readonly maxHeaderListSize: number;
-  /** IDLE_TIMEOUT: a connection with no request in flight this long is closed (0: never). */
+  /** IDLE_TIMEOUT: a connection with no request in flight this long is closed (0: HTTP/2 never; HTTP/1.1 at most 5 s). */
   readonly idleTimeoutMs: number;
   /** MAX_CONNECTIONS_PER_PEER: open connections per client address (0: unlimited). */
   readonly maxConnectionsPerPeer: number;
