@@ -1,6 +1,8 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { LOG_LEVELS, type LogLevel } from "./observability/logger.js";
+import type { Rate } from "./pipeline/call.js";
+import { formatRate, parseRate, UNLIMITED } from "./pipeline/rate.js";
 
 /** The server's settings, read and validated once at startup. */
 export interface Config {
@@ -39,6 +41,18 @@ export interface Config {
   readonly maxPayloadBytes: number;
   /** Upper bound of a request message. */
   readonly maxRequestBytes: number;
+  /** The default per-caller rate limit (UNLIMITED when off). */
+  readonly rateLimit: Rate;
+  /** The deadline of calls that set none or a longer one, in ms. */
+  readonly maxDeadlineMs: number;
+  /** Streams one HTTP/2 connection may have open at once. */
+  readonly maxConcurrentStreams: number;
+  /** Largest request header list (HTTP/2) or head (HTTP/1.1), in bytes. */
+  readonly maxHeaderListSize: number;
+  /** How long a connection with nothing in flight stays open, in ms; 0: forever. */
+  readonly idleTimeoutMs: number;
+  /** Open connections per client address; 0 means unlimited. */
+  readonly maxConnectionsPerPeer: number;
   /** How long one Redis command may take before the RPC fails UNAVAILABLE. */
   readonly redisCommandTimeoutMs: number;
   /** How long startup waits for Redis before giving up. */
@@ -109,6 +123,24 @@ function duration(fallbackMs: number, maxMs: number) {
       ? Math.round(ms)
       : new Invalid(`a duration such as 10s or 500ms, at most ${maxMs / 1000}s`);
   };
+}
+
+/** A duration that must be positive (see duration). */
+function positiveDuration(fallbackMs: number, maxMs: number) {
+  const parse = duration(fallbackMs, maxMs);
+  return (raw: string | undefined): number | Invalid => {
+    const ms = parse(raw);
+    return ms === 0
+      ? new Invalid(`a duration above 0, such as 60s or 500ms, at most ${maxMs / 1000}s`)
+      : ms;
+  };
+}
+
+/** A rate limit in parseRate's grammar. */
+function rate(raw: string | undefined): Rate | Invalid {
+  if (raw === undefined) return UNLIMITED;
+  const parsed = parseRate(raw);
+  return typeof parsed === "string" ? new Invalid(parsed) : parsed;
 }
 
 function logLevel(fallback: LogLevel) {
@@ -427,6 +459,55 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     description: "largest request message, in bytes (larger: RESOURCE_EXHAUSTED)",
     defaultText: "1048576",
     parse: integer(1, 0x7fffffff, 1_048_576),
+  },
+  // Limits that keep one client from hurting the others.
+  {
+    key: "rateLimit",
+    env: "RATE_LIMIT",
+    description:
+      "calls per caller (per client address when anonymous): 500/s,burst=1000, 20/s, 100/m or off; over it: RESOURCE_EXHAUSTED",
+    defaultText: formatRate(UNLIMITED),
+    parse: rate,
+  },
+  {
+    key: "maxDeadlineMs",
+    env: "MAX_DEADLINE",
+    description:
+      "longest a call may run: the deadline of calls that set none or a longer one (streams included)",
+    defaultText: "60s",
+    parse: positiveDuration(60_000, 86_400_000),
+  },
+  {
+    key: "maxConcurrentStreams",
+    env: "MAX_CONCURRENT_STREAMS",
+    description:
+      "streams (calls) one HTTP/2 connection may have open at once; clients queue the rest",
+    defaultText: "1000",
+    parse: integer(1, 0x7fffffff, 1000),
+  },
+  {
+    key: "maxHeaderListSize",
+    env: "MAX_HEADER_LIST_SIZE",
+    description:
+      "largest request header list (HTTP/2, as SETTINGS_MAX_HEADER_LIST_SIZE counts it) or head (HTTP/1.1), in bytes",
+    defaultText: "16384",
+    parse: integer(1024, 65_536, 16_384),
+  },
+  {
+    key: "idleTimeoutMs",
+    env: "IDLE_TIMEOUT",
+    description:
+      "a connection with no call in flight this long is closed gracefully (HTTP/2 GOAWAY); 0: never",
+    defaultText: "300s",
+    parse: duration(300_000, 86_400_000),
+  },
+  {
+    key: "maxConnectionsPerPeer",
+    env: "MAX_CONNECTIONS_PER_PEER",
+    description:
+      "open connections per client address, more are refused (0: unlimited; keep 0 behind a load balancer)",
+    defaultText: "0",
+    parse: integer(0, MAX_SAFE, 0),
   },
   {
     key: "shutdownTimeoutMs",

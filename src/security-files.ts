@@ -1,7 +1,6 @@
 import { readFileSync, statSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { type Config, ConfigError } from "./config.js";
-import type { Rate } from "./pipeline/call.js";
 import { Credentials, CredentialsFileError } from "./pipeline/credentials.js";
 import type { TlsCredentials } from "./transport/listener.js";
 
@@ -68,14 +67,11 @@ function openSslReason(error: unknown): string {
  *
  * @throws ConfigError naming the file and the first bad line and why.
  */
-export function readCredentials(
-  config: Config,
-  parseRate: (raw: string) => Rate | string,
-): Credentials | undefined {
+export function readCredentials(config: Config): Credentials | undefined {
   if (config.authTokensFile === undefined) return undefined;
   const text = readSettingFile("AUTH_TOKENS_FILE", config.authTokensFile).toString("utf8");
   try {
-    return Credentials.parse(text, parseRate);
+    return Credentials.parse(text);
   } catch (error) {
     if (!(error instanceof CredentialsFileError)) throw error;
     throw new ConfigError(

@@ -10,9 +10,11 @@ import { HealthMonitor } from "./observability/health-monitor.js";
 import type { Logger } from "./observability/logger.js";
 import { createTelemetry, type Telemetry } from "./observability/telemetry.js";
 import { type Access, type AuthPolicy, authPolicy } from "./pipeline/auth-policy.js";
-import type { CallFeature, CallPolicy, Transport } from "./pipeline/call.js";
+import type { CallFeature, CallPolicy, Rate, Transport } from "./pipeline/call.js";
 import type { Credentials } from "./pipeline/credentials.js";
 import { createPipeline } from "./pipeline/pipeline.js";
+import { UNLIMITED } from "./pipeline/rate.js";
+import { rateLimitPolicy } from "./pipeline/rate-limit-policy.js";
 import { telemetryPolicy } from "./pipeline/telemetry-policy.js";
 import {
   createSessionStoreHandlers,
@@ -30,7 +32,11 @@ import {
   GRPC_FAST_PATH_TRANSPORT,
   type UnaryHandler,
 } from "./transport/grpc-unary-fast-path.js";
-import { createPortListener, type TlsCredentials } from "./transport/listener.js";
+import {
+  type ConnectionLimits,
+  createPortListener,
+  type TlsCredentials,
+} from "./transport/listener.js";
 
 /** Everything the server is built from. */
 export interface ServerOptions {
@@ -46,7 +52,11 @@ export interface ServerOptions {
   readonly telemetry?: Telemetry;
   /** Health; by default probing the store every 250 ms. */
   readonly health?: HealthMonitor;
-  /** Call policies after telemetry, in order (authentication and limits go here). */
+  /**
+   * Call policies after telemetry and before the rate limit, in order.
+   * Authentication goes here: it sets `call.caller`, which the rate limit
+   * reads, so the rate limit runs last.
+   */
   readonly policies?: readonly CallPolicy[];
   /** How long an HTTP/1.1 client may take to send a request's headers (default 10 s). */
   readonly http1HeadersTimeoutMs?: number;
@@ -58,7 +68,28 @@ export interface ServerOptions {
   readonly reflection?: "open" | "authenticated" | "off";
   /** Whether health asks for credentials too (default false: probes send none). */
   readonly healthAuth?: boolean;
+  /** RATE_LIMIT: the default per-caller rate (default UNLIMITED; callers' own rates still apply). */
+  readonly rateLimit?: Rate;
+  /** MAX_DEADLINE: the deadline of calls that set none or a longer one (default 60 s). */
+  readonly maxDeadlineMs?: number;
+  /** MAX_CONCURRENT_STREAMS per HTTP/2 connection (default 1000). */
+  readonly maxConcurrentStreams?: number;
+  /** MAX_HEADER_LIST_SIZE in bytes (default 16384). */
+  readonly maxHeaderListSize?: number;
+  /** IDLE_TIMEOUT: connections with nothing in flight this long are closed (default 5 min; 0 never). */
+  readonly idleTimeoutMs?: number;
+  /** MAX_CONNECTIONS_PER_PEER (default 0: unlimited). */
+  readonly maxConnectionsPerPeer?: number;
 }
+
+/** The defaults of the limits, as config.ts documents them. */
+export const LIMIT_DEFAULTS = {
+  maxDeadlineMs: 60_000,
+  maxConcurrentStreams: 1000,
+  maxHeaderListSize: 16_384,
+  idleTimeoutMs: 300_000,
+  maxConnectionsPerPeer: 0,
+} as const;
 
 /** How often health probes the store, and how long one probe may take. */
 const HEALTH_PROBE = { intervalMs: 250, timeoutMs: 500 };
@@ -87,10 +118,10 @@ export interface SessionStoreServer {
 /**
  * Assembles the server from its layers: the SessionStoreService handlers
  * over the store, grpc.health.v1 and reflection, the call pipeline
- * (telemetry first, then `policies`), and the two transports that run it on
- * one cleartext port: the gRPC unary fast path and connect-node for
- * everything else. It does not own the store: closing the server leaves the
- * store open.
+ * (telemetry first, then `policies`, then the rate limit), and the two
+ * transports that run it on one cleartext port: the gRPC unary fast path
+ * and connect-node for everything else. It does not own the store: closing
+ * the server leaves the store open.
  */
 export function createServer(options: ServerOptions): SessionStoreServer {
   const { logger, store } = options;
@@ -121,11 +152,28 @@ export function createServer(options: ServerOptions): SessionStoreServer {
     : undefined;
   const transports: Transport[] = [{ name: CONNECT_NODE_TRANSPORT, provides }];
   if (fastPathOn) transports.push({ name: GRPC_FAST_PATH_TRANSPORT, provides });
+  // Always in place, even with no default limit: callers may have their own rates.
+  const rateLimit = rateLimitPolicy({
+    rate: options.rateLimit ?? UNLIMITED,
+    onLimited: (caller) => telemetry.rateLimited(caller),
+  });
   const pipeline = createPipeline({
-    policies: [telemetryPolicy(telemetry), ...(auth ? [auth] : []), ...(options.policies ?? [])],
+    policies: [
+      telemetryPolicy(telemetry),
+      ...(auth ? [auth] : []),
+      ...(options.policies ?? []),
+      rateLimit,
+    ],
     transports,
     logger,
   });
+  const maxDeadlineMs = options.maxDeadlineMs ?? LIMIT_DEFAULTS.maxDeadlineMs;
+  const limits: ConnectionLimits = {
+    maxConcurrentStreams: options.maxConcurrentStreams ?? LIMIT_DEFAULTS.maxConcurrentStreams,
+    maxHeaderListSize: options.maxHeaderListSize ?? LIMIT_DEFAULTS.maxHeaderListSize,
+    idleTimeoutMs: options.idleTimeoutMs ?? LIMIT_DEFAULTS.idleTimeoutMs,
+    maxConnectionsPerPeer: options.maxConnectionsPerPeer ?? LIMIT_DEFAULTS.maxConnectionsPerPeer,
+  };
   const routes = (router: ConnectRouter) => {
     registerSessionStoreService(router, handlers);
     registerHealth(router, health, [sessionStoreService.typeName]);
@@ -136,6 +184,7 @@ export function createServer(options: ServerOptions): SessionStoreServer {
       routes,
       pipeline,
       maxRequestBytes: options.maxRequestBytes,
+      maxDeadlineMs,
       logger,
     }),
     fastPath: fastPathOn
@@ -144,6 +193,7 @@ export function createServer(options: ServerOptions): SessionStoreServer {
           handlers: handlers as unknown as Record<string, UnaryHandler>,
           pipeline,
           maxRequestBytes: options.maxRequestBytes,
+          maxDeadlineMs,
           logger,
         })
       : undefined,
@@ -155,6 +205,9 @@ export function createServer(options: ServerOptions): SessionStoreServer {
       // without any of the certificate's contents.
       logger.debug({ code: (error as { code?: unknown }).code }, "TLS handshake failed");
     },
+    limits,
+    logger,
+    onRefused: (limit) => telemetry.connectionRefused(limit),
   });
 
   return {

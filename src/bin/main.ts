@@ -17,9 +17,6 @@ import type { SessionStore } from "../store/session-store.js";
 import { createAdminServer } from "../transport/admin-server.js";
 import type { TlsCredentials } from "../transport/listener.js";
 
-// Until per-caller rates land, a RATE field in the tokens file is refused.
-const parseRate = () => "absent (per-caller rates are not supported yet)";
-
 /** Exit code for an invalid configuration (as in sysexits' EX_USAGE). */
 const EXIT_USAGE = 64;
 /** Exit code when a dependency (Redis) cannot be reached at startup. */
@@ -65,7 +62,7 @@ function loadSecurityFiles(
   config: Config,
 ): { credentials: Credentials | undefined; tls: TlsCredentials | undefined } | ConfigError {
   try {
-    return { credentials: readCredentials(config, parseRate), tls: readTlsCredentials(config) };
+    return { credentials: readCredentials(config), tls: readTlsCredentials(config) };
   } catch (error) {
     if (error instanceof ConfigError) return error;
     throw error;

@@ -60,6 +60,7 @@ function createHealthService(
               wake = resolve;
             });
           }
+          ctx.signal.throwIfAborted();
           return;
         }
         let last = status();
@@ -80,6 +81,9 @@ function createHealthService(
             yield { status: next };
           }
         }
+        // Ended by its deadline (MAX_DEADLINE at the latest) or a cancel:
+        // say so, rather than end as if the server had finished the stream.
+        ctx.signal.throwIfAborted();
       } finally {
         unsubscribe();
         ctx.signal.removeEventListener("abort", notify);

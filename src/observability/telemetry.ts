@@ -25,6 +25,10 @@ export interface Telemetry {
   storeConnected(connected: boolean): void;
   /** Counts a call or connection refused by authentication or authorization, by reason. */
   authFailure(reason: string): void;
+  /** Counts a call the rate limit rejected: the caller's name, or undefined when anonymous. */
+  rateLimited(caller: string | undefined): void;
+  /** Counts a connection refused for a limit (its setting's name, e.g. MAX_CONNECTIONS_PER_PEER). */
+  connectionRefused(limit: string): void;
 }
 
 /** What the RPC log line says about a call besides its procedure. */
@@ -84,6 +88,11 @@ const CODE_NAMES = [
  * - sessionstore_store_connected: 1 while the store's backend answers, else 0
  * - sessionstore_auth_failures_total{reason}: calls (and TLS handshakes)
  *   refused by authentication or authorization
+ * - sessionstore_rate_limited_total{caller}: calls the rate limit rejected, by
+ *   caller name ("anonymous" without one; never an address, so the label's
+ *   values are bounded by the tokens file)
+ * - sessionstore_connections_refused_total{limit}: connections refused, by the
+ *   setting that refused them
  *
  * The log line names the method, code, duration, protocol, transport, the
  * caller's NAME (never its token) and
@@ -127,6 +136,19 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   const connected = new Gauge({
     name: "sessionstore_store_connected",
     help: "1 while the session store's backend is reachable, else 0.",
+    registers: [registry],
+  });
+
+  const rateLimited = new Counter({
+    name: "sessionstore_rate_limited_total",
+    help: "Calls rejected by the rate limit, by caller name (anonymous: no caller identified).",
+    labelNames: ["caller"],
+    registers: [registry],
+  });
+  const connectionsRefused = new Counter({
+    name: "sessionstore_connections_refused_total",
+    help: "Connections refused, by the limit that refused them.",
+    labelNames: ["limit"],
     registers: [registry],
   });
 
@@ -186,6 +208,12 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     },
     storeConnected(isConnected) {
       connected.set(isConnected ? 1 : 0);
+    },
+    rateLimited(caller) {
+      rateLimited.labels(caller ?? "anonymous").inc();
+    },
+    connectionRefused(limit) {
+      connectionsRefused.labels(limit).inc();
     },
   };
 }

@@ -59,9 +59,9 @@ export interface Call {
   readonly headers: CallHeaders;
   readonly peer: Peer;
   /**
-   * When the caller's deadline passes, in Unix milliseconds; undefined when
-   * it sent none, or one longer than a timer can hold (about 24.8 days),
-   * which is served as no deadline.
+   * When the call's deadline passes, in Unix milliseconds: the caller's, or
+   * MAX_DEADLINE's when it sent none or a longer one; undefined only when
+   * its timeout header is malformed (the call is then rejected).
    */
   readonly deadline: number | undefined;
   /**

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { ANONYMOUS } from "../observability/telemetry.js";
 import type { PeerCertificate, Rate } from "./call.js";
+import { parseRate } from "./rate.js";
 
 /**
  * What a caller may do. Each scope includes the ones before it: `read`
@@ -113,11 +114,12 @@ export class Credentials {
    * One NAME may have several lines: tokens being rotated stay valid
    * together.
    *
-   * @param parseRate reads the optional RATE field; returns what a valid
-   *   value is when it cannot.
+   * RATE, a rate as RATE_LIMIT takes it (`500/s,burst=1000`, or `off`),
+   * overrides RATE_LIMIT for that line's caller.
+   *
    * @throws CredentialsFileError at the first bad line.
    */
-  static parse(text: string, parseRate: (raw: string) => Rate | string): Credentials {
+  static parse(text: string): Credentials {
     const tokens: { digest: Buffer; grant: Grant }[] = [];
     const certificates = new Map<string, Grant>();
     const tokenLines = new Map<string, number>();

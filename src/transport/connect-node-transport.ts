@@ -53,6 +53,8 @@ export interface ConnectNodeTransportOptions {
   readonly pipeline: Pipeline;
   /** Requests whose message is larger fail RESOURCE_EXHAUSTED. */
   readonly maxRequestBytes: number;
+  /** MAX_DEADLINE: the deadline of calls (streams too) that set none or a longer one. */
+  readonly maxDeadlineMs: number;
   /** Where unexpected failures are logged. */
   readonly logger: Logger;
 }
@@ -84,8 +86,8 @@ const OUTCOME = createContextKey<HandlerOutcome>(
  * Like connect-node's own adapter, it finds the method by path and hands
  * the request to the router's handler; around that it: runs the pipeline
  * before connect-node reads the message, so a rejected call is answered
- * without parsing anything; owns deadlines (a timeout too long for a timer
- * is no deadline, where connect-node's timer would fire at once); serves
+ * without parsing anything; owns deadlines (capped at MAX_DEADLINE, streams
+ * included, and never left to connect-node's own timer); serves
  * gRPC-Web's text variant by translating it to binary; answers requests it
  * cannot serve with a body saying why; and words the failures connect-node
  * raises before the handler runs as the fast path does (a body that does
@@ -130,12 +132,13 @@ async function serveCall(
     format.timeoutHeader === "grpc-timeout"
       ? parseGrpcTimeout(header)
       : parseConnectTimeout(header),
+    options.maxDeadlineMs,
   );
   const controller = new AbortController();
   const timer =
     deadline.timeoutMs === undefined
       ? undefined
-      : setTimeout(() => controller.abort(deadlineExceeded()), deadline.timeoutMs);
+      : setTimeout(() => controller.abort(deadlineExceeded(deadline)), deadline.timeoutMs);
   const call: Call = {
     procedure: `${handler.service.typeName}/${handler.method.name}`,
     protocol: format.protocol,

@@ -2,9 +2,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { invalidTimeout } from "./call-errors.js";
 
 /**
- * The longest delay a Node.js timer can hold (about 24.8 days). A longer one
- * overflows and fires after 1 ms, so a client asking for a 30-day deadline
- * would time out at once; such deadlines are served as no deadline.
+ * The longest delay a Node.js timer can hold (about 24.8 days); a longer one
+ * overflows and fires after 1 ms. MAX_DEADLINE, which every call's deadline
+ * is capped at, must not exceed it.
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -35,29 +35,46 @@ export function parseConnectTimeout(value: string | undefined): number | undefin
   return Number(value);
 }
 
-/** Whether a timeout is served as a deadline (see MAX_TIMER_MS). */
-export function enforceable(timeoutMs: number | undefined): timeoutMs is number {
-  return timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS;
-}
-
-/** A call's deadline, read from its timeout header. */
+/** A call's deadline, read from its timeout header and capped at MAX_DEADLINE. */
 export interface CallDeadline {
-  /** The timeout to enforce; undefined when none was sent, or one too long for a timer. */
+  /** The timeout to enforce; undefined only when the header is malformed. */
   readonly timeoutMs: number | undefined;
   /** When that timeout passes, in Unix milliseconds. */
   readonly at: number | undefined;
   /** The error to answer when the header is malformed. */
   readonly error: ConnectError | undefined;
+  /** Whether the server's MAX_DEADLINE set it (the caller sent none, or a longer one). */
+  readonly capped: boolean;
 }
 
-/** The deadline of a call whose timeout header parsed as `parsed` (see parseGrpcTimeout). */
-export function callDeadline(parsed: number | undefined | ConnectError): CallDeadline {
-  if (parsed instanceof ConnectError) return { timeoutMs: undefined, at: undefined, error: parsed };
-  if (!enforceable(parsed)) return { timeoutMs: undefined, at: undefined, error: undefined };
-  return { timeoutMs: parsed, at: Date.now() + parsed, error: undefined };
+/**
+ * The deadline of a call whose timeout header parsed as `parsed` (see
+ * parseGrpcTimeout): the caller's, unless it sent none or one longer than
+ * `maxDeadlineMs` (MAX_DEADLINE), which is then the deadline. Every call
+ * ends by then, so no call holds a connection's stream, a store command or
+ * a pipeline slot for longer, whatever its caller asked.
+ */
+export function callDeadline(
+  parsed: number | undefined | ConnectError,
+  maxDeadlineMs: number,
+): CallDeadline {
+  if (parsed instanceof ConnectError) {
+    return { timeoutMs: undefined, at: undefined, error: parsed, capped: false };
+  }
+  const capped = parsed === undefined || parsed > maxDeadlineMs;
+  const timeoutMs = capped ? maxDeadlineMs : parsed;
+  return { timeoutMs, at: Date.now() + timeoutMs, error: undefined, capped };
 }
 
-/** The status of a call whose deadline passed (connect-node's wording). */
-export function deadlineExceeded(): ConnectError {
-  return new ConnectError("the operation timed out", Code.DeadlineExceeded);
+/**
+ * The status of a call whose deadline passed: connect-node's wording, and
+ * the setting's name when MAX_DEADLINE, not the caller, set the deadline.
+ */
+export function deadlineExceeded(deadline: CallDeadline): ConnectError {
+  return new ConnectError(
+    deadline.capped
+      ? `the operation timed out: calls may take at most MAX_DEADLINE (${deadline.timeoutMs} ms)`
+      : "the operation timed out",
+    Code.DeadlineExceeded,
+  );
 }

@@ -44,6 +44,8 @@ export interface GrpcUnaryFastPathOptions {
   readonly pipeline: Pipeline;
   /** Requests whose message is larger fail RESOURCE_EXHAUSTED. */
   readonly maxRequestBytes: number;
+  /** MAX_DEADLINE: the deadline of calls that set none or a longer one. */
+  readonly maxDeadlineMs: number;
   /** Where unexpected failures are logged. */
   readonly logger: Logger;
 }
@@ -165,7 +167,10 @@ function serveUnary(
   options: GrpcUnaryFastPathOptions,
 ): void {
   const abort = new CallAbort();
-  const deadline = callDeadline(parseGrpcTimeout(headers["grpc-timeout"] as string | undefined));
+  const deadline = callDeadline(
+    parseGrpcTimeout(headers["grpc-timeout"] as string | undefined),
+    options.maxDeadlineMs,
+  );
   const call = new FastPathCall(route.procedure, headers, stream, deadline.at, abort);
   let admission: Admission | undefined;
   /** The status the call ended with, once answered or cancelled. */
@@ -278,7 +283,7 @@ function serveUnary(
 
   if (deadline.timeoutMs !== undefined) {
     timer = setTimeout(() => {
-      const reason = deadlineExceeded();
+      const reason = deadlineExceeded(deadline);
       abort.abort(reason);
       finish(undefined, reason);
     }, deadline.timeoutMs);
@@ -342,7 +347,8 @@ function sendMessage(stream: http2.ServerHttp2Stream, message: Uint8Array): void
 /**
  * A Trailers-Only response: the status in the only HEADERS frame, with
  * grpc-status-details-bin exactly as connect-node writes it when the error
- * carries details.
+ * carries details, and the error's metadata (such as the rate limit's
+ * grpc-retry-pushback-ms) as trailers, as connect-node sends them.
  */
 function sendStatus(stream: http2.ServerHttp2Stream, error: ConnectError): void {
   if (stream.headersSent) {
@@ -355,6 +361,9 @@ function sendStatus(stream: http2.ServerHttp2Stream, error: ConnectError): void 
     "grpc-status": String(error.code),
     "grpc-message": encodeGrpcMessage(error.rawMessage),
   };
+  error.metadata.forEach((value, key) => {
+    if (!(key in headers)) headers[key] = value;
+  });
   if (error.details.length > 0) {
     const details = setTrailerStatus(new Headers(), error).get("grpc-status-details-bin");
     if (details !== null) headers["grpc-status-details-bin"] = details;

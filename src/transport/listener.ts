@@ -2,8 +2,12 @@ import http from "node:http";
 import http2 from "node:http2";
 import net, { type AddressInfo } from "node:net";
 import tls from "node:tls";
+import type { Logger } from "../observability/logger.js";
 import type { NodeServerRequest, NodeServerResponse } from "./connect-node-transport.js";
 import type { FastPath } from "./grpc-unary-fast-path.js";
+import { http1ClientError, refuseLargeHeaders } from "./header-limit.js";
+import { IdleSessions } from "./idle-sessions.js";
+import { PeerConnections, refuseConnection } from "./peer-connections.js";
 
 /** Options of {@link createPortListener}. */
 export interface PortListenerOptions {
@@ -21,6 +25,24 @@ export interface PortListenerOptions {
   readonly tls?: TlsCredentials;
   /** Told of each TLS handshake that fails (a refused client certificate, a cleartext client). */
   readonly onTlsError?: (error: Error) => void;
+  /** What one client may hold of the port (see ConnectionLimits). */
+  readonly limits: ConnectionLimits;
+  /** Where refused connections are reported (at warn, without the address). */
+  readonly logger: Logger;
+  /** Told of each connection refused, with the name of the limit. */
+  readonly onRefused?: (limit: string) => void;
+}
+
+/** The limits of the port that keep one client from taking what others need. */
+export interface ConnectionLimits {
+  /** MAX_CONCURRENT_STREAMS: streams one HTTP/2 connection may have open (SETTINGS); more are refused. */
+  readonly maxConcurrentStreams: number;
+  /** MAX_HEADER_LIST_SIZE: the largest request header list (HTTP/2) or head (HTTP/1.1), in bytes. */
+  readonly maxHeaderListSize: number;
+  /** IDLE_TIMEOUT: a connection with no request in flight this long is closed (0: HTTP/2 never; HTTP/1.1 at most 5 s). */
+  readonly idleTimeoutMs: number;
+  /** MAX_CONNECTIONS_PER_PEER: open connections per client address (0: unlimited). */
+  readonly maxConnectionsPerPeer: number;
 }
 
 /** What the port's TLS is made of (PEM contents, not paths). */
@@ -58,6 +80,9 @@ export interface PortListener {
   close(graceMs: number): Promise<void>;
 }
 
+/** The longest an idle HTTP/1.1 connection is kept (Node's default). */
+const HTTP1_KEEP_ALIVE_MS = 5000;
+
 /** How long a new connection may stay silent before its protocol is known. */
 const FIRST_BYTES_TIMEOUT_MS = 10_000;
 
@@ -74,12 +99,23 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
  */
 export function createPortListener(options: PortListenerOptions): PortListener {
   let closing = false;
-  const h2Server = http2.createServer(options.handler);
-  if (options.fastPath) routeStreams(h2Server, options.fastPath);
+  const { limits } = options;
+  const h2Server = http2.createServer(
+    {
+      settings: {
+        maxConcurrentStreams: limits.maxConcurrentStreams,
+        maxHeaderListSize: limits.maxHeaderListSize,
+      },
+    },
+    options.handler,
+  );
+  routeStreams(h2Server, options.fastPath, limits.maxHeaderListSize);
   const sessions = new Set<http2.ServerHttp2Session>();
+  const idle = new IdleSessions(limits.idleTimeoutMs);
   h2Server.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    idle.add(session);
     if (closing) session.close();
   });
   const headersTimeout = options.http1HeadersTimeoutMs;
@@ -88,6 +124,15 @@ export function createPortListener(options: PortListenerOptions): PortListener {
       headersTimeout,
       requestTimeout: Math.max(30_000, headersTimeout),
       connectionsCheckingInterval: Math.min(1000, headersTimeout),
+      maxHeaderSize: limits.maxHeaderListSize,
+      // IDLE_TIMEOUT for HTTP/1.1, between requests only (never during one),
+      // and never longer than Node's default of 5 s: HTTP/1.1 clients hold
+      // a connection per concurrent request, and fetch (undici) keeps idle
+      // ones as long as the server's Keep-Alive hint allows.
+      keepAliveTimeout:
+        limits.idleTimeoutMs === 0
+          ? HTTP1_KEEP_ALIVE_MS
+          : Math.min(limits.idleTimeoutMs, HTTP1_KEEP_ALIVE_MS),
     },
     (req, res) => {
       // While shutting down, finish this request and close the connection.
@@ -95,6 +140,7 @@ export function createPortListener(options: PortListenerOptions): PortListener {
       options.handler(req, res);
     },
   );
+  h1Server.on("clientError", http1ClientError(limits.maxHeaderListSize));
   // Node tracks an HTTP server's connections (for closeIdleConnections and
   // the header and request timeouts) from its "listening" event; this one
   // never listens itself (connections are handed to it), so start that now.
@@ -102,10 +148,26 @@ export function createPortListener(options: PortListenerOptions): PortListener {
 
   const open = new Set<net.Socket>();
   const undecided = new Set<net.Socket>();
+  const refusing = new Set<net.Socket>();
+  const perPeer = new PeerConnections(limits.maxConnectionsPerPeer);
+  const refusals = refusalReporter(options);
+  /** Hands a connection whose protocol is known to its server, or refuses it over MAX_CONNECTIONS_PER_PEER. */
+  const admit = (socket: net.Socket, isHttp2: boolean) => {
+    const address = socket.remoteAddress ?? "";
+    if (perPeer.tryOpen(address)) {
+      socket.once("close", () => perPeer.closed(address));
+      (isHttp2 ? h2Server : h1Server).emit("connection", socket);
+    } else {
+      // Answered in its own protocol (so the client can say why).
+      refusing.add(socket);
+      socket.once("close", () => refusing.delete(socket));
+      refuseConnection(socket, isHttp2, refusals.refused());
+    }
+  };
   const listener = options.tls
-    ? tls.createServer(tlsOptions(options.tls), (socket) => {
-        (socket.alpnProtocol === "h2" ? h2Server : h1Server).emit("connection", socket);
-      })
+    ? tls.createServer(tlsOptions(options.tls), (socket) =>
+        admit(socket, socket.alpnProtocol === "h2"),
+      )
     : net.createServer();
   listener.on("connection", (socket: net.Socket) => {
     // Without TCP_NODELAY, a small response can sit in the kernel waiting
@@ -119,7 +181,7 @@ export function createPortListener(options: PortListenerOptions): PortListener {
     socket.once("close", () => undecided.delete(socket));
     routeConnection(socket, (isHttp2) => {
       undecided.delete(socket);
-      (isHttp2 ? h2Server : h1Server).emit("connection", socket);
+      admit(socket, isHttp2);
     });
   });
   if (listener instanceof tls.Server) {
@@ -156,11 +218,12 @@ export function createPortListener(options: PortListenerOptions): PortListener {
     },
     async close(graceMs) {
       closing = true;
+      idle.stop();
       const closed = new Promise<void>((resolve) => {
         if (!listener.listening) return resolve();
         listener.close(() => resolve());
       });
-      for (const socket of undecided) socket.destroy();
+      for (const socket of [...undecided, ...refusing]) socket.destroy();
       for (const session of sessions) session.close();
       h1Server.closeIdleConnections();
       const deadline = setTimeout(() => {
@@ -224,13 +287,18 @@ function routeConnection(socket: net.Socket, route: (isHttp2: boolean) => void):
 }
 
 /**
- * Puts the fast path in front of Node's HTTP/2 compatibility layer. Passing
- * a request listener to http2.createServer makes Node add one "stream"
- * listener that wraps each stream in request/response objects; that work is
- * wasted on streams the fast path serves, so the listener is taken off and
- * called only for the streams the fast path declines.
+ * Puts the header size check (see refuseLargeHeaders) and the fast path in
+ * front of Node's HTTP/2 compatibility layer. Passing a request listener to
+ * http2.createServer makes Node add one "stream" listener that wraps each
+ * stream in request/response objects; that work is wasted on streams the
+ * fast path serves, so the listener is taken off and called only for the
+ * streams the fast path declines.
  */
-function routeStreams(server: http2.Http2Server, fastPath: FastPath): void {
+function routeStreams(
+  server: http2.Http2Server,
+  fastPath: FastPath | undefined,
+  maxHeaderListSize: number,
+): void {
   const compat = server.listeners("stream");
   if (compat.length !== 1) {
     throw new Error(`expected Node's one HTTP/2 compatibility listener, found ${compat.length}`);
@@ -238,6 +306,37 @@ function routeStreams(server: http2.Http2Server, fastPath: FastPath): void {
   const [toCompat] = compat as ((...args: unknown[]) => void)[];
   server.removeAllListeners("stream");
   server.on("stream", (stream, headers, ...rest: unknown[]) => {
-    if (!fastPath(stream, headers)) toCompat?.call(server, stream, headers, ...rest);
+    if (refuseLargeHeaders(stream, headers, maxHeaderListSize)) return;
+    if (!fastPath?.(stream, headers)) toCompat?.call(server, stream, headers, ...rest);
   });
+}
+
+/** How often, at most, refused connections are logged: a flood of them must not flood the log. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Counts and logs refused connections and words the refusal. The log line
+ * (warn) says how many were refused since the last one, never from where.
+ */
+function refusalReporter(options: PortListenerOptions): { refused(): string } {
+  const limit = "MAX_CONNECTIONS_PER_PEER";
+  const reason = `too many connections from this address: MAX_CONNECTIONS_PER_PEER is ${options.limits.maxConnectionsPerPeer}`;
+  let unlogged = 0;
+  let loggedAt = Number.NEGATIVE_INFINITY;
+  return {
+    refused() {
+      options.onRefused?.(limit);
+      unlogged++;
+      const now = Date.now();
+      if (now - loggedAt >= REFUSAL_LOG_INTERVAL_MS) {
+        loggedAt = now;
+        options.logger.warn(
+          { limit, max: options.limits.maxConnectionsPerPeer, refused: unlogged },
+          "refused connections from a client at its connection limit",
+        );
+        unlogged = 0;
+      }
+      return reason;
+    },
+  };
 }

@@ -77,7 +77,7 @@ describe("the README's production section", () => {
   it("shows a tokens file the server accepts", () => {
     const example = /<<'TOKENS'\n([\s\S]*?)\nTOKENS\n/.exec(section)?.[1];
     expect(example).toBeDefined();
-    const credentials = Credentials.parse(example ?? "", () => "absent");
+    const credentials = Credentials.parse(example ?? "");
     expect(credentials.size).toEqual({ tokens: 2, certificates: 1 });
   });
 
@@ -86,7 +86,7 @@ describe("the README's production section", () => {
     expect(command).toBeDefined();
     const { stdout } = await run("bash", ["-c", command ?? "false"]);
     const token = stdout.trim();
-    const credentials = Credentials.parse(`api write ${token}`, () => "absent");
+    const credentials = Credentials.parse(`api write ${token}`);
     expect(credentials.byToken(token)?.name).toBe("api");
   });
 });

@@ -40,8 +40,7 @@ const TOKENS_FILE = [
   "",
 ].join("\n");
 
-const noRate = () => "absent";
-const credentials = Credentials.parse(TOKENS_FILE, noRate);
+const credentials = Credentials.parse(TOKENS_FILE);
 
 let store: MemorySessionStore;
 let running: RunningServer;

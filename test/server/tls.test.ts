@@ -31,7 +31,6 @@ const credentials = Credentials.parse(
     `billing write  cert:${BILLING}`,
     "probe   read   cert:probe.internal",
   ].join("\n"),
-  () => "absent",
 );
 
 let pki: TestPki;

@@ -6,7 +6,7 @@ import { waitFor } from "../../harness/wait-for.js";
 import { createLogger } from "../../src/observability/logger.js";
 import type { CallPolicy } from "../../src/pipeline/call.js";
 import type { Credentials } from "../../src/pipeline/credentials.js";
-import { createServer, type SessionStoreServer } from "../../src/server.js";
+import { createServer, type ServerOptions, type SessionStoreServer } from "../../src/server.js";
 import type { SessionStore } from "../../src/store/session-store.js";
 import type { TlsCredentials } from "../../src/transport/listener.js";
 
@@ -48,6 +48,16 @@ export interface TestServerOptions {
   readonly credentials?: Credentials;
   readonly reflection?: "open" | "authenticated" | "off";
   readonly healthAuth?: boolean;
+  /** The limits (RATE_LIMIT, MAX_DEADLINE and the connection limits); the server's defaults otherwise. */
+  readonly limits?: Pick<
+    ServerOptions,
+    | "rateLimit"
+    | "maxDeadlineMs"
+    | "maxConcurrentStreams"
+    | "maxHeaderListSize"
+    | "idleTimeoutMs"
+    | "maxConnectionsPerPeer"
+  >;
 }
 
 export async function startTestServer(
@@ -68,6 +78,7 @@ export async function startTestServer(
     ...(options.credentials ? { credentials: options.credentials } : {}),
     ...(options.reflection ? { reflection: options.reflection } : {}),
     ...(options.healthAuth === undefined ? {} : { healthAuth: options.healthAuth }),
+    ...options.limits,
   });
   const { port } = await server.listen(0, "127.0.0.1");
   return {

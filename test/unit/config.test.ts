@@ -2,6 +2,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, helpText, loadConfig } from "../../src/config.js";
+import { RATE_SYNTAX, UNLIMITED } from "../../src/pipeline/rate.js";
 import { createTestPki, type TestPki } from "../support/pki.js";
 
 function load(env: Record<string, string> = {}, argv: string[] = []) {
@@ -41,6 +42,12 @@ describe("loadConfig", () => {
       maxSessionsPerUser: 0,
       maxPayloadBytes: 65536,
       maxRequestBytes: 1024 * 1024,
+      rateLimit: UNLIMITED,
+      maxDeadlineMs: 60_000,
+      maxConcurrentStreams: 1000,
+      maxHeaderListSize: 16_384,
+      idleTimeoutMs: 300_000,
+      maxConnectionsPerPeer: 0,
       redisCommandTimeoutMs: 1000,
       redisConnectTimeoutMs: 10_000,
       grpcFastPath: true,
@@ -71,6 +78,12 @@ describe("loadConfig", () => {
         MAX_SESSIONS_PER_USER: "5",
         MAX_PAYLOAD_BYTES: "1024",
         MAX_REQUEST_BYTES: "4096",
+        RATE_LIMIT: "500/s,burst=1000",
+        MAX_DEADLINE: "300ms",
+        MAX_CONCURRENT_STREAMS: "100",
+        MAX_HEADER_LIST_SIZE: "8192",
+        IDLE_TIMEOUT: "30s",
+        MAX_CONNECTIONS_PER_PEER: "10",
         REDIS_COMMAND_TIMEOUT_MS: "250",
         REDIS_CONNECT_TIMEOUT_MS: "500",
         GRPC_FAST_PATH: "false",
@@ -97,6 +110,12 @@ describe("loadConfig", () => {
       maxSessionsPerUser: 5,
       maxPayloadBytes: 1024,
       maxRequestBytes: 4096,
+      rateLimit: { perSecond: 500, burst: 1000 },
+      maxDeadlineMs: 300,
+      maxConcurrentStreams: 100,
+      maxHeaderListSize: 8192,
+      idleTimeoutMs: 30_000,
+      maxConnectionsPerPeer: 10,
       redisCommandTimeoutMs: 250,
       redisConnectTimeoutMs: 500,
       grpcFastPath: false,
@@ -159,6 +178,23 @@ describe("loadConfig", () => {
     expect(failure({ GRPC_FAST_PATH: "off" })).toContain("invalid GRPC_FAST_PATH");
   });
 
+  it("reads RATE_LIMIT in the rate grammar, with off for unlimited", () => {
+    expect(load({ RATE_LIMIT: "20/s" }).rateLimit).toEqual({ perSecond: 20, burst: 20 });
+    expect(load({ RATE_LIMIT: "120/m, burst=5" }).rateLimit).toEqual({ perSecond: 2, burst: 5 });
+    expect(load({}, ["--rate-limit", "7/h"]).rateLimit).toEqual({ perSecond: 7 / 3600, burst: 7 });
+    expect(load({ RATE_LIMIT: "off" }).rateLimit).toBe(UNLIMITED);
+    expect(failure({ RATE_LIMIT: "fast" })).toBe(
+      `invalid RATE_LIMIT (--rate-limit) "fast": expected ${RATE_SYNTAX}`,
+    );
+  });
+
+  it("turns IDLE_TIMEOUT off with 0, but never MAX_DEADLINE", () => {
+    expect(load({ IDLE_TIMEOUT: "0" }).idleTimeoutMs).toBe(0);
+    expect(failure({ MAX_DEADLINE: "0" })).toContain(
+      'invalid MAX_DEADLINE (--max-deadline) "0": expected a duration above 0',
+    );
+  });
+
   it("reads durations in seconds or milliseconds", () => {
     expect(load({ SHUTDOWN_TIMEOUT: "30" }).shutdownTimeoutMs).toBe(30_000);
     expect(load({ SHUTDOWN_TIMEOUT: "2.5s" }).shutdownTimeoutMs).toBe(2500);
@@ -207,6 +243,16 @@ describe("loadConfig", () => {
     [{ RPC_LOG_LEVEL: "chatty" }, "invalid RPC_LOG_LEVEL"],
     [{ SHUTDOWN_TIMEOUT: "10 minutes" }, "invalid SHUTDOWN_TIMEOUT (--shutdown-timeout)"],
     [{ SHUTDOWN_TIMEOUT: "2h" }, "invalid SHUTDOWN_TIMEOUT"],
+    [{ RATE_LIMIT: "0/s" }, "invalid RATE_LIMIT (--rate-limit)"],
+    [{ RATE_LIMIT: "10/s,burst=0" }, "invalid RATE_LIMIT"],
+    [{ RATE_LIMIT: "10/d" }, "invalid RATE_LIMIT"],
+    [{ MAX_DEADLINE: "2d" }, "invalid MAX_DEADLINE (--max-deadline)"],
+    [{ MAX_DEADLINE: "86401s" }, "invalid MAX_DEADLINE"],
+    [{ MAX_CONCURRENT_STREAMS: "0" }, "invalid MAX_CONCURRENT_STREAMS (--max-concurrent-streams)"],
+    [{ MAX_HEADER_LIST_SIZE: "100" }, "invalid MAX_HEADER_LIST_SIZE (--max-header-list-size)"],
+    [{ MAX_HEADER_LIST_SIZE: "65537" }, "invalid MAX_HEADER_LIST_SIZE"],
+    [{ IDLE_TIMEOUT: "forever" }, "invalid IDLE_TIMEOUT (--idle-timeout)"],
+    [{ MAX_CONNECTIONS_PER_PEER: "-1" }, "invalid MAX_CONNECTIONS_PER_PEER"],
   ])("rejects %o, naming the setting", (env, message) => {
     expect(failure(env)).toContain(message);
   });
@@ -245,6 +291,12 @@ describe("helpText", () => {
       ["MAX_SESSIONS_PER_USER", "--max-sessions-per-user", "0"],
       ["MAX_PAYLOAD_BYTES", "--max-payload-bytes", "65536"],
       ["MAX_REQUEST_BYTES", "--max-request-bytes", "1048576"],
+      ["RATE_LIMIT", "--rate-limit", "off"],
+      ["MAX_DEADLINE", "--max-deadline", "60s"],
+      ["MAX_CONCURRENT_STREAMS", "--max-concurrent-streams", "1000"],
+      ["MAX_HEADER_LIST_SIZE", "--max-header-list-size", "16384"],
+      ["IDLE_TIMEOUT", "--idle-timeout", "300s"],
+      ["MAX_CONNECTIONS_PER_PEER", "--max-connections-per-peer", "0"],
       ["REDIS_COMMAND_TIMEOUT_MS", "--redis-command-timeout-ms", "1000"],
       ["REDIS_CONNECT_TIMEOUT_MS", "--redis-connect-timeout-ms", "10000"],
       ["REDIS_TLS_CA_FILE", "--redis-tls-ca-file", "unset"],

@@ -5,12 +5,10 @@ import { parseSubjectAltName } from "../../src/transport/peer-certificate.js";
 
 const SECRET = "s3cr3t-token-of-the-billing-api";
 const OTHER = "another-long-enough-secret-token";
-const noRate = (raw: string) =>
-  raw === "10/s" ? { perSecond: 10, burst: 10 } : "a rate like 10/s";
 
 function parseError(text: string): CredentialsFileError {
   try {
-    Credentials.parse(text, noRate);
+    Credentials.parse(text);
   } catch (error) {
     if (error instanceof CredentialsFileError) return error;
     throw error;
@@ -26,11 +24,10 @@ describe("the tokens file", () => {
         "# comment line",
         "",
         `billing  write  ${SECRET}   # trailing comment`,
-        `\tbilling\tread\tsha256:${digest}\t10/s`,
+        `\tbilling\tread\tsha256:${digest}\t10/s,burst=20`,
         "mesh admin cert:spiffe://prod/ns/billing/sa/api#frag",
         "edge read cert:edge.internal",
       ].join("\r\n"),
-      noRate,
     );
     expect(credentials.size).toEqual({ tokens: 2, certificates: 2 });
     expect(credentials.byToken(SECRET)).toEqual({
@@ -42,7 +39,7 @@ describe("the tokens file", () => {
     expect(credentials.byToken(OTHER)).toEqual({
       name: "billing",
       scope: "read",
-      rate: { perSecond: 10, burst: 10 },
+      rate: { perSecond: 10, burst: 20 },
       line: 4,
     });
     expect(credentials.byToken(`${SECRET}x`)).toBeUndefined();
@@ -73,7 +70,7 @@ describe("the tokens file", () => {
     [`billing write ${SECRET}é`, "line 1: TOKEN must be at least 16 characters"],
     ["billing write sha256:abc", "line 1: sha256: must be followed by 64 hex digits"],
     ["billing write cert:", "line 1: cert: needs a URI or DNS SAN"],
-    [`billing write ${SECRET} fast`, "line 1: RATE must be a rate like 10/s"],
+    [`billing write ${SECRET} fast`, "line 1: RATE must be a rate such as 500/s,burst=1000"],
     [`# ok\nbilling write ${SECRET}\nother read ${SECRET}`, "line 3: the same token as line 2"],
     [
       `billing write ${SECRET}\nother read sha256:${createHash("sha256").update(SECRET).digest("hex")}`,

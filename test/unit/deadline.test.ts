@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import {
   callDeadline,
-  enforceable,
+  deadlineExceeded,
   MAX_TIMER_MS,
   parseConnectTimeout,
   parseGrpcTimeout,
@@ -42,34 +42,44 @@ describe("parseConnectTimeout", () => {
   });
 });
 
-describe("enforceable", () => {
-  it("serves timeouts a timer can hold as deadlines, longer ones as none", () => {
-    expect(enforceable(1)).toBe(true);
-    expect(enforceable(MAX_TIMER_MS)).toBe(true);
-    expect(enforceable(MAX_TIMER_MS + 1)).toBe(false);
-    expect(enforceable(30 * 86_400_000)).toBe(false);
-    expect(enforceable(undefined)).toBe(false);
+describe("callDeadline", () => {
+  const MAX = 60_000;
+
+  it("keeps a caller's deadline within MAX_DEADLINE", () => {
+    const before = Date.now();
+    const deadline = callDeadline(250, MAX);
+    expect(deadline).toMatchObject({ timeoutMs: 250, error: undefined, capped: false });
+    expect(deadline.at).toBeGreaterThanOrEqual(before + 250);
+    expect(callDeadline(MAX, MAX)).toMatchObject({ timeoutMs: MAX, capped: false });
+  });
+
+  it("serves no deadline, or a longer one, with MAX_DEADLINE", () => {
+    const before = Date.now();
+    for (const parsed of [undefined, MAX + 1, 30 * 86_400_000, MAX_TIMER_MS + 1]) {
+      const deadline = callDeadline(parsed, MAX);
+      expect(deadline).toMatchObject({ timeoutMs: MAX, error: undefined, capped: true });
+      expect(deadline.at).toBeGreaterThanOrEqual(before + MAX);
+    }
+  });
+
+  it("passes on a malformed header", () => {
+    const malformed = parseGrpcTimeout("soon");
+    expect(callDeadline(malformed, MAX)).toEqual({
+      timeoutMs: undefined,
+      at: undefined,
+      error: malformed,
+      capped: false,
+    });
   });
 });
 
-describe("callDeadline", () => {
-  it("enforces what a timer can hold, serves longer timeouts as none, and passes on a malformed header", () => {
-    const before = Date.now();
-    const deadline = callDeadline(250);
-    expect(deadline.timeoutMs).toBe(250);
-    expect(deadline.at).toBeGreaterThanOrEqual(before + 250);
-    expect(deadline.error).toBeUndefined();
-    expect(callDeadline(MAX_TIMER_MS + 1)).toEqual({
-      timeoutMs: undefined,
-      at: undefined,
-      error: undefined,
-    });
-    expect(callDeadline(undefined)).toEqual({
-      timeoutMs: undefined,
-      at: undefined,
-      error: undefined,
-    });
-    const malformed = parseGrpcTimeout("soon");
-    expect(callDeadline(malformed).error).toBe(malformed);
+describe("deadlineExceeded", () => {
+  it("names MAX_DEADLINE when the server's cap set the deadline", () => {
+    expect(deadlineExceeded(callDeadline(100, 500)).rawMessage).toBe("the operation timed out");
+    const capped = deadlineExceeded(callDeadline(undefined, 500));
+    expect(capped.code).toBe(Code.DeadlineExceeded);
+    expect(capped.rawMessage).toBe(
+      "the operation timed out: calls may take at most MAX_DEADLINE (500 ms)",
+    );
   });
 });

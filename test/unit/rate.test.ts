@@ -1,0 +1,59 @@
+import { describe, expect, it } from "vitest";
+import {
+  formatRate,
+  isUnlimited,
+  parseRate,
+  RATE_SYNTAX,
+  UNLIMITED,
+} from "../../src/pipeline/rate.js";
+
+describe("parseRate", () => {
+  it("reads a rate per second, minute or hour, with the burst defaulting to the count", () => {
+    expect(parseRate("20/s")).toEqual({ perSecond: 20, burst: 20 });
+    expect(parseRate("500/s,burst=1000")).toEqual({ perSecond: 500, burst: 1000 });
+    expect(parseRate(" 500/s , burst = 10 ")).toEqual({ perSecond: 500, burst: 10 });
+    expect(parseRate("120/m")).toEqual({ perSecond: 2, burst: 120 });
+    expect(parseRate("3600/h,burst=1")).toEqual({ perSecond: 1, burst: 1 });
+  });
+
+  it("reads off as unlimited", () => {
+    expect(parseRate("off")).toBe(UNLIMITED);
+    expect(isUnlimited(UNLIMITED)).toBe(true);
+    expect(isUnlimited({ perSecond: 1e9, burst: 1 })).toBe(false);
+  });
+
+  it.each([
+    "",
+    "20",
+    "20/d",
+    "20 /s",
+    "-1/s",
+    "1.5/s",
+    "20/s,",
+    "20/s,burst=",
+    "20/s;burst=5",
+    "20/s,burst=5,burst=6",
+    "unlimited",
+    "OFF",
+  ])("says what it expects for %j", (text) => {
+    expect(parseRate(text)).toBe(RATE_SYNTAX);
+  });
+
+  it("rejects a zero or huge rate or burst, saying the bounds", () => {
+    for (const text of ["0/s", "10/s,burst=0", "2000000000/s", "1/s,burst=9999999999"]) {
+      expect(parseRate(text)).toBe(
+        `${RATE_SYNTAX}; the rate and burst must be from 1 to 1000000000`,
+      );
+    }
+  });
+});
+
+describe("formatRate", () => {
+  it("writes a rate in the largest unit that keeps it whole", () => {
+    expect(formatRate({ perSecond: 500, burst: 1000 })).toBe("500/s, burst 1000");
+    expect(formatRate(parseRate("120/m,burst=3") as never)).toBe("2/s, burst 3");
+    expect(formatRate(parseRate("100/m") as never)).toBe("100/m, burst 100");
+    expect(formatRate(parseRate("7/h") as never)).toBe("7/h, burst 7");
+    expect(formatRate(UNLIMITED)).toBe("off");
+  });
+});
