@@ -327,6 +327,80 @@ describe("mutual TLS", () => {
   });
 });
 
+describe("limits over TLS", () => {
+  it("refuses a peer's connection past MAX_CONNECTIONS_PER_PEER after the handshake, naming the limit", async () => {
+    const running = await startTestServer(store, {
+      tls: { cert: serverCert.cert, key: serverCert.key },
+      credentials,
+      limits: { maxConnectionsPerPeer: 1 },
+    });
+    const connect = () => http2.connect(running.baseUrl, { ca: ca.cert });
+    const first = connect();
+    const second = connect();
+    // The refused session ends in error (ENHANCE_YOUR_CALM), after its GOAWAY.
+    second.on("error", () => {});
+    try {
+      await new Promise((resolve) => first.once("connect", resolve));
+      const [code, data] = await new Promise<[number, Buffer | undefined]>((resolve) =>
+        second.once("goaway", (goawayCode, _last, opaque) => resolve([goawayCode, opaque])),
+      );
+      expect(code).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      expect(data?.toString()).toBe(
+        "too many connections from this address: MAX_CONNECTIONS_PER_PEER is 1",
+      );
+      // The admitted connection is served (auth answers: no token was sent).
+      const status = await new Promise<string | undefined>((resolve) => {
+        const stream = first.request({
+          ":method": "POST",
+          ":path": "/sessionstore.v1.SessionStoreService/Get",
+          "content-type": "application/grpc",
+        });
+        stream.on("response", (headers) => resolve(headers["grpc-status"] as string | undefined));
+        stream.end();
+      });
+      expect(status).toBe(String(Code.Unauthenticated));
+    } finally {
+      first.destroy();
+      second.destroy();
+      await running.stop();
+    }
+  });
+
+  it("applies a caller's own rate from the tokens file, after authentication", async () => {
+    const limited = Credentials.parse(
+      [`slow write ${WRITER_TOKEN} 2/h`, `fast write ${READER_TOKEN}`].join("\n"),
+    );
+    const running = await startTestServer(store, {
+      tls: { cert: serverCert.cert, key: serverCert.key },
+      credentials: limited,
+      limits: { rateLimit: { perSecond: 1000, burst: 1000 } },
+    });
+    const pool = clientPool(running.baseUrl, { ca: ca.cert });
+    try {
+      const client = pool.sessions({ protocol: "connect", binary: false, httpVersion: "1.1" });
+      const userId = uniqueUserId();
+      const codes: (Code | typeof OK)[] = [];
+      for (let i = 0; i < 3; i++) {
+        codes.push(
+          (await outcome(() => client.get({ sessionId: "s", userId }, bearer(WRITER_TOKEN)))).code,
+        );
+      }
+      expect(codes).toEqual([Code.NotFound, Code.NotFound, Code.ResourceExhausted]);
+      // Another caller, on the server's default, is not held back.
+      expect(
+        (await outcome(() => client.get({ sessionId: "s", userId }, bearer(READER_TOKEN)))).code,
+      ).toBe(Code.NotFound);
+      // Refused credentials never reach the limit: they are not charged to anyone.
+      expect((await outcome(() => client.get({ sessionId: "s", userId }))).code).toBe(
+        Code.Unauthenticated,
+      );
+    } finally {
+      pool.close();
+      await running.stop();
+    }
+  });
+});
+
 describe("certificate renewal", () => {
   it("shows new connections the new certificate and keeps old connections working", async () => {
     const running = await startTestServer(store, {
