@@ -716,6 +716,132 @@ function parseFlags(argv: readonly string[]): Map<string, string> | "help" {
   return flags;
 }
 
+/**
+ * The container health check's own settings (src/bin/healthcheck.ts reads
+ * them beside the server's, from the same environment; the server ignores
+ * them). They say how the check proves itself to, and checks, the server's
+ * port when it serves TLS, mutual TLS or asks health callers for a token.
+ */
+export interface HealthcheckConfig {
+  /**
+   * PEM CA(s) the server's certificate must chain to; undefined: the
+   * certificates of TLS_CERT_FILE themselves, so the check trusts exactly
+   * the chain the server is configured to present and needs nothing more.
+   */
+  readonly caFile: string | undefined;
+  /** The name the server's certificate must carry; undefined: the host the check connects to. */
+  readonly serverName: string | undefined;
+  /** PEM client certificate (chain) the check presents under mutual TLS. */
+  readonly certFile: string | undefined;
+  readonly keyFile: string | undefined;
+  /** A file holding the bearer token the check sends (needed with HEALTH_AUTH). */
+  readonly tokenFile: string | undefined;
+}
+
+/** The health check's settings, in --help order. Environment variables only: the check takes no flags. */
+const HEALTHCHECK_SETTINGS: readonly {
+  readonly key: keyof HealthcheckConfig;
+  readonly env: string;
+  readonly description: string;
+  readonly parse: (raw: string | undefined) => string | undefined | Invalid;
+}[] = [
+  {
+    key: "caFile",
+    env: "HEALTHCHECK_CA_FILE",
+    description:
+      "PEM CA(s) the server's certificate must chain to (default: trust the certificates of TLS_CERT_FILE as they are)",
+    parse: filePath,
+  },
+  {
+    key: "serverName",
+    env: "HEALTHCHECK_SERVER_NAME",
+    description:
+      "name the server's certificate must carry (default: the address checked, 127.0.0.1 when HOST is 0.0.0.0)",
+    parse: (raw) =>
+      raw === undefined || /^[A-Za-z0-9.:_-]{1,253}$/.test(raw)
+        ? raw
+        : new Invalid("a DNS name or IP address"),
+  },
+  {
+    key: "certFile",
+    env: "HEALTHCHECK_CERT_FILE",
+    description:
+      "PEM client certificate the check presents; needed with TLS_CLIENT_CA_FILE (with HEALTHCHECK_KEY_FILE)",
+    parse: filePath,
+  },
+  {
+    key: "keyFile",
+    env: "HEALTHCHECK_KEY_FILE",
+    description: "PEM private key of HEALTHCHECK_CERT_FILE",
+    parse: filePath,
+  },
+  {
+    key: "tokenFile",
+    env: "HEALTHCHECK_TOKEN_FILE",
+    description:
+      "file holding the bearer token the check sends; needed with HEALTH_AUTH=true unless a client certificate names the caller",
+    parse: filePath,
+  },
+];
+
+/**
+ * Reads the health check's settings and checks them against the server's
+ * (`server`, from loadConfig over the same environment): the check must be
+ * able to talk to the port the server serves, so a setting that cannot
+ * apply, or one that is missing for TLS the port requires, is an error
+ * naming what to set rather than a handshake failure later.
+ *
+ * @throws ConfigError naming the setting.
+ */
+export function loadHealthcheckConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  server: Config,
+): HealthcheckConfig {
+  const config: Record<string, unknown> = {};
+  for (const setting of HEALTHCHECK_SETTINGS) {
+    const raw = env[setting.env] || undefined;
+    const value = setting.parse(raw);
+    if (value instanceof Invalid) {
+      throw new ConfigError(`invalid ${setting.env}: expected ${value.expected}`);
+    }
+    config[setting.key] = value;
+  }
+  const checked = config as unknown as HealthcheckConfig;
+  const tls = server.tlsCertFile !== undefined;
+  for (const [env, value] of [
+    ["HEALTHCHECK_CA_FILE", checked.caFile],
+    ["HEALTHCHECK_SERVER_NAME", checked.serverName],
+  ] as const) {
+    if (value !== undefined && !tls) {
+      throw new ConfigError(`${env} needs TLS_CERT_FILE: the port serves cleartext`);
+    }
+  }
+  const mutual = server.tlsClientCaFile !== undefined;
+  if (checked.certFile !== undefined && !mutual) {
+    // The port would not even ask for it; most likely the check's and the
+    // server's environments have drifted apart.
+    throw new ConfigError(
+      "HEALTHCHECK_CERT_FILE needs TLS_CLIENT_CA_FILE: the port asks for no client certificate",
+    );
+  }
+  if ((checked.certFile === undefined) !== (checked.keyFile === undefined)) {
+    throw new ConfigError(
+      "HEALTHCHECK_CERT_FILE and HEALTHCHECK_KEY_FILE go together: set both or neither",
+    );
+  }
+  if (mutual && checked.certFile === undefined) {
+    throw new ConfigError(
+      "the port requires client certificates (TLS_CLIENT_CA_FILE): set HEALTHCHECK_CERT_FILE and HEALTHCHECK_KEY_FILE to one that chains to it",
+    );
+  }
+  if (server.healthAuth && checked.tokenFile === undefined && !mutual) {
+    throw new ConfigError(
+      "HEALTH_AUTH=true asks the check for credentials: set HEALTHCHECK_TOKEN_FILE (or, under mutual TLS, a HEALTHCHECK_CERT_FILE that AUTH_TOKENS_FILE names)",
+    );
+  }
+  return Object.freeze(checked);
+}
+
 /** The --help text: usage and every setting with its variable, flag and default. */
 export function helpText(): string {
   const rows = SETTINGS.map((s) => {
@@ -732,6 +858,10 @@ export function helpText(): string {
     ...rows,
     "  --help, -h",
     "      print this help and exit",
+    "",
+    "The container health check (node dist/src/bin/healthcheck.js) reads the settings",
+    "above from the environment, and these of its own (the server ignores them):",
+    ...HEALTHCHECK_SETTINGS.map((s) => `  ${s.env}\n      ${s.description} (default: unset)`),
     "",
   ].join("\n");
 }

@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { createSecureContext } from "node:tls";
-import { type Config, ConfigError } from "./config.js";
-import { Credentials, CredentialsFileError } from "./pipeline/credentials.js";
+import { type Config, ConfigError, type HealthcheckConfig } from "./config.js";
+import { bearerToken, Credentials, CredentialsFileError } from "./pipeline/credentials.js";
 import type { TlsCredentials } from "./transport/listener.js";
 
 /**
@@ -94,4 +94,68 @@ export function tokensFileExposure(config: Config, credentials: Credentials): st
   }
   if ((mode & 0o077) === 0) return undefined;
   return `AUTH_TOKENS_FILE holds ${credentials.plainTokens} plain token(s) and is readable by other users (mode ${(mode & 0o777).toString(8)}): chmod 600 it, or write the tokens as sha256:<digest>`;
+}
+
+/** What the container health check needs to reach the port: TLS material and a token. */
+export interface HealthcheckCredentials {
+  /** Undefined: the port serves cleartext. */
+  readonly tls:
+    | {
+        /** The trust anchors the server's certificate must chain to. */
+        readonly ca: Buffer;
+        /** The client certificate and key, under mutual TLS. */
+        readonly cert?: Buffer;
+        readonly key?: Buffer;
+      }
+    | undefined;
+  /** The bearer token to send, or undefined for none. */
+  readonly token: string | undefined;
+}
+
+/**
+ * Reads the files of the health check's settings. The CA defaults to
+ * TLS_CERT_FILE: the check runs beside the server, with the server's own
+ * files, so the chain the server presents is the one thing it can trust
+ * without being told more (the caller allows a partial chain for that).
+ *
+ * @throws ConfigError naming the setting whose file is unreadable or wrong,
+ *   never a byte of a key or the token.
+ */
+export function readHealthcheckCredentials(
+  server: Config,
+  check: HealthcheckConfig,
+): HealthcheckCredentials {
+  let token: string | undefined;
+  if (check.tokenFile !== undefined) {
+    // A file written by `echo` ends in a newline, which is not part of the token.
+    token = readSettingFile("HEALTHCHECK_TOKEN_FILE", check.tokenFile).toString("utf8").trim();
+    if (bearerToken(`Bearer ${token}`) === "malformed") {
+      throw new ConfigError(
+        `HEALTHCHECK_TOKEN_FILE ${JSON.stringify(check.tokenFile)} does not hold one bearer token (A-Z a-z 0-9 - . _ ~ + / then = padding)`,
+      );
+    }
+  }
+  if (server.tlsCertFile === undefined) return { tls: undefined, token };
+  const ca =
+    check.caFile === undefined
+      ? readSettingFile("TLS_CERT_FILE", server.tlsCertFile)
+      : readSettingFile("HEALTHCHECK_CA_FILE", check.caFile);
+  try {
+    createSecureContext({ ca });
+  } catch (error) {
+    throw new ConfigError(
+      `${check.caFile === undefined ? "TLS_CERT_FILE" : "HEALTHCHECK_CA_FILE"} is not a PEM certificate (${openSslReason(error)})`,
+    );
+  }
+  if (check.certFile === undefined || check.keyFile === undefined) return { tls: { ca }, token };
+  const cert = readSettingFile("HEALTHCHECK_CERT_FILE", check.certFile);
+  const key = readSettingFile("HEALTHCHECK_KEY_FILE", check.keyFile);
+  try {
+    createSecureContext({ cert, key });
+  } catch (error) {
+    throw new ConfigError(
+      `HEALTHCHECK_CERT_FILE and HEALTHCHECK_KEY_FILE are not a PEM certificate and its private key (${openSslReason(error)})`,
+    );
+  }
+  return { tls: { ca, cert, key }, token };
 }

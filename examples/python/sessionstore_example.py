@@ -12,6 +12,16 @@ per step and exits 0, or prints the failed step and exits 1.
 --stubs is the directory protoc wrote session_store_pb2.py and
 session_store_pb2_grpc.py into (under sessionstore/v1/); see README.md.
 
+Against a server with TLS (TLS_CERT_FILE) add --ca-file (or --tls for the
+system's CAs), with mutual TLS also --cert-file and --key-file; against one
+with AUTH_TOKENS_FILE give the token in the SESSIONSTORE_TOKEN environment
+variable or a file named by --token-file (never on the command line, where
+any user of the machine can read it in the process list):
+
+    SESSIONSTORE_TOKEN=... /usr/bin/python3 examples/python/sessionstore_example.py \
+        --target sessions.internal:50051 --stubs /tmp/sessionstore-stubs \
+        --ca-file ca.crt
+
 Output names steps and status codes only: session ids, tokens, IPs and
 payloads are what the store protects, so they never reach a log.
 """
@@ -19,6 +29,8 @@ payloads are what the store protects, so they never reach a log.
 from __future__ import annotations
 
 import argparse
+import collections
+import os
 import sys
 import uuid
 from collections.abc import Callable
@@ -32,6 +44,42 @@ DEADLINE_SECONDS = 5
 # Batch jobs sometimes pass very long deadlines; 30 days is longer than a
 # server-side timer can hold, and the server serves it as no deadline.
 LONG_DEADLINE_SECONDS = 30 * 24 * 3600
+
+
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,
+):
+    """A call's details with metadata added; grpc's own are read-only."""
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor):
+    """Sends `authorization: Bearer <token>` with every call.
+
+    Metadata rather than grpc.access_token_call_credentials, so the same
+    code works on a cleartext channel too (gRPC refuses call credentials
+    there). Over cleartext, though, anyone on the path can read the token
+    and reuse it: use TLS beyond a trusted network.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(
+            _CallDetails(
+                details.method,
+                details.timeout,
+                tuple(details.metadata or ()) + self._metadata,
+                details.credentials,
+                details.wait_for_ready,
+                details.compression,
+            ),
+            request,
+        )
 
 
 class CheckFailed(Exception):
@@ -249,7 +297,47 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="user id to use (default: a fresh random one, so runs never collide)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--tls", action="store_true", help="use TLS (implied by the options below)"
+    )
+    parser.add_argument(
+        "--ca-file", help="PEM CA the server's certificate must chain to (default: system CAs)"
+    )
+    parser.add_argument("--cert-file", help="PEM client certificate, for mutual TLS")
+    parser.add_argument("--key-file", help="PEM private key of --cert-file")
+    parser.add_argument(
+        "--token-file",
+        help="file holding the bearer token (default: the SESSIONSTORE_TOKEN environment variable)",
+    )
+    args = parser.parse_args(argv)
+    if (args.cert_file is None) != (args.key_file is None):
+        parser.error("--cert-file and --key-file go together")
+    return args
+
+
+def read_file(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def open_channel(args: argparse.Namespace) -> grpc.Channel:
+    """A TLS channel when any TLS option is given, else cleartext HTTP/2."""
+    if args.tls or args.ca_file or args.cert_file:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=read_file(args.ca_file) if args.ca_file else None,
+            private_key=read_file(args.key_file) if args.key_file else None,
+            certificate_chain=read_file(args.cert_file) if args.cert_file else None,
+        )
+        return grpc.secure_channel(args.target, credentials)
+    return grpc.insecure_channel(args.target)
+
+
+def bearer_token(args: argparse.Namespace) -> str | None:
+    """The token from --token-file or SESSIONSTORE_TOKEN; None for none."""
+    if args.token_file:
+        # A file written by `echo` ends in a newline, which is no part of the token.
+        return read_file(args.token_file).decode("utf-8").strip() or None
+    return os.environ.get("SESSIONSTORE_TOKEN") or None
 
 
 def main(argv: list[str]) -> int:
@@ -261,15 +349,18 @@ def main(argv: list[str]) -> int:
     from sessionstore.v1 import session_store_pb2_grpc as pb_grpc
 
     user_id = args.user_id or f"user-{uuid.uuid4()}"
-    # The server speaks cleartext HTTP/2; put TLS in front of it (or use
-    # grpc.secure_channel) when the hop leaves a trusted network.
-    with grpc.insecure_channel(args.target) as channel:
+    token = bearer_token(args)
+    with open_channel(args) as channel:
         try:
+            # Connects and, over TLS, completes the handshake: a server the
+            # CA does not vouch for, or one that refuses the client
+            # certificate, never gets ready.
             grpc.channel_ready_future(channel).result(timeout=DEADLINE_SECONDS)
         except grpc.FutureTimeoutError:
             print(f"FAIL connect: no connection within {DEADLINE_SECONDS} s")
             return 1
-        walkthrough = Walkthrough(pb_grpc.SessionStoreServiceStub(channel), pb, user_id)
+        calls = grpc.intercept_channel(channel, BearerToken(token)) if token else channel
+        walkthrough = Walkthrough(pb_grpc.SessionStoreServiceStub(calls), pb, user_id)
         for name, step in walkthrough.steps():
             try:
                 detail = step()

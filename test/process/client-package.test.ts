@@ -5,6 +5,7 @@
 // fresh empty cache, and its registry is a closed loopback port, so a
 // missing package fails the install (ENOTCACHED) instead of being fetched.
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,6 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestPki, type TestPki } from "../support/pki.js";
 import { runServer, type ServerProcess } from "../support/server-process.js";
 
 const run = promisify(execFile);
@@ -112,12 +114,21 @@ export async function roundTrip(client: SessionStoreClient, id: string): Promise
 }
 `;
 
+// The token and CA come straight from the environment, possibly undefined,
+// which the options' types accept under exactOptionalPropertyTypes.
 const NODE_PROGRAM = `
+import { readFileSync } from "node:fs";
 import { createSessionStoreClient, type SessionStoreClientOptions, type SessionStoreProtocol } from "@sessionstore/client";
 import { roundTrip } from "./round-trip.js";
 
 const [baseUrl = "", protocol = "grpc", id = ""] = process.argv.slice(2);
-const options: SessionStoreClientOptions = { baseUrl, protocol: protocol as SessionStoreProtocol };
+const caFile = process.env.SESSIONSTORE_CA_FILE;
+const options: SessionStoreClientOptions = {
+  baseUrl,
+  protocol: protocol as SessionStoreProtocol,
+  token: process.env.SESSIONSTORE_TOKEN,
+  tls: { ca: caFile === undefined ? undefined : readFileSync(caFile) },
+};
 console.log(await roundTrip(createSessionStoreClient(options), id));
 `;
 
@@ -162,6 +173,11 @@ describe("the @sessionstore/client package, packed and installed like a user wou
   let installLog = "";
   let server: ServerProcess | undefined;
   let baseUrl = "";
+  let pki: TestPki | undefined;
+  let caFile = "";
+  let tlsServer: ServerProcess | undefined;
+  let tlsBaseUrl = "";
+  const writerToken = randomBytes(24).toString("base64url");
 
   /**
    * npm with nothing of this machine's or the calling npm's settings (`npm
@@ -187,10 +203,10 @@ describe("the @sessionstore/client package, packed and installed like a user wou
   };
 
   /** Runs a compiled program of the user project with this test's Node. */
-  const runProgram = (args: string[]) =>
+  const runProgram = (args: string[], env: Record<string, string> = {}) =>
     run(process.execPath, args, {
       cwd: project,
-      env: { PATH: process.env.PATH ?? "" },
+      env: { PATH: process.env.PATH ?? "", ...env },
       timeout: 15_000,
     });
 
@@ -204,6 +220,20 @@ describe("the @sessionstore/client package, packed and installed like a user wou
       writeFile(join(temp, "global-npmrc"), ""),
     ]);
     server = runServer({ PORT: "0", HOST: "127.0.0.1" });
+    // And one that serves TLS and asks for a token, for the token and tls options.
+    pki = createTestPki();
+    const ca = pki.ca("ca");
+    caFile = ca.certFile;
+    const serverCert = ca.issue("server", { san: ["IP:127.0.0.1"], usage: "server" });
+    const tokensFile = join(temp, "tokens");
+    await writeFile(tokensFile, `writer write ${writerToken}\n`);
+    tlsServer = runServer({
+      PORT: "0",
+      HOST: "127.0.0.1",
+      TLS_CERT_FILE: serverCert.certFile,
+      TLS_KEY_FILE: serverCert.keyFile,
+      AUTH_TOKENS_FILE: tokensFile,
+    });
 
     // The client as published: `npm pack` runs its prepack build. Then its
     // dependencies, from the copies this workspace installed (their own
@@ -249,11 +279,15 @@ describe("the @sessionstore/client package, packed and installed like a user wou
       throw new Error(`tsc failed on the user's program:\n${error.stdout ?? error}`);
     });
     baseUrl = `http://127.0.0.1:${await server.port()}`;
+    tlsBaseUrl = `https://127.0.0.1:${await tlsServer.port()}`;
   }, 180_000);
 
   afterAll(async () => {
     server?.kill();
+    tlsServer?.kill();
     await server?.exited;
+    await tlsServer?.exited;
+    pki?.remove();
     if (temp) await rm(temp, { recursive: true, force: true });
   });
 
@@ -299,6 +333,24 @@ describe("the @sessionstore/client package, packed and installed like a user wou
         refreshTokenId: "rt1",
         transport: "bearer",
         version: "1",
+      });
+    },
+  );
+
+  it.each(["grpc", "connect"])(
+    "runs a Node program over %s with TLS and a token against a live server",
+    async (protocol) => {
+      const id = `node-tls-${protocol}`;
+      const args = ["out/node-user.js", tlsBaseUrl, protocol, id];
+      const env = { SESSIONSTORE_CA_FILE: caFile, SESSIONSTORE_TOKEN: writerToken };
+      const { stdout } = await runProgram(args, env);
+      expect(JSON.parse(stdout)).toMatchObject({ id, version: "1" });
+      // The token is what let it in, the CA what let it connect.
+      await expect(runProgram(args, { SESSIONSTORE_CA_FILE: caFile })).rejects.toMatchObject({
+        stderr: expect.stringContaining("missing credentials"),
+      });
+      await expect(runProgram(args, { SESSIONSTORE_TOKEN: writerToken })).rejects.toMatchObject({
+        stderr: expect.stringContaining("unable to verify the first certificate"),
       });
     },
   );

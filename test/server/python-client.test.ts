@@ -1,6 +1,6 @@
 import { type ExecFileException, execFile, spawnSync } from "node:child_process";
-import { randomUUID } from "node:crypto";
-import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { randomBytes, randomUUID } from "node:crypto";
+import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -8,6 +8,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
+import { createTestPki } from "../support/pki.js";
 import { runServer, type ServerProcess } from "../support/server-process.js";
 
 const run = promisify(execFile);
@@ -99,9 +100,20 @@ async function runExample(
   port: number,
   stubs: string,
   userId: string,
+  extraArgs: readonly string[] = [],
+  env: Record<string, string> = {},
 ): Promise<{ code: number | string | null; stdout: string; stderr: string }> {
-  const args = [EXAMPLE, "--target", `127.0.0.1:${port}`, "--stubs", stubs, "--user-id", userId];
-  return run(PYTHON, args, { cwd: ROOT, env: PYTHON_ENV, timeout: 30_000 }).then(
+  const args = [
+    EXAMPLE,
+    "--target",
+    `127.0.0.1:${port}`,
+    "--stubs",
+    stubs,
+    "--user-id",
+    userId,
+    ...extraArgs,
+  ];
+  return run(PYTHON, args, { cwd: ROOT, env: { ...PYTHON_ENV, ...env }, timeout: 30_000 }).then(
     (done) => ({ code: 0, ...done }),
     (error: ExecFileException & { stdout?: string; stderr?: string }) => ({
       code: error.code ?? error.signal ?? null,
@@ -110,6 +122,23 @@ async function runExample(
     }),
   );
 }
+
+/** The example's output when every step passes. */
+const ALL_STEPS = [
+  "ok upsert version=1",
+  "ok upsert-existing code=ALREADY_EXISTS",
+  "ok get version=1",
+  "ok get-long-deadline version=1",
+  "ok touch version=1",
+  "ok upsert-update version=2",
+  "ok upsert-stale code=ABORTED",
+  "ok list pages=2 sessions=2",
+  "ok delete deleted=true",
+  "ok get-deleted code=NOT_FOUND",
+  "ok delete-by-user deleted_count=1",
+  "ok list-empty sessions=0",
+  "ok all steps passed",
+];
 
 describe("the Python client example", () => {
   // Everything happens inside the test rather than in beforeAll: a missing
@@ -136,21 +165,7 @@ describe("the Python client example", () => {
 
       const { code, stdout, stderr } = await runExample(port, stubs, userId);
       expect(code, `the example failed:\n${stdout}${stderr}`).toBe(0);
-      expect(stdout.trimEnd().split("\n")).toEqual([
-        "ok upsert version=1",
-        "ok upsert-existing code=ALREADY_EXISTS",
-        "ok get version=1",
-        "ok get-long-deadline version=1",
-        "ok touch version=1",
-        "ok upsert-update version=2",
-        "ok upsert-stale code=ABORTED",
-        "ok list pages=2 sessions=2",
-        "ok delete deleted=true",
-        "ok get-deleted code=NOT_FOUND",
-        "ok delete-by-user deleted_count=1",
-        "ok list-empty sessions=0",
-        "ok all steps passed",
-      ]);
+      expect(stdout.trimEnd().split("\n")).toEqual(ALL_STEPS);
       expect(stdout + stderr).not.toContain(userId);
 
       // A clean shutdown flushes the log, and its last line proves the whole
@@ -163,6 +178,131 @@ describe("the Python client example", () => {
     } finally {
       server?.kill();
       await redis?.stop();
+      rmSync(stubs, { recursive: true, force: true });
+    }
+  });
+
+  it("runs every RPC over TLS with a bearer token, and never lets the token reach a log", {
+    timeout: 60_000,
+  }, async () => {
+    const { plugin } = requirePythonToolchain();
+    const stubs = mkdtempSync(join(tmpdir(), "sessionstore-python-stubs-"));
+    const pki = createTestPki();
+    let server: ServerProcess | undefined;
+    try {
+      await generateStubs(stubs, plugin);
+      const ca = pki.ca("ca");
+      const cert = ca.issue("server", { san: ["DNS:localhost", "IP:127.0.0.1"], usage: "server" });
+      const adminToken = randomBytes(24).toString("base64url");
+      const readerToken = randomBytes(24).toString("base64url");
+      const tokens = join(pki.dir, "tokens");
+      writeFileSync(tokens, `python admin ${adminToken}\nreader read ${readerToken}\n`);
+      server = runServer({
+        PORT: "0",
+        HOST: "127.0.0.1",
+        LOG_LEVEL: "trace",
+        TLS_CERT_FILE: cert.certFile,
+        TLS_KEY_FILE: cert.keyFile,
+        AUTH_TOKENS_FILE: tokens,
+      });
+      const port = await server.port();
+      const tls = ["--ca-file", ca.certFile];
+
+      const admin = await runExample(port, stubs, `user-${randomUUID()}`, tls, {
+        SESSIONSTORE_TOKEN: adminToken,
+      });
+      expect(admin.code, `the example failed:\n${admin.stdout}${admin.stderr}`).toBe(0);
+      expect(admin.stdout.trimEnd().split("\n")).toEqual(ALL_STEPS);
+
+      // The TLS channel alone gets no further than the first call.
+      const anonymous = await runExample(port, stubs, `user-${randomUUID()}`, tls);
+      expect(anonymous).toMatchObject({
+        code: 1,
+        stdout: "FAIL upsert: unexpected status UNAUTHENTICATED\n",
+      });
+      // A token from --token-file, newline and all, gets its own scope.
+      const readerFile = join(pki.dir, "reader-token");
+      writeFileSync(readerFile, `${readerToken}\n`);
+      const reader = await runExample(port, stubs, `user-${randomUUID()}`, [
+        ...tls,
+        "--token-file",
+        readerFile,
+      ]);
+      expect(reader).toMatchObject({
+        code: 1,
+        stdout: "FAIL upsert: unexpected status PERMISSION_DENIED\n",
+      });
+      // A server the CA does not vouch for gets no connection, so no token.
+      const rogue = await runExample(
+        port,
+        stubs,
+        `user-${randomUUID()}`,
+        ["--ca-file", pki.ca("rogue").certFile],
+        { SESSIONSTORE_TOKEN: adminToken },
+      );
+      expect(rogue).toMatchObject({ code: 1, stdout: "FAIL connect: no connection within 5 s\n" });
+
+      const { output } = server;
+      server.child.kill("SIGTERM");
+      expect(await server.exited).toBe(0);
+      await waitFor("the server's final log line", () => output.stdout.includes('"msg":"stopped"'));
+      for (const result of [admin, anonymous, reader, rogue, output]) {
+        for (const secret of [adminToken, readerToken]) {
+          expect(result.stdout + result.stderr).not.toContain(secret);
+        }
+      }
+    } finally {
+      server?.kill();
+      pki.remove();
+      rmSync(stubs, { recursive: true, force: true });
+    }
+  });
+
+  it("under mutual TLS, gives a client certificate exactly the scope of its cert: line", {
+    timeout: 60_000,
+  }, async () => {
+    const { plugin } = requirePythonToolchain();
+    const stubs = mkdtempSync(join(tmpdir(), "sessionstore-python-stubs-"));
+    const pki = createTestPki();
+    let server: ServerProcess | undefined;
+    try {
+      await generateStubs(stubs, plugin);
+      const ca = pki.ca("ca");
+      const cert = ca.issue("server", { san: ["DNS:localhost", "IP:127.0.0.1"], usage: "server" });
+      const writer = ca.issue("writer", {
+        san: ["URI:spiffe://test/python-writer"],
+        usage: "client",
+      });
+      const tokens = join(pki.dir, "tokens");
+      writeFileSync(tokens, "python-writer write cert:spiffe://test/python-writer\n");
+      server = runServer({
+        PORT: "0",
+        HOST: "127.0.0.1",
+        TLS_CERT_FILE: cert.certFile,
+        TLS_KEY_FILE: cert.keyFile,
+        TLS_CLIENT_CA_FILE: ca.certFile,
+        AUTH_TOKENS_FILE: tokens,
+      });
+      const port = await server.port();
+
+      // No token: the certificate is the credential. write allows every
+      // step but the last one that needs admin, DeleteByUser.
+      const result = await runExample(port, stubs, `user-${randomUUID()}`, [
+        "--ca-file",
+        ca.certFile,
+        "--cert-file",
+        writer.certFile,
+        "--key-file",
+        writer.keyFile,
+      ]);
+      expect(result.code, `${result.stdout}${result.stderr}`).toBe(1);
+      expect(result.stdout.trimEnd().split("\n")).toEqual([
+        ...ALL_STEPS.slice(0, ALL_STEPS.indexOf("ok delete-by-user deleted_count=1")),
+        "FAIL delete-by-user: unexpected status PERMISSION_DENIED",
+      ]);
+    } finally {
+      server?.kill();
+      pki.remove();
       rmSync(stubs, { recursive: true, force: true });
     }
   });

@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, helpText, loadConfig } from "../../src/config.js";
+import { ConfigError, helpText, loadConfig, loadHealthcheckConfig } from "../../src/config.js";
 import { RATE_SYNTAX, UNLIMITED } from "../../src/pipeline/rate.js";
 import { createTestPki, type TestPki } from "../support/pki.js";
 
@@ -518,5 +518,74 @@ describe("the Redis connection security settings", () => {
   it("never repeats REDIS_PASSWORD, and lists it in --help without a value", () => {
     expect(helpText()).toContain("--redis-password <value>, REDIS_PASSWORD");
     expect(helpText()).not.toContain(secret);
+  });
+});
+
+describe("loadHealthcheckConfig", () => {
+  const TLS = { TLS_CERT_FILE: "/tls/crt", TLS_KEY_FILE: "/tls/key" };
+  const MTLS = { ...TLS, TLS_CLIENT_CA_FILE: "/tls/ca", AUTH_TOKENS_FILE: "/tokens" };
+  const healthcheck = (env: Record<string, string>) => loadHealthcheckConfig(env, load(env));
+  const refusal = (env: Record<string, string>) => {
+    try {
+      healthcheck(env);
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as Error).message;
+    }
+    throw new Error("expected a ConfigError");
+  };
+
+  it("needs nothing of its own for cleartext or TLS, and reads each variable", () => {
+    const none = {
+      caFile: undefined,
+      serverName: undefined,
+      certFile: undefined,
+      keyFile: undefined,
+      tokenFile: undefined,
+    };
+    expect(healthcheck({})).toEqual(none);
+    expect(healthcheck(TLS)).toEqual(none);
+    expect(
+      healthcheck({
+        ...MTLS,
+        HEALTHCHECK_CA_FILE: "/hc/ca",
+        HEALTHCHECK_SERVER_NAME: "sessions.internal",
+        HEALTHCHECK_CERT_FILE: "/hc/crt",
+        HEALTHCHECK_KEY_FILE: "/hc/key",
+        HEALTHCHECK_TOKEN_FILE: "/hc/token",
+      }),
+    ).toEqual({
+      caFile: "/hc/ca",
+      serverName: "sessions.internal",
+      certFile: "/hc/crt",
+      keyFile: "/hc/key",
+      tokenFile: "/hc/token",
+    });
+  });
+
+  it("refuses settings the port cannot use, and names what a port requires", () => {
+    expect(refusal({ HEALTHCHECK_SERVER_NAME: "a" })).toBe(
+      "HEALTHCHECK_SERVER_NAME needs TLS_CERT_FILE: the port serves cleartext",
+    );
+    expect(refusal({ ...TLS, HEALTHCHECK_CERT_FILE: "/c", HEALTHCHECK_KEY_FILE: "/k" })).toBe(
+      "HEALTHCHECK_CERT_FILE needs TLS_CLIENT_CA_FILE: the port asks for no client certificate",
+    );
+    expect(refusal({ ...MTLS, HEALTHCHECK_CERT_FILE: "/c" })).toBe(
+      "HEALTHCHECK_CERT_FILE and HEALTHCHECK_KEY_FILE go together: set both or neither",
+    );
+    expect(refusal(MTLS)).toMatch(/^the port requires client certificates \(TLS_CLIENT_CA_FILE\)/);
+    expect(refusal({ ...TLS, AUTH_TOKENS_FILE: "/t", HEALTH_AUTH: "true" })).toMatch(
+      /^HEALTH_AUTH=true asks the check for credentials: set HEALTHCHECK_TOKEN_FILE/,
+    );
+    expect(refusal({ HEALTHCHECK_SERVER_NAME: "a b" })).toBe(
+      "invalid HEALTHCHECK_SERVER_NAME: expected a DNS name or IP address",
+    );
+  });
+
+  it("is listed in --help, apart from the server's flags", () => {
+    const text = helpText();
+    expect(text).toContain("HEALTHCHECK_CA_FILE");
+    expect(text).not.toContain("--healthcheck");
+    expect(() => loadConfig({}, ["--healthcheck-ca-file", "/x"])).toThrow(ConfigError);
   });
 });

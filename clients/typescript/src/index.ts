@@ -1,15 +1,24 @@
 /**
  * The Node.js entry of @sessionstore/client: every protocol the server
- * speaks (gRPC, gRPC-Web, Connect) over node:http2. Browsers get
- * ./web.ts instead, through the package's `browser` export condition.
+ * speaks (gRPC, gRPC-Web, Connect) over node:http2, in cleartext or TLS.
+ * Browsers get ./web.ts instead, through the package's `browser` export
+ * condition.
  */
-import { type Client, createClient } from "@connectrpc/connect";
+import type { SecureClientSessionOptions } from "node:http2";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
+import { type BearerTokenSource, bearerTokenInterceptor } from "./bearer-token.js";
 import { SessionStoreService } from "./gen/sessionstore/v1/session_store_pb.js";
+
+/**
+ * The interceptor behind the `token` option and the type of what it takes,
+ * for callers who build their own transport or client.
+ */
+export { type BearerTokenSource, bearerTokenInterceptor } from "./bearer-token.js";
 
 /**
  * The request, response and session message types, so callers can type what
@@ -57,34 +66,107 @@ export {
 export type SessionStoreProtocol = "grpc" | "grpc-web" | "connect";
 
 /**
+ * TLS settings of a client, as PEM text (a string or the bytes of a file).
+ * They apply to an `https://` baseUrl; without them, `https://` verifies the
+ * server against Node's default CAs.
+ */
+export interface SessionStoreClientTls {
+  /**
+   * The CA certificate(s) the server's certificate must chain to, instead of
+   * Node's default CAs: what a private CA needs. The server's name is still
+   * checked against the baseUrl's host.
+   */
+  readonly ca?: string | Buffer | undefined;
+  /** The client certificate (chain) for mutual TLS; needs `key`. */
+  readonly cert?: string | Buffer | undefined;
+  /** The private key of `cert`. */
+  readonly key?: string | Buffer | undefined;
+}
+
+/**
  * Options of {@link createSessionStoreClient}: one object, so that options
  * can be added later without breaking callers.
  */
 export interface SessionStoreClientOptions {
-  /** The server's base URL, e.g. "http://localhost:50051". */
+  /**
+   * The server's base URL: "http://localhost:50051" for cleartext, or
+   * "https://sessions.internal:50051" for TLS.
+   */
   readonly baseUrl: string;
   /** Wire protocol; "grpc" by default. */
   readonly protocol?: SessionStoreProtocol;
   /** Use the JSON encoding instead of binary protobuf (Connect and gRPC-Web only). */
   readonly useJson?: boolean;
+  /**
+   * The bearer token sent as `authorization: Bearer <token>` on every call,
+   * or a function asked before each call for a token that rotates. Over an
+   * `http://` baseUrl it travels in cleartext: anyone on the path can read
+   * and reuse it, so use `https://` beyond a trusted network.
+   */
+  readonly token?: BearerTokenSource | undefined;
+  /** CA and client certificate for an `https://` baseUrl. */
+  readonly tls?: SessionStoreClientTls | undefined;
 }
 
 /** The typed SessionStoreService client, named so callers can hold one in a field. */
 export type SessionStoreClient = Client<typeof SessionStoreService>;
 
 /**
- * Creates a typed client for SessionStoreService over HTTP/2. The server
- * listens in cleartext with HTTP/2 prior knowledge, so every protocol uses
- * HTTP/2 here. Each call takes the usual Connect call options, e.g.
- * `{ timeoutMs }` for a deadline or `{ signal }` to cancel.
+ * node:http2's TLS options from `tls`, or undefined for Node's defaults.
+ *
+ * @throws TypeError when the options cannot work (TLS over http://, a
+ *   certificate without its key): mistakes that would otherwise surface as
+ *   a cleartext connection or a confusing handshake failure.
+ */
+function tlsOptions(
+  baseUrl: string,
+  tls: SessionStoreClientTls | undefined,
+): SecureClientSessionOptions | undefined {
+  const secure = new URL(baseUrl).protocol === "https:";
+  if (!tls) return undefined;
+  const { ca, cert, key } = tls;
+  if (!secure && (ca !== undefined || cert !== undefined || key !== undefined)) {
+    throw new TypeError(`tls needs an https:// baseUrl; ${baseUrl} is cleartext`);
+  }
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new TypeError("tls.cert and tls.key go together: set both for mutual TLS, or neither");
+  }
+  return {
+    ...(ca === undefined ? {} : { ca }),
+    ...(cert === undefined ? {} : { cert }),
+    ...(key === undefined ? {} : { key }),
+  };
+}
+
+/**
+ * Creates a typed client for SessionStoreService over HTTP/2: with
+ * prior knowledge on an `http://` baseUrl (how the server listens in
+ * cleartext), over TLS with ALPN "h2" on an `https://` one. Each call
+ * takes the usual Connect call options, e.g. `{ timeoutMs }` for a deadline
+ * or `{ signal }` to cancel.
+ *
+ * The client keeps one HTTP/2 connection, which does not keep the process
+ * alive while idle and closes after 15 idle minutes (connect-node's
+ * defaults).
+ *
+ * @throws TypeError when `token` or `tls` cannot work (see their docs); the
+ *   message never contains the token or a key.
  */
 export function createSessionStoreClient(options: SessionStoreClientOptions): SessionStoreClient {
-  const { baseUrl, protocol = "grpc", useJson = false } = options;
+  const { baseUrl, protocol = "grpc", useJson = false, token } = options;
+  const nodeOptions = tlsOptions(baseUrl, options.tls);
+  const interceptors: Interceptor[] = token === undefined ? [] : [bearerTokenInterceptor(token)];
+  const common = {
+    baseUrl,
+    httpVersion: "2",
+    interceptors,
+    ...(nodeOptions ? { nodeOptions } : {}),
+  } as const;
   const transport =
     protocol === "grpc"
-      ? createGrpcTransport({ baseUrl })
+      ? createGrpcTransport(common)
       : protocol === "grpc-web"
-        ? createGrpcWebTransport({ baseUrl, httpVersion: "2", useBinaryFormat: !useJson })
-        : createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: !useJson });
+        ? createGrpcWebTransport({ ...common, useBinaryFormat: !useJson })
+        : createConnectTransport({ ...common, useBinaryFormat: !useJson });
   return createClient(SessionStoreService, transport);
 }

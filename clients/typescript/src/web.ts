@@ -5,9 +5,17 @@
  * nor trailers), so only gRPC-Web and Connect are offered; the server serves
  * both on its one port, over HTTP/1.1 as well as HTTP/2.
  */
-import { type Client, createClient } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import { type BearerTokenSource, bearerTokenInterceptor } from "./bearer-token.js";
 import { SessionStoreService } from "./gen/sessionstore/v1/session_store_pb.js";
+
+/**
+ * The interceptor behind the `token` option and the type of what it takes,
+ * for callers who build their own transport or client; the same as the
+ * Node entry's.
+ */
+export { type BearerTokenSource, bearerTokenInterceptor } from "./bearer-token.js";
 
 /**
  * The request, response and session message types, so callers can type what
@@ -72,6 +80,14 @@ export interface SessionStoreClientOptions {
   readonly protocol?: SessionStoreProtocol;
   /** Use the JSON encoding instead of binary protobuf. */
   readonly useJson?: boolean;
+  /**
+   * The bearer token sent as `authorization: Bearer <token>` on every call,
+   * or a function asked before each call for a token that rotates. TLS is
+   * the browser's: use an `https://` baseUrl. Keep long-lived service tokens
+   * out of browsers, where any script of the page can read them; give a
+   * page a short-lived token of the least scope it needs.
+   */
+  readonly token?: BearerTokenSource | undefined;
 }
 
 /** The typed SessionStoreService client, named so callers can hold one in a field. */
@@ -81,20 +97,24 @@ export type SessionStoreClient = Client<typeof SessionStoreService>;
  * Creates a typed client for SessionStoreService over `fetch`. Each call
  * takes the usual Connect call options, e.g. `{ timeoutMs }` for a deadline
  * or `{ signal }` to cancel.
+ *
+ * @throws TypeError when a fixed `token` is not a valid bearer token (the
+ *   message never contains it), or for a protocol browsers cannot speak.
  */
 export function createSessionStoreClient(options: SessionStoreClientOptions): SessionStoreClient {
-  const { baseUrl, protocol = "grpc-web", useJson = false } = options;
+  const { baseUrl, protocol = "grpc-web", useJson = false, token } = options;
   const useBinaryFormat = !useJson;
+  const interceptors: Interceptor[] = token === undefined ? [] : [bearerTokenInterceptor(token)];
   switch (protocol) {
     case "grpc-web":
       return createClient(
         SessionStoreService,
-        createGrpcWebTransport({ baseUrl, useBinaryFormat }),
+        createGrpcWebTransport({ baseUrl, useBinaryFormat, interceptors }),
       );
     case "connect":
       return createClient(
         SessionStoreService,
-        createConnectTransport({ baseUrl, useBinaryFormat }),
+        createConnectTransport({ baseUrl, useBinaryFormat, interceptors }),
       );
     default:
       // Reached from JavaScript, or from TypeScript that took its types from
