@@ -132,6 +132,8 @@ function grpcJsPath(name: string, client: GrpcJsClient): Path {
 const KINDS: [string, ClientKind][] = [
   ["connect-node gRPC", { protocol: "grpc" }],
   ["gRPC-Web, HTTP/2", { protocol: "grpc-web" }],
+  ["gRPC-Web, HTTP/1.1", { protocol: "grpc-web", httpVersion: "1.1" }],
+  ["Connect binary, HTTP/2", { protocol: "connect" }],
   ["Connect JSON, HTTP/1.1", { protocol: "connect", binary: false, httpVersion: "1.1" }],
 ];
 
@@ -171,7 +173,7 @@ describe("over TLS", () => {
   });
 
   it("lets each path in with a token, with exactly the token's scope", async () => {
-    expect(paths).toHaveLength(5);
+    expect(paths).toHaveLength(7);
     for (const path of paths) {
       const userId = uniqueUserId();
       expect(await path.upsert(userId), path.name).toEqual({
