@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { Metadata, type ServiceError } from "@grpc/grpc-js";
+import { Code, createClient, type Transport } from "@connectrpc/connect";
+import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
 import { OK } from "../../src/pipeline/call.js";
@@ -9,6 +9,7 @@ import { MemorySessionStore } from "../../src/store/memory/memory-session-store.
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
 import { sessionFixture, ttl } from "../support/fixtures.js";
 import { uniqueUserId } from "../support/ids.js";
+import { type Outcome, outcome } from "../support/outcome.js";
 import { createTestPki, type Issued, type TestCa, type TestPki } from "../support/pki.js";
 import {
   type ClientTls,
@@ -66,28 +67,11 @@ afterAll(async () => {
   pki?.remove();
 });
 
-/** What a call ended with. */
-interface Outcome {
-  readonly code: Code | typeof OK;
-  readonly message: string;
-}
-
 /** One client stack talking to one server, with an optional authorization header. */
 interface Path {
   readonly name: string;
   upsert(userId: string, authorization?: string): Promise<Outcome>;
   deleteByUser(userId: string, authorization?: string): Promise<Outcome>;
-}
-
-async function outcome(call: () => Promise<unknown>): Promise<Outcome> {
-  try {
-    await call();
-    return { code: OK, message: "" };
-  } catch (error) {
-    if (error instanceof ConnectError) return { code: error.code, message: error.rawMessage };
-    const e = error as ServiceError;
-    return { code: e.code as number as Code, message: e.details };
-  }
 }
 
 function connectPath(name: string, transport: Transport): Path {

@@ -1,6 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import type * as grpc from "@grpc/grpc-js";
+import { Code, createClient, type Transport } from "@connectrpc/connect";
 import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -12,6 +11,7 @@ import { MemorySessionStore } from "../../src/store/memory/memory-session-store.
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
 import { sessionFixture, ttl } from "../support/fixtures.js";
 import { uniqueUserId } from "../support/ids.js";
+import { type Outcome, outcome } from "../support/outcome.js";
 import {
   createGrpcJsClient,
   type GrpcJsClient,
@@ -67,28 +67,12 @@ afterAll(async () => {
   await store?.close();
 });
 
-/** What an attempt ended with. */
-interface Outcome {
-  readonly code: Code | typeof OK;
-  readonly message: string;
-}
-
 /** A way to call the service: one protocol and path, with an optional authorization header. */
 interface Path {
   readonly name: string;
   upsert(userId: string, authorization: string | undefined): Promise<Outcome>;
   deleteByUser(userId: string, authorization: string | undefined): Promise<Outcome>;
   get(userId: string, authorization: string | undefined): Promise<Outcome>;
-}
-
-async function outcome(call: () => Promise<unknown>): Promise<Outcome> {
-  try {
-    await call();
-    return { code: OK, message: "" };
-  } catch (error) {
-    const e = ConnectError.from(error);
-    return { code: e.code, message: e.rawMessage };
-  }
 }
 
 function connectPath(name: string, transport: () => Transport): Path {
@@ -106,20 +90,10 @@ function connectPath(name: string, transport: () => Transport): Path {
   };
 }
 
-async function grpcJsOutcome(call: () => Promise<unknown>): Promise<Outcome> {
-  try {
-    await call();
-    return { code: OK, message: "" };
-  } catch (error) {
-    const e = error as grpc.ServiceError;
-    return { code: e.code as number as Code, message: e.details };
-  }
-}
-
 const grpcJsPath: Path = {
   name: "gRPC fast path, grpc-js client",
   upsert: (userId, auth) =>
-    grpcJsOutcome(() =>
+    outcome(() =>
       grpcJs.call(
         "Upsert",
         {
@@ -136,11 +110,9 @@ const grpcJsPath: Path = {
       ),
     ),
   deleteByUser: (userId, auth) =>
-    grpcJsOutcome(() => grpcJs.call("DeleteByUser", { userId }, { metadata: metadataOf(auth) })),
+    outcome(() => grpcJs.call("DeleteByUser", { userId }, { metadata: metadataOf(auth) })),
   get: (userId, auth) =>
-    grpcJsOutcome(() =>
-      grpcJs.call("Get", { sessionId: "s", userId }, { metadata: metadataOf(auth) }),
-    ),
+    outcome(() => grpcJs.call("Get", { sessionId: "s", userId }, { metadata: metadataOf(auth) })),
 };
 
 function metadataOf(authorization: string | undefined): Metadata {

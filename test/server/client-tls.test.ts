@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import {
   createSessionStoreClient,
   type SessionStoreClient,
@@ -12,6 +12,7 @@ import { OK } from "../../src/pipeline/call.js";
 import { Credentials } from "../../src/pipeline/credentials.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
 import { uniqueUserId } from "../support/ids.js";
+import { outcome } from "../support/outcome.js";
 import { createTestPki, type Issued, type TestCa, type TestPki } from "../support/pki.js";
 import { type RunningServer, startTestServer } from "../support/test-server.js";
 
@@ -72,17 +73,6 @@ afterAll(async () => {
 });
 
 /** What a call ended with: OK, or its code and message. */
-async function outcome(
-  call: () => Promise<unknown>,
-): Promise<{ code: Code | typeof OK; message: string }> {
-  try {
-    await call();
-    return { code: OK, message: "" };
-  } catch (error) {
-    const e = ConnectError.from(error);
-    return { code: e.code, message: e.rawMessage };
-  }
-}
 
 const upsert = (client: SessionStoreClient, userId: string, options = {}) =>
   client.upsert(

@@ -9,33 +9,13 @@ import {
   SessionStoreService,
 } from "../../gen/sessionstore/v1/session_store_pb.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
-import type { StoredSession } from "../../src/store/session-store.js";
 import { encodeGrpcMessage } from "../../src/transport/grpc-unary-fast-path.js";
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
 import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
+import { HangingStore } from "../support/hanging-store.js";
 import { uniqueUserId } from "../support/ids.js";
 import { recordingPolicy } from "../support/recording-policy.js";
 import { createGrpcJsClient, type RunningServer, startTestServer } from "../support/test-server.js";
-
-/**
- * The memory store, except that a Get of the session id "hang" waits until
- * its signal aborts: how a test sees that a cancelled call stops the store
- * call it started.
- */
-class HangingStore extends MemorySessionStore {
-  readonly aborted: unknown[] = [];
-
-  override get(userId: string, sessionId: string, signal?: AbortSignal) {
-    if (sessionId !== "hang") return super.get(userId, sessionId, signal);
-    return new Promise<StoredSession | undefined>((_resolve, reject) => {
-      signal?.addEventListener("abort", () => {
-        this.aborted.push(signal.reason);
-        reject(signal.reason);
-      });
-    });
-  }
-}
 
 const recording = recordingPolicy();
 let store: HangingStore;

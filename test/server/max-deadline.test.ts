@@ -4,25 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
-import type { StoredSession } from "../../src/store/session-store.js";
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
+import { HangingStore } from "../support/hanging-store.js";
 import { createGrpcJsClient, type RunningServer, startTestServer } from "../support/test-server.js";
-
-/** The memory store, except that a Get of the session id "hang" waits until its call is cancelled. */
-class HangingStore extends MemorySessionStore {
-  readonly aborted: unknown[] = [];
-
-  override get(userId: string, sessionId: string, signal?: AbortSignal) {
-    if (sessionId !== "hang") return super.get(userId, sessionId, signal);
-    return new Promise<StoredSession | undefined>((_resolve, reject) => {
-      signal?.addEventListener("abort", () => {
-        this.aborted.push(signal.reason);
-        reject(signal.reason);
-      });
-    });
-  }
-}
 
 const MAX_DEADLINE_MS = 300;
 const MESSAGE = `the operation timed out: calls may take at most MAX_DEADLINE (${MAX_DEADLINE_MS} ms)`;

@@ -1,7 +1,7 @@
 import { X509Certificate } from "node:crypto";
 import http2 from "node:http2";
 import tls from "node:tls";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OK } from "../../src/pipeline/call.js";
@@ -10,6 +10,7 @@ import { MemorySessionStore } from "../../src/store/memory/memory-session-store.
 import { clientPool } from "../support/clients.js";
 import { sessionFixture, ttl } from "../support/fixtures.js";
 import { uniqueUserId } from "../support/ids.js";
+import { outcome } from "../support/outcome.js";
 import { createTestPki, type Issued, type TestCa, type TestPki } from "../support/pki.js";
 import { createGrpcJsClient, type RunningServer, startTestServer } from "../support/test-server.js";
 
@@ -48,18 +49,6 @@ afterAll(async () => {
   await store?.close();
   pki?.remove();
 });
-
-async function outcome(
-  call: () => Promise<unknown>,
-): Promise<{ code: Code | typeof OK; message: string }> {
-  try {
-    await call();
-    return { code: OK, message: "" };
-  } catch (error) {
-    const e = ConnectError.from(error);
-    return { code: e.code, message: e.rawMessage };
-  }
-}
 
 const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
 const upsertRequest = (userId: string) => ({
