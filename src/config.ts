@@ -262,66 +262,6 @@ function passwordFile(raw: string | undefined): string | undefined | Invalid {
 /** Every setting, in --help order. Each is an environment variable and a flag. */
 const SETTINGS: readonly Setting<keyof Config>[] = [
   {
-    key: "authTokensFile",
-    env: "AUTH_TOKENS_FILE",
-    description:
-      "callers allowed in, one per line: NAME SCOPE TOKEN [RATE] (SCOPE read, write or admin; TOKEN the secret, sha256:<hex> or cert:<SAN>); re-read on SIGHUP; unset: every caller is trusted",
-    defaultText: undefined,
-    parse: filePath,
-  },
-  {
-    key: "tlsCertFile",
-    env: "TLS_CERT_FILE",
-    description:
-      "PEM certificate (chain) of the main port; with TLS_KEY_FILE the port serves TLS 1.2+ (h2 and http/1.1 by ALPN); re-read on SIGHUP",
-    defaultText: undefined,
-    parse: filePath,
-  },
-  {
-    key: "tlsKeyFile",
-    env: "TLS_KEY_FILE",
-    description: "PEM private key of TLS_CERT_FILE; re-read on SIGHUP",
-    defaultText: undefined,
-    parse: filePath,
-  },
-  {
-    key: "tlsClientCaFile",
-    env: "TLS_CLIENT_CA_FILE",
-    description:
-      "PEM CA(s) client certificates must chain to: mutual TLS, others are refused in the handshake (needs AUTH_TOKENS_FILE for cert: lines); re-read on SIGHUP",
-    defaultText: undefined,
-    parse: filePath,
-  },
-  {
-    key: "reflection",
-    env: "REFLECTION",
-    description: "who may use server reflection: open, authenticated or off",
-    defaultText: "authenticated with AUTH_TOKENS_FILE, else open",
-    parse: oneOf(["open", "authenticated", "off"] as const) as Setting<"reflection">["parse"],
-  },
-  {
-    key: "healthAuth",
-    env: "HEALTH_AUTH",
-    description: "ask grpc.health.v1 callers for credentials too (Kubernetes probes send none)",
-    defaultText: "false",
-    parse: boolean(false),
-  },
-  {
-    key: "adminTls",
-    env: "ADMIN_TLS",
-    description: "serve the admin port over TLS with TLS_CERT_FILE and TLS_KEY_FILE",
-    defaultText: "false",
-    parse: boolean(false),
-  },
-  {
-    key: "metricsAuth",
-    env: "METRICS_AUTH",
-    description:
-      "require a bearer token with the admin scope for /metrics (needs AUTH_TOKENS_FILE)",
-    defaultText: "false",
-    parse: boolean(false),
-  },
-  {
     key: "port",
     env: "PORT",
     description: "TCP port for gRPC, gRPC-Web and Connect (0 picks a free port)",
@@ -537,6 +477,66 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
       "serve plain gRPC unary calls on the fast path (false: connect-node serves every call, for comparison)",
     defaultText: "true",
     parse: boolean(true),
+  },
+  {
+    key: "authTokensFile",
+    env: "AUTH_TOKENS_FILE",
+    description:
+      "callers allowed in, one per line: NAME SCOPE TOKEN [RATE] (SCOPE read, write or admin; TOKEN the secret, sha256:<hex> or cert:<SAN>); re-read on SIGHUP; unset: every caller is trusted",
+    defaultText: undefined,
+    parse: filePath,
+  },
+  {
+    key: "tlsCertFile",
+    env: "TLS_CERT_FILE",
+    description:
+      "PEM certificate (chain) of the main port; with TLS_KEY_FILE the port serves TLS 1.2+ (h2 and http/1.1 by ALPN); re-read on SIGHUP",
+    defaultText: undefined,
+    parse: filePath,
+  },
+  {
+    key: "tlsKeyFile",
+    env: "TLS_KEY_FILE",
+    description: "PEM private key of TLS_CERT_FILE; re-read on SIGHUP",
+    defaultText: undefined,
+    parse: filePath,
+  },
+  {
+    key: "tlsClientCaFile",
+    env: "TLS_CLIENT_CA_FILE",
+    description:
+      "PEM CA(s) client certificates must chain to: mutual TLS, others are refused in the handshake (needs AUTH_TOKENS_FILE for cert: lines); re-read on SIGHUP",
+    defaultText: undefined,
+    parse: filePath,
+  },
+  {
+    key: "reflection",
+    env: "REFLECTION",
+    description: "who may use server reflection: open, authenticated or off",
+    defaultText: "authenticated with AUTH_TOKENS_FILE, else open",
+    parse: oneOf(["open", "authenticated", "off"] as const) as Setting<"reflection">["parse"],
+  },
+  {
+    key: "healthAuth",
+    env: "HEALTH_AUTH",
+    description: "ask grpc.health.v1 callers for credentials too (Kubernetes probes send none)",
+    defaultText: "false",
+    parse: boolean(false),
+  },
+  {
+    key: "adminTls",
+    env: "ADMIN_TLS",
+    description: "serve the admin port over TLS with TLS_CERT_FILE and TLS_KEY_FILE",
+    defaultText: "false",
+    parse: boolean(false),
+  },
+  {
+    key: "metricsAuth",
+    env: "METRICS_AUTH",
+    description:
+      "require a bearer token with the admin scope for /metrics (needs AUTH_TOKENS_FILE)",
+    defaultText: "false",
+    parse: boolean(false),
   },
 ];
 
@@ -766,20 +766,20 @@ const HEALTHCHECK_SETTINGS: readonly {
     key: "certFile",
     env: "HEALTHCHECK_CERT_FILE",
     description:
-      "PEM client certificate the check presents; needed with TLS_CLIENT_CA_FILE (with HEALTHCHECK_KEY_FILE)",
+      "PEM client certificate the check presents; needed with TLS_CLIENT_CA_FILE (with HEALTHCHECK_KEY_FILE) (default: unset)",
     parse: filePath,
   },
   {
     key: "keyFile",
     env: "HEALTHCHECK_KEY_FILE",
-    description: "PEM private key of HEALTHCHECK_CERT_FILE",
+    description: "PEM private key of HEALTHCHECK_CERT_FILE (default: unset)",
     parse: filePath,
   },
   {
     key: "tokenFile",
     env: "HEALTHCHECK_TOKEN_FILE",
     description:
-      "file holding the bearer token the check sends; needed with HEALTH_AUTH=true unless a client certificate names the caller",
+      "file holding the bearer token the check sends; needed with HEALTH_AUTH=true unless a client certificate names the caller (default: unset)",
     parse: filePath,
   },
 ];
@@ -861,7 +861,7 @@ export function helpText(): string {
     "",
     "The container health check (node dist/src/bin/healthcheck.js) reads the settings",
     "above from the environment, and these of its own (the server ignores them):",
-    ...HEALTHCHECK_SETTINGS.map((s) => `  ${s.env}\n      ${s.description} (default: unset)`),
+    ...HEALTHCHECK_SETTINGS.map((s) => `  ${s.env}\n      ${s.description}`),
     "",
   ].join("\n");
 }
