@@ -12,13 +12,23 @@ export interface LoadResult {
   readonly throughput: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+  /**
+   * The failed calls by gRPC status name (UNAUTHENTICATED, RESOURCE_EXHAUSTED,
+   * ...), "no status" for errors that carry none: what a refused call says.
+   */
+  readonly failures: Readonly<Record<string, number>>;
 }
 
-function summarize(latencies: number[], errors: number, elapsedMs: number): LoadResult {
+function summarize(
+  latencies: number[],
+  failures: Record<string, number>,
+  elapsedMs: number,
+): LoadResult {
   latencies.sort((a, b) => a - b);
   return {
     calls: latencies.length,
-    errors,
+    errors: Object.values(failures).reduce((sum, n) => sum + n, 0),
+    failures,
     elapsedMs,
     throughput: (latencies.length * 1000) / elapsedMs,
     p50Ms: quantile(latencies, 0.5),
@@ -39,7 +49,7 @@ export async function closedLoop(
   { concurrency, calls }: { concurrency: number; calls: number },
 ) {
   const latencies: number[] = [];
-  let errors = 0;
+  const failures: Record<string, number> = {};
   let next = 0;
   const started = performance.now();
   const worker = async () => {
@@ -49,27 +59,45 @@ export async function closedLoop(
       try {
         await call(i);
         latencies.push(performance.now() - t0);
-      } catch {
-        errors++;
+      } catch (error) {
+        const status = statusName(error);
+        failures[status] = (failures[status] ?? 0) + 1;
       }
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return summarize(latencies, errors, performance.now() - started);
+  return summarize(latencies, failures, performance.now() - started);
+}
+
+/** The gRPC status name of a failed call's error, or "no status". */
+export function statusName(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return (typeof code === "number" && grpc.status[code]) || "no status";
+}
+
+/** "UNAUTHENTICATED × 20000, INTERNAL × 3": failures as an error message says them. */
+export function describeFailures(failures: Readonly<Record<string, number>>): string {
+  return Object.entries(failures)
+    .map(([status, count]) => `${status} × ${count}`)
+    .join(", ");
 }
 
 /**
  * A @grpc/grpc-js client that sends pre-encoded request bytes and does not
  * decode responses: a real gRPC client whose own CPU cost is as small as
  * possible, so the load process disturbs the server under test little.
+ * `metadata` (e.g. an authorization header) goes with every call; grpc-js
+ * copies it per call, so one Metadata built here serves them all.
  */
-export function rawGrpcClient(port: number) {
+export function rawGrpcClient(port: number, metadata: Readonly<Record<string, string>> = {}) {
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const identity = (bytes: Buffer) => bytes;
+  const sent = new grpc.Metadata();
+  for (const [key, value] of Object.entries(metadata)) sent.set(key, value);
   return {
     call(path: string, request: Buffer): Promise<Buffer> {
       return new Promise((resolve, reject) => {
-        client.makeUnaryRequest(path, identity, identity, request, (error, response) =>
+        client.makeUnaryRequest(path, identity, identity, request, sent, (error, response) =>
           error || !response ? reject(error) : resolve(response),
         );
       });

@@ -20,6 +20,8 @@ interface SpawnOptions {
   readonly name?: string;
   /** Environment variables on top of the defaults. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Metadata the readiness call sends: the credentials of a server that asks for them. */
+  readonly metadata?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -31,7 +33,7 @@ async function spawnServer(
   name: string,
   args: string[],
   env: Record<string, string>,
-  { nodeFlags = [] }: SpawnOptions = {},
+  { nodeFlags = [], metadata = {} }: SpawnOptions = {},
 ): Promise<ServerUnderTest> {
   const child: ChildProcess = spawn(process.execPath, [...nodeFlags, ...args], {
     env: { PATH: process.env.PATH ?? "", ...env, PORT: "0", HOST: "127.0.0.1" },
@@ -61,7 +63,7 @@ async function spawnServer(
       },
       { timeoutMs: 15_000, intervalMs: 20 },
     );
-    const client = rawGrpcClient(port);
+    const client = rawGrpcClient(port, metadata);
     try {
       await waitFor(
         `${name} to answer on port ${port}`,
@@ -116,7 +118,10 @@ export function startService(redisUrl: string, options: SpawnOptions = {}) {
       ADMIN_PORT: "off",
       ...options.env,
     },
-    { nodeFlags: [...command.nodeFlags, ...(options.nodeFlags ?? [])] },
+    {
+      nodeFlags: [...command.nodeFlags, ...(options.nodeFlags ?? [])],
+      ...(options.metadata ? { metadata: options.metadata } : {}),
+    },
   );
 }
 

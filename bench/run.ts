@@ -31,15 +31,18 @@ import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
 import {
   type Call,
   closedLoop,
+  describeFailures,
   type LatencyProbe,
   type LoadResult,
   probeLatency,
   rawGrpcClient,
+  statusName,
 } from "./load.js";
 import { type ServerUnderTest, startBareServer, startPeer, startService } from "./processes.js";
 import { type Report, renderReport } from "./report.js";
 import { seedGetAll, seedUpsert } from "./seed-reference.js";
 import { median, processCpuMicros, processRssBytes, quantile } from "./stats.js";
+import { type BenchTokensFile, writeBenchTokensFile } from "./tokens-file.js";
 import { benchSession, forEachConcurrently, methodPath, requests, TTL_MS } from "./workload.js";
 
 const quick = process.argv.includes("--quick");
@@ -72,6 +75,14 @@ const settings = quick
 const METHODS = ["Get", "Upsert", "Touch", "ListByUser", "DeleteByUser"] as const;
 /** The name of the service variant run with GRPC_FAST_PATH=false. */
 const CONNECT_NODE_ONLY = "service, connect-node only";
+/** The name of the service variant run with a tokens file and RATE_LIMIT. */
+const AUTH_AND_RATE_LIMIT = "service, auth + rate limit";
+/**
+ * RATE_LIMIT of that variant: far above what one load client reaches here
+ * (a few thousand calls a second), so it never refuses a call, while its
+ * token bucket is still taken from on every call.
+ */
+const NEVER_LIMITING_RATE = "1000000/s";
 type Method = (typeof METHODS)[number];
 const SESSIONS_PER_KEYED_USER = 100;
 const SESSIONS_PER_LIST_USER = 5;
@@ -103,8 +114,12 @@ interface Workload {
   readonly messages: unknown[];
 }
 
-function grpcVariant(server: ServerUnderTest, methods?: readonly Method[]): Variant {
-  const client = rawGrpcClient(server.port);
+function grpcVariant(
+  server: ServerUnderTest,
+  methods?: readonly Method[],
+  metadata?: Readonly<Record<string, string>>,
+): Variant {
+  const client = rawGrpcClient(server.port, metadata);
   return {
     name: server.name,
     ...(methods ? { methods } : {}),
@@ -185,6 +200,19 @@ async function main() {
       env: { GRPC_FAST_PATH: "false" },
     }),
   );
+  // The same service with the per-call security policies on: the bench
+  // caller authenticates with a bearer token against a tokens file of ten
+  // callers, and the rate limit runs without ever refusing.
+  const tokens = owned(writeBenchTokensFile());
+  const bearer = { authorization: `Bearer ${tokens.token}` };
+  const secured = owned(
+    await startService(redis.url, {
+      name: AUTH_AND_RATE_LIMIT,
+      env: { AUTH_TOKENS_FILE: tokens.path, RATE_LIMIT: NEVER_LIMITING_RATE },
+      metadata: bearer,
+    }),
+  );
+  await checkPoliciesRun(secured, tokens);
   const rssAtRest = processRssBytes(service.pid);
   const peerRssAtRest = processRssBytes(peer.pid);
   const bench = new Redis(redis.url, { enableAutoPipelining: true });
@@ -210,6 +238,7 @@ async function main() {
   const variants = [
     grpcVariant(service),
     grpcVariant(connectOnly, ["Get", "Upsert"]),
+    grpcVariant(secured, ["Get", "Upsert"], bearer),
     grpcVariant(peer),
     directVariant(handlers),
   ];
@@ -259,10 +288,16 @@ async function main() {
   for (const variant of variants) {
     for (const [method, input] of Object.entries(workloads) as [Method, Workload][]) {
       if (variant.methods && !variant.methods.includes(method)) continue;
-      await closedLoop((i) => variant.call(method, input, i), {
+      const warmup = await closedLoop((i) => variant.call(method, input, i), {
         concurrency: settings.concurrency,
         calls: settings.warmup,
       });
+      // A variant whose calls are refused (a token the server does not
+      // know, a rate limit that bites) would measure refusals: stop here.
+      if (warmup.errors > 0)
+        throw new Error(
+          `warm-up of ${method} on ${variant.name}: ${warmup.errors} of ${settings.warmup} calls failed (${describeFailures(warmup.failures)})`,
+        );
     }
   }
 
@@ -278,7 +313,9 @@ async function main() {
         const input = method === "DeleteByUser" ? await deleteWorkload(calls) : workloads[method];
         const result = await measure(variant, (i) => variant.call(method, input, i), calls);
         if (result.errors > 0)
-          throw new Error(`${method} on ${variant.name}: ${result.errors} errors`);
+          throw new Error(
+            `${method} on ${variant.name}: ${result.errors} of ${calls} calls failed (${describeFailures(result.failures)})`,
+          );
         record(`${method}|${variant.name}`, result);
         log(
           `round ${round + 1}/${settings.rounds} ${method.padEnd(12)} ${variant.name.padEnd(14)} ${Math.round(result.throughput)} RPC/s, p99 ${result.p99Ms.toFixed(2)} ms, ${Math.round(result.cpuMicrosPerCall)} µs CPU/call`,
@@ -391,6 +428,7 @@ async function main() {
   for (const variant of variants) variant.close();
   await peer.stop();
   await connectOnly.stop();
+  await secured.stop();
 
   const listScaling = await measureListScaling(redis, service, bench);
   await service.stop();
@@ -417,6 +455,7 @@ async function main() {
     },
     listScaling,
     memory,
+    security: { tokensFileLines: tokens.lines, rateLimit: NEVER_LIMITING_RATE },
   };
   const markdown = renderReport(report);
   process.stdout.write(`${markdown}\n`);
@@ -424,6 +463,37 @@ async function main() {
     writeFileSync("bench/RESULTS.md", markdown);
     log("wrote bench/RESULTS.md");
   }
+}
+
+/**
+ * Checks that the auth + rate limit variant runs what it is named for, so
+ * that it cannot quietly measure an open service: a call without a token
+ * is refused, and the caller whose own rate is 1/h gets one call through
+ * and not a second. (That the bench caller's calls all succeed is checked
+ * by every measurement.)
+ */
+async function checkPoliciesRun(server: ServerUnderTest, tokens: BenchTokensFile) {
+  const expectStatus = async (
+    what: string,
+    metadata: Readonly<Record<string, string>>,
+    expected: string,
+  ) => {
+    const client = rawGrpcClient(server.port, metadata);
+    try {
+      // An unknown session: NOT_FOUND once the policies let the call in.
+      const status = await client
+        .call(methodPath("Get"), requests.get("policy-check", "policy-check"))
+        .then(() => "OK", statusName);
+      if (status !== expected)
+        throw new Error(`${server.name}: ${what} ended with ${status}, expected ${expected}`);
+    } finally {
+      client.close();
+    }
+  };
+  await expectStatus("a call without a token", {}, "UNAUTHENTICATED");
+  const limited = { authorization: `Bearer ${tokens.limitedToken}` };
+  await expectStatus("the first call of a 1/h caller", limited, "NOT_FOUND");
+  await expectStatus("the second call of a 1/h caller", limited, "RESOURCE_EXHAUSTED");
 }
 
 /** GC pauses in --trace-gc output: how many, how many over 2 ms, the longest. */
