@@ -8,7 +8,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { createTestPki } from "../support/pki.js";
+import { createTestPki, type Issued, type TestCa, type TestPki } from "../support/pki.js";
 import { runServer, type ServerProcess } from "../support/server-process.js";
 
 const run = promisify(execFile);
@@ -140,170 +140,195 @@ const ALL_STEPS = [
   "ok all steps passed",
 ];
 
+/**
+ * Compiles the Python stubs into a temporary directory for `body`, and a
+ * throwaway PKI with a server certificate for 127.0.0.1, both removed after.
+ * Called inside each test rather than in beforeAll: a missing tool then
+ * fails the test by name, where a failing hook would report it as skipped.
+ */
+async function withStubs(
+  body: (stubs: string, pki: TestPki, serverCert: Issued, ca: TestCa) => Promise<void>,
+): Promise<void> {
+  const { plugin } = requirePythonToolchain();
+  const stubs = mkdtempSync(join(tmpdir(), "sessionstore-python-stubs-"));
+  const pki = createTestPki();
+  try {
+    await generateStubs(stubs, plugin);
+    const ca = pki.ca("ca");
+    const serverCert = ca.issue("server", {
+      san: ["DNS:localhost", "IP:127.0.0.1"],
+      usage: "server",
+    });
+    await body(stubs, pki, serverCert, ca);
+  } finally {
+    pki.remove();
+    rmSync(stubs, { recursive: true, force: true });
+  }
+}
+
 describe("the Python client example", () => {
-  // Everything happens inside the test rather than in beforeAll: a missing
-  // tool then fails this test by name, where a failing hook would report it
-  // as skipped.
-  it("runs every RPC against the real server and never lets the ids reach a log", {
-    timeout: 60_000,
-  }, async () => {
-    const { plugin } = requirePythonToolchain();
-    const stubs = mkdtempSync(join(tmpdir(), "sessionstore-python-stubs-"));
-    let redis: RedisServer | undefined;
-    let server: ServerProcess | undefined;
-    try {
-      await generateStubs(stubs, plugin);
-      redis = await startRedisServer();
-      // trace logs everything the server can log, so the leak check below
-      // covers its most verbose configuration.
-      server = runServer(
-        { PORT: "0", HOST: "127.0.0.1", REDIS_URL: redis.url, LOG_LEVEL: "trace" },
-        [],
-      );
-      const port = await server.port();
-      const userId = `user-${randomUUID()}`;
+  it(
+    "runs every RPC against the real server and never lets the ids reach a log",
+    {
+      timeout: 60_000,
+    },
+    () =>
+      withStubs(async (stubs) => {
+        let redis: RedisServer | undefined;
+        let server: ServerProcess | undefined;
+        try {
+          redis = await startRedisServer();
+          // trace logs everything the server can log, so the leak check below
+          // covers its most verbose configuration.
+          server = runServer(
+            { PORT: "0", HOST: "127.0.0.1", REDIS_URL: redis.url, LOG_LEVEL: "trace" },
+            [],
+          );
+          const port = await server.port();
+          const userId = `user-${randomUUID()}`;
 
-      const { code, stdout, stderr } = await runExample(port, stubs, userId);
-      expect(code, `the example failed:\n${stdout}${stderr}`).toBe(0);
-      expect(stdout.trimEnd().split("\n")).toEqual(ALL_STEPS);
-      expect(stdout + stderr).not.toContain(userId);
+          const { code, stdout, stderr } = await runExample(port, stubs, userId);
+          expect(code, `the example failed:\n${stdout}${stderr}`).toBe(0);
+          expect(stdout.trimEnd().split("\n")).toEqual(ALL_STEPS);
+          expect(stdout + stderr).not.toContain(userId);
 
-      // A clean shutdown flushes the log, and its last line proves the whole
-      // log was read before checking what it does not contain.
-      const { output } = server;
-      server.child.kill("SIGTERM");
-      expect(await server.exited).toBe(0);
-      await waitFor("the server's final log line", () => output.stdout.includes('"msg":"stopped"'));
-      expect(output.stdout + output.stderr).not.toContain(userId);
-    } finally {
-      server?.kill();
-      await redis?.stop();
-      rmSync(stubs, { recursive: true, force: true });
-    }
-  });
-
-  it("runs every RPC over TLS with a bearer token, and never lets the token reach a log", {
-    timeout: 60_000,
-  }, async () => {
-    const { plugin } = requirePythonToolchain();
-    const stubs = mkdtempSync(join(tmpdir(), "sessionstore-python-stubs-"));
-    const pki = createTestPki();
-    let server: ServerProcess | undefined;
-    try {
-      await generateStubs(stubs, plugin);
-      const ca = pki.ca("ca");
-      const cert = ca.issue("server", { san: ["DNS:localhost", "IP:127.0.0.1"], usage: "server" });
-      const adminToken = randomBytes(24).toString("base64url");
-      const readerToken = randomBytes(24).toString("base64url");
-      const tokens = join(pki.dir, "tokens");
-      writeFileSync(tokens, `python admin ${adminToken}\nreader read ${readerToken}\n`);
-      server = runServer({
-        PORT: "0",
-        HOST: "127.0.0.1",
-        LOG_LEVEL: "trace",
-        TLS_CERT_FILE: cert.certFile,
-        TLS_KEY_FILE: cert.keyFile,
-        AUTH_TOKENS_FILE: tokens,
-      });
-      const port = await server.port();
-      const tls = ["--ca-file", ca.certFile];
-
-      const admin = await runExample(port, stubs, `user-${randomUUID()}`, tls, {
-        SESSIONSTORE_TOKEN: adminToken,
-      });
-      expect(admin.code, `the example failed:\n${admin.stdout}${admin.stderr}`).toBe(0);
-      expect(admin.stdout.trimEnd().split("\n")).toEqual(ALL_STEPS);
-
-      // The TLS channel alone gets no further than the first call.
-      const anonymous = await runExample(port, stubs, `user-${randomUUID()}`, tls);
-      expect(anonymous).toMatchObject({
-        code: 1,
-        stdout: "FAIL upsert: unexpected status UNAUTHENTICATED\n",
-      });
-      // A token from --token-file, newline and all, gets its own scope.
-      const readerFile = join(pki.dir, "reader-token");
-      writeFileSync(readerFile, `${readerToken}\n`);
-      const reader = await runExample(port, stubs, `user-${randomUUID()}`, [
-        ...tls,
-        "--token-file",
-        readerFile,
-      ]);
-      expect(reader).toMatchObject({
-        code: 1,
-        stdout: "FAIL upsert: unexpected status PERMISSION_DENIED\n",
-      });
-      // A server the CA does not vouch for gets no connection, so no token.
-      const rogue = await runExample(
-        port,
-        stubs,
-        `user-${randomUUID()}`,
-        ["--ca-file", pki.ca("rogue").certFile],
-        { SESSIONSTORE_TOKEN: adminToken },
-      );
-      expect(rogue).toMatchObject({ code: 1, stdout: "FAIL connect: no connection within 5 s\n" });
-
-      const { output } = server;
-      server.child.kill("SIGTERM");
-      expect(await server.exited).toBe(0);
-      await waitFor("the server's final log line", () => output.stdout.includes('"msg":"stopped"'));
-      for (const result of [admin, anonymous, reader, rogue, output]) {
-        for (const secret of [adminToken, readerToken]) {
-          expect(result.stdout + result.stderr).not.toContain(secret);
+          // A clean shutdown flushes the log, and its last line proves the whole
+          // log was read before checking what it does not contain.
+          const { output } = server;
+          server.child.kill("SIGTERM");
+          expect(await server.exited).toBe(0);
+          await waitFor("the server's final log line", () =>
+            output.stdout.includes('"msg":"stopped"'),
+          );
+          expect(output.stdout + output.stderr).not.toContain(userId);
+        } finally {
+          server?.kill();
+          await redis?.stop();
         }
-      }
-    } finally {
-      server?.kill();
-      pki.remove();
-      rmSync(stubs, { recursive: true, force: true });
-    }
-  });
+      }),
+  );
 
-  it("under mutual TLS, gives a client certificate exactly the scope of its cert: line", {
-    timeout: 60_000,
-  }, async () => {
-    const { plugin } = requirePythonToolchain();
-    const stubs = mkdtempSync(join(tmpdir(), "sessionstore-python-stubs-"));
-    const pki = createTestPki();
-    let server: ServerProcess | undefined;
-    try {
-      await generateStubs(stubs, plugin);
-      const ca = pki.ca("ca");
-      const cert = ca.issue("server", { san: ["DNS:localhost", "IP:127.0.0.1"], usage: "server" });
-      const writer = ca.issue("writer", {
-        san: ["URI:spiffe://test/python-writer"],
-        usage: "client",
-      });
-      const tokens = join(pki.dir, "tokens");
-      writeFileSync(tokens, "python-writer write cert:spiffe://test/python-writer\n");
-      server = runServer({
-        PORT: "0",
-        HOST: "127.0.0.1",
-        TLS_CERT_FILE: cert.certFile,
-        TLS_KEY_FILE: cert.keyFile,
-        TLS_CLIENT_CA_FILE: ca.certFile,
-        AUTH_TOKENS_FILE: tokens,
-      });
-      const port = await server.port();
+  it(
+    "runs every RPC over TLS with a bearer token, and never lets the token reach a log",
+    {
+      timeout: 60_000,
+    },
+    () =>
+      withStubs(async (stubs, pki, cert, ca) => {
+        let server: ServerProcess | undefined;
+        try {
+          const adminToken = randomBytes(24).toString("base64url");
+          const readerToken = randomBytes(24).toString("base64url");
+          const tokens = join(pki.dir, "tokens");
+          writeFileSync(tokens, `python admin ${adminToken}\nreader read ${readerToken}\n`);
+          server = runServer({
+            PORT: "0",
+            HOST: "127.0.0.1",
+            LOG_LEVEL: "trace",
+            TLS_CERT_FILE: cert.certFile,
+            TLS_KEY_FILE: cert.keyFile,
+            AUTH_TOKENS_FILE: tokens,
+          });
+          const port = await server.port();
+          const tls = ["--ca-file", ca.certFile];
 
-      // No token: the certificate is the credential. write allows every
-      // step but the last one that needs admin, DeleteByUser.
-      const result = await runExample(port, stubs, `user-${randomUUID()}`, [
-        "--ca-file",
-        ca.certFile,
-        "--cert-file",
-        writer.certFile,
-        "--key-file",
-        writer.keyFile,
-      ]);
-      expect(result.code, `${result.stdout}${result.stderr}`).toBe(1);
-      expect(result.stdout.trimEnd().split("\n")).toEqual([
-        ...ALL_STEPS.slice(0, ALL_STEPS.indexOf("ok delete-by-user deleted_count=1")),
-        "FAIL delete-by-user: unexpected status PERMISSION_DENIED",
-      ]);
-    } finally {
-      server?.kill();
-      pki.remove();
-      rmSync(stubs, { recursive: true, force: true });
-    }
-  });
+          const admin = await runExample(port, stubs, `user-${randomUUID()}`, tls, {
+            SESSIONSTORE_TOKEN: adminToken,
+          });
+          expect(admin.code, `the example failed:\n${admin.stdout}${admin.stderr}`).toBe(0);
+          expect(admin.stdout.trimEnd().split("\n")).toEqual(ALL_STEPS);
+
+          // The TLS channel alone gets no further than the first call.
+          const anonymous = await runExample(port, stubs, `user-${randomUUID()}`, tls);
+          expect(anonymous).toMatchObject({
+            code: 1,
+            stdout: "FAIL upsert: unexpected status UNAUTHENTICATED\n",
+          });
+          // A token from --token-file, newline and all, gets its own scope.
+          const readerFile = join(pki.dir, "reader-token");
+          writeFileSync(readerFile, `${readerToken}\n`);
+          const reader = await runExample(port, stubs, `user-${randomUUID()}`, [
+            ...tls,
+            "--token-file",
+            readerFile,
+          ]);
+          expect(reader).toMatchObject({
+            code: 1,
+            stdout: "FAIL upsert: unexpected status PERMISSION_DENIED\n",
+          });
+          // A server the CA does not vouch for gets no connection, so no token.
+          const rogue = await runExample(
+            port,
+            stubs,
+            `user-${randomUUID()}`,
+            ["--ca-file", pki.ca("rogue").certFile],
+            { SESSIONSTORE_TOKEN: adminToken },
+          );
+          expect(rogue).toMatchObject({
+            code: 1,
+            stdout: "FAIL connect: no connection within 5 s\n",
+          });
+
+          const { output } = server;
+          server.child.kill("SIGTERM");
+          expect(await server.exited).toBe(0);
+          await waitFor("the server's final log line", () =>
+            output.stdout.includes('"msg":"stopped"'),
+          );
+          for (const result of [admin, anonymous, reader, rogue, output]) {
+            for (const secret of [adminToken, readerToken]) {
+              expect(result.stdout + result.stderr).not.toContain(secret);
+            }
+          }
+        } finally {
+          server?.kill();
+        }
+      }),
+  );
+
+  it(
+    "under mutual TLS, gives a client certificate exactly the scope of its cert: line",
+    {
+      timeout: 60_000,
+    },
+    () =>
+      withStubs(async (stubs, pki, cert, ca) => {
+        let server: ServerProcess | undefined;
+        try {
+          const writer = ca.issue("writer", {
+            san: ["URI:spiffe://test/python-writer"],
+            usage: "client",
+          });
+          const tokens = join(pki.dir, "tokens");
+          writeFileSync(tokens, "python-writer write cert:spiffe://test/python-writer\n");
+          server = runServer({
+            PORT: "0",
+            HOST: "127.0.0.1",
+            TLS_CERT_FILE: cert.certFile,
+            TLS_KEY_FILE: cert.keyFile,
+            TLS_CLIENT_CA_FILE: ca.certFile,
+            AUTH_TOKENS_FILE: tokens,
+          });
+          const port = await server.port();
+
+          // No token: the certificate is the credential. write allows every
+          // step but the last one that needs admin, DeleteByUser.
+          const result = await runExample(port, stubs, `user-${randomUUID()}`, [
+            "--ca-file",
+            ca.certFile,
+            "--cert-file",
+            writer.certFile,
+            "--key-file",
+            writer.keyFile,
+          ]);
+          expect(result.code, `${result.stdout}${result.stderr}`).toBe(1);
+          expect(result.stdout.trimEnd().split("\n")).toEqual([
+            ...ALL_STEPS.slice(0, ALL_STEPS.indexOf("ok delete-by-user deleted_count=1")),
+            "FAIL delete-by-user: unexpected status PERMISSION_DENIED",
+          ]);
+        } finally {
+          server?.kill();
+        }
+      }),
+  );
 });
