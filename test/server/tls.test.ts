@@ -335,6 +335,52 @@ describe("limits over TLS", () => {
   });
 });
 
+describe("client CA renewal", () => {
+  it("verifies new connections against the new client CA, keeping open ones", async () => {
+    const next = pki.ca("next-ca");
+    const oldClient = ca.issue("old-ca-client", { san: [`URI:${BILLING}`], usage: "client" });
+    const newClient = next.issue("new-ca-client", { san: [`URI:${BILLING}`], usage: "client" });
+    const running = await startTestServer(store, {
+      tls: { cert: serverCert.cert, key: serverCert.key, clientCa: ca.cert },
+      credentials,
+    });
+    const open = clientPool(running.baseUrl, {
+      ca: ca.cert,
+      cert: oldClient.cert,
+      key: oldClient.key,
+    });
+    try {
+      const before = open.sessions({ protocol: "grpc" });
+      expect(
+        (await outcome(() => before.get({ sessionId: "s", userId: uniqueUserId() }))).code,
+      ).toBe(Code.NotFound);
+      running.server.setTls({ cert: serverCert.cert, key: serverCert.key, clientCa: next.cert });
+      const asOld = { cert: oldClient.cert, key: oldClient.key };
+      expect(await refusal(running.port, asOld)).toMatch(/ALERT|closed/);
+      const fresh = clientPool(running.baseUrl, {
+        ca: ca.cert,
+        cert: newClient.cert,
+        key: newClient.key,
+      });
+      try {
+        const seen = await outcome(() =>
+          fresh.sessions({ protocol: "grpc" }).get({ sessionId: "s", userId: uniqueUserId() }),
+        );
+        expect(seen.code).toBe(Code.NotFound);
+      } finally {
+        fresh.close();
+      }
+      // The connection verified against the old CA still serves calls.
+      expect(
+        (await outcome(() => before.get({ sessionId: "s", userId: uniqueUserId() }))).code,
+      ).toBe(Code.NotFound);
+    } finally {
+      open.close();
+      await running.stop();
+    }
+  });
+});
+
 describe("certificate renewal", () => {
   it("shows new connections the new certificate and keeps old connections working", async () => {
     const running = await startTestServer(store, {
