@@ -91,7 +91,7 @@ describe("logs", () => {
     const admin = redis.client();
     const userId = secret("corrupt-user");
     const sessionId = secret("corrupt-session");
-    await admin.set(`${userKeys("sessionstore", userId).sessionPrefix}${sessionId}`, "garbage");
+    await admin.hset(userKeys("sessionstore", userId).sessions, sessionId, "garbage");
     admin.disconnect();
     const client = createSessionStoreClient({ baseUrl });
     expect(await count(client.get({ sessionId, userId }))).toBe("Internal");
@@ -99,7 +99,7 @@ describe("logs", () => {
     // arguments (ids, the session's bytes) to the error it raises.
     const wrongTypeUser = secret("wrongtype-user");
     const wrongType = redis.client();
-    await wrongType.set(userKeys("sessionstore", wrongTypeUser).index, "not a sorted set");
+    await wrongType.set(userKeys("sessionstore", wrongTypeUser).byExpiry, "not a sorted set");
     wrongType.disconnect();
     const stored = sessionFixture(wrongTypeUser, secret("wrongtype-session"), {
       refreshTokenId: secret("wrongtype-token"),

@@ -284,10 +284,7 @@ describe("unexpected failures", () => {
   it("are INTERNAL with a generic message; the cause is logged without ids", async () => {
     const userId = uniqueUserId();
     const sessionId = `corrupt-${uniqueUserId()}`;
-    await admin.set(
-      `${userKeys("sessionstore", userId).sessionPrefix}${sessionId}`,
-      "not a record",
-    );
+    await admin.hset(userKeys("sessionstore", userId).sessions, sessionId, "not a record");
     const error = await expectCode(pool.sessions().get({ sessionId, userId }), Code.Internal);
     expect(error.rawMessage).toBe("internal error");
     const logged = running.logs.lines.find((line) => line.includes("malformed session record"));

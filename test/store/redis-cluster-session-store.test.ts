@@ -50,7 +50,7 @@ describe("on a three-node Redis Cluster", () => {
       const holders = new Set<number>();
       for (const userId of users) {
         const keys = userKeys("spread", userId);
-        const userKeyNames = [keys.index, ...sessionIds.map((id) => keys.sessionPrefix + id)];
+        const userKeyNames = [keys.sessions, keys.byExpiry, keys.byId];
         const slots = new Set(
           await Promise.all(
             userKeyNames.map(async (key) => Number(await admins[0]?.cluster("KEYSLOT", key))),

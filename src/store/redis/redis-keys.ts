@@ -1,20 +1,34 @@
 /**
  * The Redis key layout. For a user U and a prefix P:
  *
- *   P:{tag(U)}:s:<session id>   one string per session (its record)
- *   P:{tag(U)}:i                the user's index: a sorted set of session
- *                               ids scored by storage expiry (Unix ms)
+ *   P:{tag(U)}:h   a hash: session id -> the session's record (redis-record.ts)
+ *   P:{tag(U)}:e   a sorted set of the same ids scored by storage expiry
+ *                  (Unix ms): pruning, eviction, the keys' TTL, counting
+ *   P:{tag(U)}:l   a sorted set of the same ids, all scored 0: ZRANGE BYLEX
+ *                  pages through it in byte-wise order in O(log n + page)
+ *
+ * One hash rather than one key per session so that DeleteByUser can make
+ * every session of a user unreadable at once, in O(1), by UNLINKing three
+ * keys (see lua/delete_by_user.lua). All three expire with the user's
+ * longest-lived session.
  *
  * The braces are a Redis Cluster hash tag: every key of one user hashes to
  * the same slot, so each operation's script touches one slot. `tag(U)` escapes
  * `%`, `{` and `}`, so the tag ends at the first `}` and the mapping from
- * (user id, session id) to key is injective whatever the ids contain.
+ * user id to keys is injective whatever the id contains; session ids are
+ * hash fields and set members, which need no escaping.
+ *
+ * Layout 0.1 (`P:{tag(U)}:s:<session id>` strings and a `P:{tag(U)}:i`
+ * index) used other names, so its keys are never misread: they are left to
+ * expire on their own.
  */
 export interface UserKeys {
-  /** The user's index key. */
-  readonly index: string;
-  /** Everything before the session id in the user's session keys. */
-  readonly sessionPrefix: string;
+  /** The hash of the user's session records. */
+  readonly sessions: string;
+  /** The user's session ids scored by storage expiry. */
+  readonly byExpiry: string;
+  /** The user's session ids in byte-wise order (all scored 0). */
+  readonly byId: string;
 }
 
 /**
@@ -23,12 +37,7 @@ export interface UserKeys {
  */
 export function userKeys(prefix: string, userId: string): UserKeys {
   const base = `${prefix}:{${escapeTag(userId)}}:`;
-  return { index: `${base}i`, sessionPrefix: `${base}s:` };
-}
-
-/** The key of one session. */
-export function sessionKey(keys: UserKeys, sessionId: string): string {
-  return keys.sessionPrefix + sessionId;
+  return { sessions: `${base}h`, byExpiry: `${base}e`, byId: `${base}l` };
 }
 
 function escapeTag(userId: string): string {

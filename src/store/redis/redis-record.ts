@@ -1,8 +1,9 @@
 import type { StoredSession } from "../session-store.js";
 
 /**
- * How a session is stored in its Redis string: a short ASCII header the Lua
- * scripts read with one pattern match, then the encoded session as is:
+ * How a session is stored in its field of the user's hash (redis-keys.ts): a
+ * short ASCII header the Lua scripts read with one pattern match, then the
+ * encoded session as is:
  *
  *   1|<version>|<storage expiry ms>|<expires_at ms, 0 for none>|<data>
  *

@@ -16,7 +16,7 @@ import type {
   StoreSignal,
   UpsertInput,
 } from "../session-store.js";
-import { sessionKey, type UserKeys, userKeys } from "./redis-keys.js";
+import { type UserKeys, userKeys } from "./redis-keys.js";
 import { decodeRecord } from "./redis-record.js";
 
 /** Options of {@link RedisSessionStore}. */
@@ -41,42 +41,51 @@ type Status = (typeof Status)[keyof typeof Status];
 
 declare module "ioredis" {
   interface RedisCommander<Context> {
+    sessionGetBuffer(sessions: string, sessionId: string): Result<Buffer | null, Context>;
     sessionUpsert(
-      key: string,
-      index: string,
+      sessions: string,
+      byExpiry: string,
+      byId: string,
       sessionId: string,
       data: Buffer,
       ttlMs: number,
       expiresAtMs: number,
       expectedVersion: string,
       maxSessionsPerUser: number,
-      sessionPrefix: string,
     ): Result<[Status, string?, number?], Context>;
     sessionTouchBuffer(
-      key: string,
-      index: string,
+      sessions: string,
+      byExpiry: string,
+      byId: string,
       sessionId: string,
       ttlMs: number,
     ): Result<[Status, Buffer?], Context>;
     sessionDelete(
-      key: string,
-      index: string,
+      sessions: string,
+      byExpiry: string,
+      byId: string,
       sessionId: string,
       expectedVersion: string,
     ): Result<[Status, number?], Context>;
     sessionListBuffer(
-      index: string,
-      sessionPrefix: string,
+      sessions: string,
+      byExpiry: string,
+      byId: string,
       after: string,
-      limit: number,
-    ): Result<[number, ...Buffer[]], Context>;
+      want: number,
+    ): Result<[ListStatus, Buffer, ...Buffer[]], Context>;
     sessionDeleteByUser(
-      index: string,
-      sessionPrefix: string,
+      sessions: string,
+      byExpiry: string,
+      byId: string,
       ...exceptSessionIds: string[]
     ): Result<number, Context>;
   }
 }
+
+/** What lua/list.lua says follows the sessions it returns. */
+const ListStatus = { NoMore: 0, More: 1, Stopped: 2 } as const;
+type ListStatus = (typeof ListStatus)[keyof typeof ListStatus];
 
 function script(name: string): string {
   return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8");
@@ -86,11 +95,13 @@ const COMMON = script("common");
 
 /** The scripts, each prefixed with the shared helpers; ioredis runs them by SHA. */
 const COMMANDS = {
-  sessionUpsert: { numberOfKeys: 2, lua: COMMON + script("upsert") },
-  sessionTouch: { numberOfKeys: 2, lua: COMMON + script("touch") },
-  sessionDelete: { numberOfKeys: 2, lua: COMMON + script("delete") },
-  sessionList: { numberOfKeys: 1, lua: COMMON + script("list"), readOnly: true },
-  sessionDeleteByUser: { numberOfKeys: 1, lua: COMMON + script("delete_by_user") },
+  sessionGet: { numberOfKeys: 1, lua: COMMON + script("get"), readOnly: true },
+  sessionUpsert: { numberOfKeys: 3, lua: COMMON + script("upsert") },
+  sessionTouch: { numberOfKeys: 3, lua: COMMON + script("touch") },
+  sessionDelete: { numberOfKeys: 3, lua: COMMON + script("delete") },
+  // Not read-only: it removes the expired sessions it passes over.
+  sessionList: { numberOfKeys: 3, lua: COMMON + script("list") },
+  sessionDeleteByUser: { numberOfKeys: 3, lua: COMMON + script("delete_by_user") },
 } as const;
 
 /**
@@ -101,13 +112,15 @@ const TRANSIENT_REPLY =
   /^(LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN|NOREPLICAS|OOM|MISCONF)\b/;
 
 /**
- * The Redis SessionStore. Every operation is one round trip: a GET for reads,
- * one Lua script (by SHA, falling back to the source after a script cache
- * flush) for everything else. Each script touches only the keys of one user,
- * which share a Cluster hash slot, so the store works unchanged on Cluster.
- * Expiry uses the Redis server's clock: keys are written with PXAT and the
- * scripts read TIME. See redis-keys.ts for the layout and lua/ for the
- * scripts.
+ * The Redis SessionStore. Every operation is one Lua script (by SHA, falling
+ * back to the source after a script cache flush), one round trip, except a
+ * listing that meets a long run of expired sessions (see lua/list.lua).
+ * Each script touches only the keys of one user, which share a Cluster hash
+ * slot, so the store works unchanged on Cluster, and does work bounded by
+ * its page or its arguments, never by how many sessions the user has, so
+ * that one user's call never holds Redis up for the others. Expiry uses the
+ * Redis server's clock: the scripts read TIME. See redis-keys.ts for the
+ * layout and lua/ for the scripts.
  */
 export class RedisSessionStore implements SessionStore {
   private readonly redis: Redis | Cluster;
@@ -124,8 +137,10 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async get(userId: string, sessionId: string, signal?: StoreSignal) {
-    const key = sessionKey(this.locate(userId), sessionId);
-    const record = await this.call(signal, () => this.redis.getBuffer(key));
+    const user = this.locate(userId);
+    const record = await this.call(signal, () =>
+      this.redis.sessionGetBuffer(user.sessions, sessionId),
+    );
     return record ? decodeRecord(userId, sessionId, record) : undefined;
   }
 
@@ -134,15 +149,15 @@ export class RedisSessionStore implements SessionStore {
     const data = Buffer.from(input.data.buffer, input.data.byteOffset, input.data.byteLength);
     const [status, version = "", storageExpiresAtMs = 0] = await this.call(signal, () =>
       this.redis.sessionUpsert(
-        sessionKey(user, input.sessionId),
-        user.index,
+        user.sessions,
+        user.byExpiry,
+        user.byId,
         input.sessionId,
         data,
         input.ttlMs,
         input.expiresAtMs ?? 0,
         input.expectedVersion?.toString() ?? "",
         this.maxSessionsPerUser,
-        user.sessionPrefix,
       ),
     );
     switch (status) {
@@ -169,7 +184,7 @@ export class RedisSessionStore implements SessionStore {
   async touch(userId: string, sessionId: string, ttlMs: number, signal?: StoreSignal) {
     const user = this.locate(userId);
     const [status, record] = await this.call(signal, () =>
-      this.redis.sessionTouchBuffer(sessionKey(user, sessionId), user.index, sessionId, ttlMs),
+      this.redis.sessionTouchBuffer(user.sessions, user.byExpiry, user.byId, sessionId, ttlMs),
     );
     if (status !== Status.Ok || !record) throw new SessionNotFoundError();
     return decodeRecord(userId, sessionId, record);
@@ -184,8 +199,9 @@ export class RedisSessionStore implements SessionStore {
     const user = this.locate(userId);
     const [status, deleted] = await this.call(signal, () =>
       this.redis.sessionDelete(
-        sessionKey(user, sessionId),
-        user.index,
+        user.sessions,
+        user.byExpiry,
+        user.byId,
         sessionId,
         expectedVersion?.toString() ?? "",
       ),
@@ -196,15 +212,23 @@ export class RedisSessionStore implements SessionStore {
 
   async listByUser(userId: string, page: PageRequest, signal?: StoreSignal): Promise<SessionPage> {
     const user = this.locate(userId);
-    const [hasMore, ...pairs] = await this.call(signal, () =>
-      this.redis.sessionListBuffer(user.index, user.sessionPrefix, page.after ?? "", page.limit),
-    );
     const sessions: StoredSession[] = [];
-    for (let i = 0; i + 1 < pairs.length; i += 2) {
-      const id = pairs[i] as Buffer;
-      sessions.push(decodeRecord(userId, id.toString("utf8"), pairs[i + 1] as Buffer));
+    let after = page.after ?? "";
+    // One call unless the script stops at its scan budget (a long run of
+    // expired sessions); it then says where it stopped and the page goes on
+    // from there. The expired ones it passed are gone by the next call.
+    for (;;) {
+      const want = page.limit - sessions.length;
+      const [status, cursor, ...pairs] = await this.call(signal, () =>
+        this.redis.sessionListBuffer(user.sessions, user.byExpiry, user.byId, after, want),
+      );
+      for (let i = 0; i + 1 < pairs.length; i += 2) {
+        const id = pairs[i] as Buffer;
+        sessions.push(decodeRecord(userId, id.toString("utf8"), pairs[i + 1] as Buffer));
+      }
+      if (status !== ListStatus.Stopped) return { sessions, hasMore: status === ListStatus.More };
+      after = cursor.toString("utf8");
     }
-    return { sessions, hasMore: hasMore === 1 };
   }
 
   async deleteByUser(
@@ -214,7 +238,7 @@ export class RedisSessionStore implements SessionStore {
   ): Promise<number> {
     const user = this.locate(userId);
     return this.call(signal, () =>
-      this.redis.sessionDeleteByUser(user.index, user.sessionPrefix, ...exceptSessionIds),
+      this.redis.sessionDeleteByUser(user.sessions, user.byExpiry, user.byId, ...exceptSessionIds),
     );
   }
 

@@ -1,18 +1,19 @@
 -- Deletes one session, conditionally on its stored version.
--- KEYS: session key, user index.
+-- KEYS: the user's hash, by-expiry set, by-id set.
 -- ARGV: session id, expected version ('' for unconditional).
--- Returns {0, 1} when deleted, {0, 0} when there was no session, {2} on a
--- version mismatch.
-local key, index = KEYS[1], KEYS[2]
+-- Returns {0, 1} when deleted, {0, 0} when there was no live session, {2} on
+-- a version mismatch.
+local h, e, l = KEYS[1], KEYS[2], KEYS[3]
 local id, expected = ARGV[1], ARGV[2]
 
-local current = redis.call('GET', key)
+local now = now_ms()
+local current = redis.call('HGET', h, id)
+if not live(current, now) then
+  current = false
+end
 if current and expected ~= '' and expected ~= parse(current) then
   return {2}
 end
-if current then
-  redis.call('DEL', key)
-end
-redis.call('ZREM', index, id)
-settle_index(index, now_ms())
+forget(h, e, l, {id})
+settle(h, e, l, now)
 return {0, current and 1 or 0}

@@ -1,22 +1,37 @@
 -- Deletes all of a user's sessions except the listed ones, atomically.
--- KEYS: user index.
--- ARGV: session key prefix, then the ids of the sessions to keep.
+-- KEYS: the user's hash, by-expiry set, by-id set.
+-- ARGV: the ids of the sessions to keep.
 -- Returns the number of live sessions deleted.
-local index = KEYS[1]
-local session_prefix = ARGV[1]
+--
+-- O(1) in the user's sessions: the three keys are UNLINKed (Redis frees
+-- them in a background thread) and the kept sessions written back, so the
+-- cost is that of the ids to keep. Nothing is left to clean up afterwards.
+local h, e, l = KEYS[1], KEYS[2], KEYS[3]
 
-local keep = {}
-for i = 2, #ARGV do
-  keep[ARGV[i]] = true
-end
-
-local deleted = 0
-for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-  if not keep[id] then
-    -- DEL counts only keys that still exist, so expired sessions are not counted.
-    deleted = deleted + redis.call('DEL', session_prefix .. id)
-    redis.call('ZREM', index, id)
+local now = now_ms()
+local kept = {}
+local seen = {}
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  if not seen[id] then
+    seen[id] = true
+    local current = redis.call('HGET', h, id)
+    if live(current, now) then
+      kept[#kept + 1] = {id, current}
+    end
   end
 end
-settle_index(index, now_ms())
+
+-- Every live session has an entry scored by its storage expiry, so this
+-- counts exactly the live ones, in O(log n).
+local deleted = redis.call('ZCOUNT', e, digits(now), '+inf') - #kept
+redis.call('UNLINK', h, e, l)
+for _, session in ipairs(kept) do
+  local id, current = session[1], session[2]
+  local _, expiry = parse(current)
+  redis.call('HSET', h, id, current)
+  redis.call('ZADD', e, digits(expiry), id)
+  redis.call('ZADD', l, 0, id)
+end
+expire_keys(h, e, l, now)
 return deleted

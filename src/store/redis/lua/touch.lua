@@ -1,19 +1,19 @@
 -- Moves one session's storage expiry, keeping its data and version.
--- KEYS: session key, user index.
+-- KEYS: the user's hash, by-expiry set, by-id set.
 -- ARGV: session id, ttl ms.
--- Returns {0, record}, or {1} when the session does not exist.
-local key, index = KEYS[1], KEYS[2]
+-- Returns {0, record}, or {1} when there is no live session.
+local h, e, l = KEYS[1], KEYS[2], KEYS[3]
 local id, ttl = ARGV[1], tonumber(ARGV[2])
 
-local current = redis.call('GET', key)
-if not current then
+local now = now_ms()
+local current = redis.call('HGET', h, id)
+if not live(current, now) then
   return {1}
 end
-local version, expires_at, data_start = parse(current)
-local now = now_ms()
+local version, _, expires_at, data_start = parse(current)
 local expiry = storage_expiry(now, ttl, expires_at)
 local updated = record(version, expiry, expires_at, string.sub(current, data_start))
-redis.call('SET', key, updated, 'PXAT', expiry)
-redis.call('ZADD', index, expiry, id)
-settle_index(index, now)
+redis.call('HSET', h, id, updated)
+redis.call('ZADD', e, digits(expiry), id)
+settle(h, e, l, now)
 return {0, updated}

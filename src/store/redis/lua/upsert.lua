@@ -1,20 +1,23 @@
 -- Inserts or replaces one session, conditionally on its stored version.
--- KEYS: session key, user index.
+-- KEYS: the user's hash, by-expiry set, by-id set.
 -- ARGV: session id, data, ttl ms, expires_at ms (0 for none), expected version
---       ('' for unconditional), per-user cap (0 for none), session key prefix.
+--       ('' for unconditional), per-user cap (0 for none).
 -- Returns {0, version, storage expiry}, or {status}: 1 not found, 2 version
 -- mismatch, 3 already exists, 4 expires_at not in the future.
-local key, index = KEYS[1], KEYS[2]
+local h, e, l = KEYS[1], KEYS[2], KEYS[3]
 local id, data = ARGV[1], ARGV[2]
 local ttl, expires_at = tonumber(ARGV[3]), tonumber(ARGV[4])
-local expected, cap, session_prefix = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local expected, cap = ARGV[5], tonumber(ARGV[6])
 
 local now = now_ms()
 if expires_at > 0 and expires_at <= now then
   return {4}
 end
 
-local current = redis.call('GET', key)
+local current = redis.call('HGET', h, id)
+if not live(current, now) then
+  current = false
+end
 local version = '1'
 if current then
   local stored_version = parse(current)
@@ -29,25 +32,27 @@ elseif expected ~= '' and expected ~= '0' then
   return {1}
 end
 
-local expiry = storage_expiry(now, ttl, expires_at)
-redis.call('SET', key, record(version, expiry, expires_at, data), 'PXAT', expiry)
-
-prune_index(index, now)
-if not current then
-  -- A stale entry of this id must not count against the cap.
-  redis.call('ZREM', index, id)
-  if cap > 0 then
-    local excess = redis.call('ZCARD', index) - cap + 1
-    if excess > 0 then
-      -- The entries that expire soonest; the new session is not in the index yet.
-      local victims = redis.call('ZRANGE', index, 0, excess - 1)
-      for _, victim in ipairs(victims) do
-        redis.call('DEL', session_prefix .. victim)
-      end
-      redis.call('ZREMRANGEBYRANK', index, 0, excess - 1)
+-- Before the write: pruning may remove this id's own expired entry.
+prune(h, e, l, now)
+if not current and cap > 0 then
+  -- Live sessions only (an expired entry of this id among the rest is not
+  -- counted); ZCOUNT is O(log n).
+  local excess = redis.call('ZCOUNT', e, digits(now), '+inf') - cap + 1
+  if excess > 0 then
+    -- The live sessions that expire soonest; this one is not among them yet.
+    local victims = redis.call('ZRANGE', e, digits(now), '+inf', 'BYSCORE', 'LIMIT', 0,
+      math.min(excess, EVICT_BATCH))
+    if #victims > 0 then
+      forget(h, e, l, victims)
     end
   end
 end
-redis.call('ZADD', index, expiry, id)
-expire_index(index)
+
+local expiry = storage_expiry(now, ttl, expires_at)
+redis.call('HSET', h, id, record(version, expiry, expires_at, data))
+redis.call('ZADD', e, digits(expiry), id)
+if not current then
+  redis.call('ZADD', l, 0, id)
+end
+expire_keys(h, e, l, now)
 return {0, version, expiry}
