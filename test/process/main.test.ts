@@ -125,7 +125,7 @@ describe("the sessionstore command", () => {
     await client.upsert({ session: sessionFixture(userId, "s"), ttl: ttl(60_000) });
     const admin = redis.client();
     try {
-      expect(await admin.exists(`main-test:{${userId}}:s:s`)).toBe(1);
+      expect(await admin.hexists(`main-test:{${userId}}:h`, "s")).toBe(1);
     } finally {
       admin.disconnect();
     }

@@ -100,7 +100,7 @@ describe("the server against Redis over TLS, as the README's ACL user", () => {
     const admin = redis.client();
     try {
       // Stored under the prefix the user may use, and nothing denied it.
-      expect(await admin.exists(`sessionstore:{${userId}}:s:s`)).toBe(1);
+      expect(await admin.hexists(`sessionstore:{${userId}}:h`, "s")).toBe(1);
       expect(await admin.call("ACL", "LOG")).toEqual([]);
     } finally {
       admin.disconnect();
