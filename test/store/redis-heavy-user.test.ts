@@ -83,7 +83,8 @@ describe("a heavy user", () => {
   });
 
   for (const size of SIZES) {
-    it(`with ${size.toLocaleString("en")} sessions costs Redis no script over 10 ms, and pages as fast as a user with 10`, { // Seeding runs at about 25,000 upserts a second here.
+    it(`with ${size.toLocaleString("en")} sessions costs Redis no script over 10 ms, and pages as fast as a user with 10`, {
+      // Seeding runs at about 25,000 upserts a second here.
       timeout: 20_000 + (size / 100_000) * 15_000,
     }, async () => {
       const heavy = uniqueUserId();
