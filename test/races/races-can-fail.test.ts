@@ -1,0 +1,122 @@
+import { setImmediate as yieldToOthers } from "node:timers/promises";
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
+import { SessionNotFoundError, VersionMismatchError } from "../../src/store/errors.js";
+import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
+import { sessionKey, userKeys } from "../../src/store/redis/redis-keys.js";
+import type { SessionStore, StoreSignal, UpsertInput } from "../../src/store/session-store.js";
+import { casRace, deleteRace } from "./race-scenarios.js";
+import { portTarget } from "./race-target.js";
+import { inspectRedisLayout } from "./redis-layout-check.js";
+
+// The races pass on every real store; these tests show they would not pass
+// on a broken one, so that a green race means something. The broken store
+// makes the classic mistake: it checks, awaits, then acts, so another
+// caller's operation can run in between.
+
+/**
+ * A store whose conditional upsert and touch read first and write after
+ * another turn of the event loop, as a store built from separate GET and SET
+ * round trips would.
+ */
+class CheckThenActStore implements SessionStore {
+  private readonly inner = new MemorySessionStore({ maxSessionsPerUser: 0, sweepIntervalMs: 0 });
+
+  get = this.inner.get.bind(this.inner);
+  delete = this.inner.delete.bind(this.inner);
+  listByUser = this.inner.listByUser.bind(this.inner);
+  deleteByUser = this.inner.deleteByUser.bind(this.inner);
+  ping = this.inner.ping.bind(this.inner);
+  close = this.inner.close.bind(this.inner);
+
+  async upsert(input: UpsertInput, signal?: StoreSignal) {
+    if (input.expectedVersion === undefined || input.expectedVersion === 0n) {
+      return this.inner.upsert(input, signal);
+    }
+    const current = await this.inner.get(input.userId, input.sessionId);
+    if (!current) throw new SessionNotFoundError();
+    if (current.version !== input.expectedVersion) throw new VersionMismatchError();
+    await yieldToOthers();
+    return this.inner.upsert({ ...input, expectedVersion: undefined }, signal);
+  }
+
+  async touch(userId: string, sessionId: string, ttlMs: number) {
+    const current = await this.inner.get(userId, sessionId);
+    if (!current) throw new SessionNotFoundError();
+    await yieldToOthers();
+    // Writes the session back whole: after a delete in between, this
+    // brings it back.
+    return this.inner.upsert({
+      userId,
+      sessionId,
+      data: current.data,
+      ttlMs,
+      expiresAtMs: current.expiresAtMs,
+      expectedVersion: undefined,
+    });
+  }
+}
+
+describe("the races catch a store that checks, then acts", () => {
+  it("CAS race: two winners of one version, or versions skipped", async () => {
+    const store = new CheckThenActStore();
+    const report = await casRace(portTarget("check-then-act", store, 1), {
+      writers: 32,
+      rounds: 50,
+    });
+    expect(report.anomalies.count).toBeGreaterThan(0);
+    expect(report.anomalies.first.join("\n")).toMatch(/won by|made version/);
+  });
+
+  it("delete race: a deleted session readable again", async () => {
+    const store = new CheckThenActStore();
+    const report = await deleteRace(portTarget("check-then-act", store, 1), {
+      rounds: 60,
+      lanes: 4,
+      casWriters: 3,
+      touchers: 2,
+      readers: 1,
+    });
+    expect(report.anomalies.first.join("\n")).toMatch(/sent after .* answered OK/);
+  });
+});
+
+describe("the Redis layout check catches", () => {
+  let redis: RedisServer;
+  let admin: Redis;
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    admin = redis.client();
+  });
+  afterAll(async () => {
+    admin?.disconnect();
+    await redis?.stop();
+  });
+
+  it("orphan index entries, unindexed sessions, keys without a TTL and keys outside the prefix", async () => {
+    const keys = userKeys("p", "u");
+    const now = Date.now();
+    // An entry for a session whose key is gone, though it should live on.
+    await admin.zadd(keys.index, now + 60_000, "orphan");
+    // A session with its key but no index entry; and one without a TTL.
+    await admin.set(sessionKey(keys, "unindexed"), "x", "PXAT", now + 60_000);
+    await admin.set(sessionKey(keys, "forever"), "x");
+    await admin.zadd(keys.index, now + 60_000, "forever");
+    await admin.pexpireat(keys.index, now + 60_000);
+    // A key the store never writes.
+    await admin.set("elsewhere", "x", "PX", 60_000);
+
+    const report = await inspectRedisLayout({ nodes: [admin], keys: admin }, "p", [
+      { userId: "u", sessionIds: ["orphan", "unindexed", "forever"] },
+    ]);
+    const found = report.violations.join("\n");
+    expect(found).toContain("orphan index entry: u/orphan");
+    expect(found).toContain("session not in its index: u/unindexed");
+    expect(found).toContain(`key without a TTL: ${sessionKey(keys, "forever")}`);
+    expect(found).toContain("key outside the prefix: elsewhere");
+    // The key without a TTL is also indexed with an expiry it does not have.
+    expect(found).toContain("index entry u/forever scored");
+    expect(report.violations).toHaveLength(5);
+  });
+});
