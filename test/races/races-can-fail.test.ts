@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { SessionNotFoundError, VersionMismatchError } from "../../src/store/errors.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
-import { sessionKey, userKeys } from "../../src/store/redis/redis-keys.js";
+import { userKeys } from "../../src/store/redis/redis-keys.js";
 import type { SessionStore, StoreSignal, UpsertInput } from "../../src/store/session-store.js";
 import { casRace, deleteRace } from "./race-scenarios.js";
 import { portTarget } from "./race-target.js";
@@ -97,26 +97,27 @@ describe("the Redis layout check catches", () => {
   it("orphan index entries, unindexed sessions, keys without a TTL and keys outside the prefix", async () => {
     const keys = userKeys("p", "u");
     const now = Date.now();
-    // An entry for a session whose key is gone, though it should live on.
-    await admin.zadd(keys.index, now + 60_000, "orphan");
-    // A session with its key but no index entry; and one without a TTL.
-    await admin.set(sessionKey(keys, "unindexed"), "x", "PXAT", now + 60_000);
-    await admin.set(sessionKey(keys, "forever"), "x");
-    await admin.zadd(keys.index, now + 60_000, "forever");
-    await admin.pexpireat(keys.index, now + 60_000);
+    const live = now + 60_000;
+    // An entry for a session whose record is gone, though it should live on.
+    await admin.zadd(keys.byExpiry, live, "orphan");
+    // A live record with no index entries.
+    await admin.hset(keys.sessions, "unindexed", `1|1|${live}|0|x`);
+    // Every key but the record hash expires: the hash has no TTL.
+    await admin.pexpireat(keys.byExpiry, live);
+    await admin.zadd(keys.byId, 0, "orphan-by-id");
+    await admin.pexpireat(keys.byId, live);
     // A key the store never writes.
     await admin.set("elsewhere", "x", "PX", 60_000);
 
     const report = await inspectRedisLayout({ nodes: [admin], keys: admin }, "p", [
-      { userId: "u", sessionIds: ["orphan", "unindexed", "forever"] },
+      { userId: "u", sessionIds: ["orphan", "unindexed"] },
     ]);
     const found = report.violations.join("\n");
     expect(found).toContain("orphan index entry: u/orphan");
     expect(found).toContain("session not in its index: u/unindexed");
-    expect(found).toContain(`key without a TTL: ${sessionKey(keys, "forever")}`);
+    expect(found).toContain("orphan by-id entry: u/orphan-by-id");
+    expect(found).toContain(`key without a TTL: ${keys.sessions}`);
     expect(found).toContain("key outside the prefix: elsewhere");
-    // The key without a TTL is also indexed with an expiry it does not have.
-    expect(found).toContain("index entry u/forever scored");
     expect(report.violations).toHaveLength(5);
   });
 });

@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from "ioredis";
-import { sessionKey, userKeys } from "../../src/store/redis/redis-keys.js";
+import { userKeys } from "../../src/store/redis/redis-keys.js";
 
 // What the races check of Redis itself once they are over. Everything here
 // goes through the store's own key helpers (redis-keys.ts), so a change of
@@ -42,13 +42,14 @@ async function redisNowMs(redis: Redis): Promise<number> {
  * - a key outside `prefix:` (nothing else may write to a Redis under test);
  * - a key under the prefix without a TTL (an idle user's keys must go on
  *   their own);
- * - a key under the prefix that no raced user's index or session maps to;
- * - an orphan index entry: an entry that says its session is live (scored
- *   at or after now) while the session's key is gone;
- * - a session key missing from its user's index, or indexed with another
- *   expiry than the key's own.
- * Entries of expired sessions may stay in an index until the user's next
- * write prunes them; they are counted, not flagged.
+ * - a key under the prefix that is not one of a raced user's keys;
+ * - an orphan index entry: a by-expiry entry that says its session is live
+ *   (scored at or after now) while the session's record is gone, or a by-id
+ *   entry without a record;
+ * - a live record missing from either index, or indexed with another
+ *   expiry than the record's own.
+ * Expired sessions may stay (record and entries together) until the user's
+ * next write prunes them; they are counted, not flagged.
  */
 export async function inspectRedisLayout(
   redis: RedisUnderTest,
@@ -57,10 +58,9 @@ export async function inspectRedisLayout(
 ): Promise<LayoutReport> {
   const violations: string[] = [];
   const expected = new Set<string>();
-  for (const { userId, sessionIds } of users) {
+  for (const { userId } of users) {
     const keys = userKeys(prefix, userId);
-    expected.add(keys.index);
-    for (const id of sessionIds) expected.add(sessionKey(keys, id));
+    expected.add(keys.sessions).add(keys.byExpiry).add(keys.byId);
   }
 
   let keysUnderPrefix = 0;
@@ -86,35 +86,41 @@ export async function inspectRedisLayout(
   const clock = redis.nodes[0];
   if (!clock) throw new Error("inspectRedisLayout needs at least one node");
   let staleIndexEntries = 0;
-  for (const { userId, sessionIds } of users) {
+  for (const { userId } of users) {
     const keys = userKeys(prefix, userId);
-    const entries = await redis.keys.zrange(keys.index, "0", "-1", "WITHSCORES");
+    const [records, byExpiryEntries, byId] = await Promise.all([
+      redis.keys.hgetall(keys.sessions),
+      redis.keys.zrange(keys.byExpiry, "0", "-1", "WITHSCORES"),
+      redis.keys.zrange(keys.byId, "0", "-1"),
+    ]);
     const scores = new Map<string, number>();
-    for (let i = 0; i + 1 < entries.length; i += 2) {
-      scores.set(entries[i] as string, Number(entries[i + 1]));
+    for (let i = 0; i + 1 < byExpiryEntries.length; i += 2) {
+      scores.set(byExpiryEntries[i] as string, Number(byExpiryEntries[i + 1]));
     }
-    const expiries = new Map<string, number>();
-    for (const id of new Set([...sessionIds, ...scores.keys()])) {
-      expiries.set(id, Number(await redis.keys.pexpiretime(sessionKey(keys, id))));
-    }
+    const listed = new Set(byId);
     // Read after the keys: an entry scored at or after this time had a live
-    // session when its key was read, so a missing key then is an orphan,
-    // not a session that expired meanwhile.
+    // session when the records were read, so a missing record then is an
+    // orphan, not a session that expired meanwhile.
     const now = await redisNowMs(clock);
     for (const [id, score] of scores) {
-      const expiry = expiries.get(id) ?? -2;
-      if (expiry === -2) {
-        if (score >= now) violations.push(`orphan index entry: ${userId}/${id} (score ${score})`);
-        else staleIndexEntries++;
-      } else if (expiry !== score) {
+      if (records[id] !== undefined) continue;
+      if (score >= now) violations.push(`orphan index entry: ${userId}/${id} (score ${score})`);
+      else staleIndexEntries++;
+    }
+    for (const id of listed) {
+      if (records[id] === undefined) violations.push(`orphan by-id entry: ${userId}/${id}`);
+    }
+    for (const [id, record] of Object.entries(records)) {
+      // A record is "1|<version>|<storage expiry ms>|...".
+      const expiry = Number(record.split("|")[2]);
+      if (expiry < now) continue;
+      if (!scores.has(id) || !listed.has(id)) {
+        violations.push(`session not in its index: ${userId}/${id}`);
+      } else if (scores.get(id) !== expiry) {
         violations.push(
-          `index entry ${userId}/${id} scored ${score}, its key expires at ${expiry}`,
+          `index entry ${userId}/${id} scored ${scores.get(id)}, its record expires at ${expiry}`,
         );
       }
-    }
-    for (const [id, expiry] of expiries) {
-      if (expiry >= 0 && !scores.has(id))
-        violations.push(`session not in its index: ${userId}/${id}`);
     }
   }
   return { keysUnderPrefix, staleIndexEntries, violations };
