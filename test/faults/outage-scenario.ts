@@ -139,7 +139,9 @@ function measure(
   const down = changes.find((c) => c.at >= faultAt && c.status !== ServingStatus.SERVING);
   const up = changes.find((c) => c.at >= restoredAt && c.status === ServingStatus.SERVING);
   const serverDurations = logLines(server.output)
-    .filter((l) => l.msg === "rpc" && String(l.method).startsWith("/sessionstore."))
+    .filter(
+      (l) => l.msg === "rpc" && String(l.method).startsWith("sessionstore.v1.SessionStoreService/"),
+    )
     .map((l) => Number(l.durationMs));
   return {
     calls: records.length,
