@@ -50,11 +50,15 @@ async function crash(persistence: readonly string[]) {
   await killed.kill();
   const killedAt = Date.now();
   const records = await load.stop();
-  await killed.restart();
+  // Health must have seen the outage, or its SERVING below could be the
+  // answer from before the kill.
   const health = createClient(Health, pool.transport({ protocol: "grpc" }));
+  const status = async () => (await health.check({ service: "" })).status;
+  await waitFor("health NOT_SERVING", async () => (await status()) === ServingStatus.NOT_SERVING);
+  await killed.restart();
   await waitFor(
     "health SERVING after the restart",
-    async () => (await health.check({ service: "" })).status === ServingStatus.SERVING,
+    async () => (await status()) === ServingStatus.SERVING,
   );
   const reads = await finalReads(records, clients[0]?.client as never);
   const lost = lostWrites(records, reads);
