@@ -85,6 +85,12 @@ export interface OutageOptions {
   readonly faults: readonly Fault[];
   /** Calls begun ≥ 2 s after each fault's end to wait for before the next step. */
   readonly callsAfterRecovery: number;
+  /**
+   * Server processes sharing Redis (default 1). With more, every caller's
+   * calls take turns between them (gRPC to the others), so consecutive
+   * calls of one caller reach Redis over different connections.
+   */
+  readonly instances?: number;
 }
 
 /**
@@ -114,8 +120,24 @@ export async function runOutage(options: OutageOptions): Promise<OutageFigures[]
       { name: "connect-http1", client: pool.sessions({ protocol: "connect", httpVersion: "1.1" }) },
       { name: "grpc-web", client: pool.sessions({ protocol: "grpc-web" }) },
     ];
+    for (let k = 1; k < (options.instances ?? 1); k++) {
+      const other = await runServerWithAdmin({
+        PORT: "0",
+        HOST: "127.0.0.1",
+        REDIS_URL: options.redisUrl,
+      });
+      cleanup.push(() => other.server.kill());
+      const otherPool = clientPool(`http://127.0.0.1:${other.port}`);
+      cleanup.push(() => otherPool.close());
+      // Interleaved, so consecutive picks alternate between instances.
+      clients.splice(2 * k - 1, 0, {
+        name: `grpc@${k}`,
+        client: otherPool.sessions({ protocol: "grpc" }),
+      });
+    }
+    const switchClients = (options.instances ?? 1) > 1;
     // Warm-up, so the RSS baseline is the server's working size, not its start.
-    const warmUp = startLoad({ ...options, clients });
+    const warmUp = startLoad({ ...options, clients, switchClients });
     await waitFor("the warm-up", () => warmUp.records.length >= (CHAOS ? 5000 : 1000), {
       timeoutMs: 30_000,
     });
@@ -124,7 +146,7 @@ export async function runOutage(options: OutageOptions): Promise<OutageFigures[]
 
     const figures: OutageFigures[] = [];
     for (const fault of options.faults) {
-      const load = startLoad({ ...options, clients });
+      const load = startLoad({ ...options, clients, switchClients });
       await waitFor("calls before the fault", () => load.records.length >= 100, {
         timeoutMs: 10_000,
       });
@@ -190,18 +212,26 @@ function measure(
   };
 }
 
-/** Health.Watch of the whole server, every change recorded with its time. */
+/**
+ * Health.Watch of the whole server, every change recorded with its time.
+ * The server ends every call, a watch too, at MAX_DEADLINE (60 s): a long
+ * run watches again, recording only what changed meanwhile.
+ */
 function watchHealth(pool: ClientPool) {
   const changes: { at: number; status: ServingStatus }[] = [];
   const abort = new AbortController();
   const health = createClient(Health, pool.transport({ protocol: "grpc" }));
   void (async () => {
-    try {
-      for await (const { status } of health.watch({ service: "" }, { signal: abort.signal })) {
-        changes.push({ at: Date.now(), status });
+    while (!abort.signal.aborted) {
+      try {
+        for await (const { status } of health.watch({ service: "" }, { signal: abort.signal })) {
+          if (changes.at(-1)?.status !== status) changes.push({ at: Date.now(), status });
+        }
+      } catch {
+        // Ended by stop(), or by MAX_DEADLINE: watch again unless stopped,
+        // after a pause so that a server gone for good is not asked in a loop.
+        await new Promise((resolve) => setTimeout(resolve, 50));
       }
-    } catch {
-      // Ended by stop(); a broken watch shows as missing health changes.
     }
   })();
   return {

@@ -80,4 +80,32 @@ describe("Redis frozen under load", () => {
     },
     300_000,
   );
+
+  it.runIf(CHAOS)(
+    "frozen, with two instances: a failed write through one may not land after a later call through the other",
+    async () => {
+      // Each instance has its own connection to Redis, each with its own
+      // unread commands when Redis wakes; Redis serves them in whatever
+      // order its event loop picks.
+      const server = await startRedisServer(DURABLE);
+      redis = server;
+      const freeze: Fault = async () => {
+        const faultAt = Date.now();
+        server.suspend();
+        await outageLasts(5000);
+        const restoredAt = Date.now();
+        server.resume();
+        return { faultAt, restoredAt };
+      };
+      const figures = await runOutage({
+        ...LOAD,
+        callers: 64,
+        instances: 2,
+        redisUrl: server.url,
+        faults: Array.from({ length: LOAD.cycles }, () => freeze),
+      });
+      expectWithinBounds(figures, "freeze, two instances");
+    },
+    300_000,
+  );
 });

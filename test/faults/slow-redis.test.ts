@@ -7,7 +7,7 @@ import { type RedisServer, startRedisServer } from "../../harness/redis-server.j
 import { waitFor } from "../../harness/wait-for.js";
 import { uniqueUserId } from "../support/ids.js";
 import { quantile, rssMb } from "../support/load.js";
-import { logLines, runServerWithAdmin, type ServerProcess } from "../support/server-process.js";
+import { runServerWithAdmin, type ServerProcess } from "../support/server-process.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { CHAOS } from "./outage-scenario.js";
 
@@ -98,9 +98,33 @@ function connectGet(
   });
 }
 
+async function metrics(adminPort: number): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+}
+
 async function inFlight(adminPort: number): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-  return Number(/^sessionstore_rpcs_in_flight (\d+)/m.exec(text)?.[1]);
+  return Number(/^sessionstore_rpcs_in_flight (\d+)/m.exec(await metrics(adminPort))?.[1]);
+}
+
+/**
+ * Get's calls so far as the server measured them: how many in all, and how
+ * many within 100 ms (its latency histogram's nearest bucket above 60 ms).
+ * The server's RPC log would give each call's duration, but writing it to
+ * the test's pipe blocks the server whenever the busy test process falls
+ * behind reading it, which is no fault of the server's.
+ */
+async function serverGets(adminPort: number): Promise<{ all: number; within100: number }> {
+  const text = await metrics(adminPort);
+  const lines = text
+    .split("\n")
+    .filter(
+      (line) =>
+        line.startsWith("sessionstore_rpc_duration_seconds_bucket{") &&
+        line.includes('method="sessionstore.v1.SessionStoreService/Get"'),
+    );
+  const bucket = (le: string) =>
+    Number(lines.find((line) => line.includes(`le="${le}"`))?.split(" ")[1]);
+  return { all: bucket("+Inf"), within100: bucket("0.1") };
 }
 
 describe("slow Redis (200 ms round trip) and a 50 ms deadline", () => {
@@ -114,7 +138,6 @@ describe("slow Redis (200 ms round trip) and a 50 ms deadline", () => {
         PORT: "0",
         HOST: "127.0.0.1",
         REDIS_URL: proxy.url,
-        RPC_LOG_LEVEL: "info",
       });
       server = started.server;
       const pid = server.child.pid as number;
@@ -148,6 +171,7 @@ describe("slow Redis (200 ms round trip) and a 50 ms deadline", () => {
         // Warm-up, so the RSS baseline is the server's working size.
         await run(Math.min(CALLS, 1000));
         const rssBeforeMb = rssMb(pid);
+        const before = await serverGets(started.adminPort);
         const began = Date.now();
         const results = await run(CALLS);
         const elapsedMs = Date.now() - began;
@@ -158,9 +182,9 @@ describe("slow Redis (200 ms round trip) and a 50 ms deadline", () => {
         });
         const rssAfterMb = rssMb(pid);
         const ms = results.map((r) => r.ms);
-        const serverMs = logLines(server.output)
-          .filter((l) => l.msg === "rpc" && l.method === "sessionstore.v1.SessionStoreService/Get")
-          .map((l) => Number(l.durationMs));
+        const after = await serverGets(started.adminPort);
+        const serverCalls = after.all - before.all;
+        const serverWithin100 = (after.within100 - before.within100) / serverCalls;
         const within60 = ms.filter((m) => m <= 60).length / ms.length;
         const figures = {
           calls: results.length,
@@ -175,9 +199,8 @@ describe("slow Redis (200 ms round trip) and a 50 ms deadline", () => {
           clientP99Ms: Math.round(quantile(ms, 0.99) * 10) / 10,
           clientMaxMs: Math.round(Math.max(...ms) * 10) / 10,
           within60,
-          serverP50Ms: quantile(serverMs, 0.5),
-          serverP99Ms: quantile(serverMs, 0.99),
-          serverMaxMs: Math.max(...serverMs),
+          serverCalls,
+          serverWithin100,
           rssBeforeMb,
           rssAfterMb,
         };
@@ -185,13 +208,14 @@ describe("slow Redis (200 ms round trip) and a 50 ms deadline", () => {
         // Every call ended at its deadline, none when Redis' reply came (a
         // Get of a session that does not exist would be NOT_FOUND).
         expect(figures.codes).toEqual({ deadline_exceeded: results.length });
-        // Within 60 ms: the server's own measure of each call, and as the
-        // client sees it. On this project's 2 shared cores, run beside other
-        // test files (or other people's work), whole waves of calls are
-        // sometimes descheduled for 10-100 ms, so the fast subset holds the
-        // medians; the long run (CHAOS=1) holds every call to 60 ms.
-        expect(quantile(serverMs, 0.5)).toBeLessThanOrEqual(60);
+        expect(serverCalls).toBe(results.length);
+        // Within 60 ms as the client sees it. On this project's 2 shared
+        // cores, run beside other test files (or other people's work), whole
+        // waves of calls are sometimes descheduled for 10-100 ms, so the fast
+        // subset holds the median (and the server's own measure to 100 ms for
+        // 95% of calls); the long run (CHAOS=1) holds every call to 60 ms.
         expect(quantile(ms, 0.5)).toBeLessThanOrEqual(60);
+        expect(serverWithin100).toBeGreaterThanOrEqual(0.95);
         if (CHAOS) expect(figures.clientMaxMs).toBeLessThanOrEqual(60);
         expect(rssAfterMb).toBeLessThanOrEqual(rssBeforeMb * 1.25 + 20);
       } finally {

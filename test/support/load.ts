@@ -36,6 +36,12 @@ export interface LoadOptions {
   readonly deadlineMs: number;
   /** Sessions per caller, all of one user of its own. */
   readonly sessionsPerCaller?: number;
+  /**
+   * Each call goes through the next client rather than the caller's own:
+   * with clients of several server instances, a caller's consecutive calls
+   * reach Redis over different connections, as behind a load balancer.
+   */
+  readonly switchClients?: boolean;
 }
 
 /** A running load: every call's record, and how to stop it. */
@@ -57,11 +63,12 @@ export function startLoad(options: LoadOptions): Load {
   const perCaller = options.sessionsPerCaller ?? 3;
   let stopping = false;
   const caller = async (n: number) => {
-    const { name, client } = options.clients[
-      n % options.clients.length
-    ] as LoadOptions["clients"][number];
     const userId = uniqueUserId();
     for (let i = 0; !stopping; i++) {
+      const pick = options.switchClients ? n + i : n;
+      const { name, client } = options.clients[
+        pick % options.clients.length
+      ] as LoadOptions["clients"][number];
       const sessionId = `s${i % perCaller}`;
       const op: CallRecord["op"] = i % 10 === 9 ? "delete" : i % 2 === 0 ? "upsert" : "get";
       const startedAt = Date.now();
