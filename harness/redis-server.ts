@@ -89,6 +89,13 @@ export interface RedisServer {
   pause(ms: number): Promise<() => Promise<void>>;
   /** Kills the process at once (SIGKILL), as an outage would. */
   kill(): Promise<void>;
+  /**
+   * Freezes the process (SIGSTOP): connections stay open and the kernel
+   * keeps accepting bytes, but nothing answers, as a stuck host would.
+   */
+  suspend(): void;
+  /** Lets a suspended process run again (SIGCONT). */
+  resume(): void;
   /** Starts the process again on the same port, after kill(). */
   restart(): Promise<void>;
   /** Stops the process and removes its directory. */
@@ -202,6 +209,8 @@ export async function startRedisServer(
     current = undefined;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise((resolve) => proc.once("exit", resolve));
+    // A suspended process ignores SIGTERM until it runs again.
+    proc.kill("SIGCONT");
     proc.kill(signal);
     await exited;
   };
@@ -226,6 +235,12 @@ export async function startRedisServer(
       };
     },
     kill: () => stopProcess("SIGKILL"),
+    suspend: () => {
+      current?.kill("SIGSTOP");
+    },
+    resume: () => {
+      current?.kill("SIGCONT");
+    },
     restart: async () => {
       current = await waitFor(`redis-server to restart on port ${port}`, () =>
         launch(clientOptions, [...tlsArgs(port, tls), ...args], dir).catch(() => undefined),

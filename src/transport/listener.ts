@@ -119,6 +119,8 @@ export function createPortListener(options: PortListenerOptions): PortListener {
     if (closing) session.close();
   });
   const headersTimeout = options.http1HeadersTimeoutMs;
+  /** HTTP/1.1 responses begun before shutdown and not yet ended. */
+  const inFlightHttp1 = new Set<http.ServerResponse>();
   const h1Server = http.createServer(
     {
       headersTimeout,
@@ -136,7 +138,14 @@ export function createPortListener(options: PortListenerOptions): PortListener {
     },
     (req, res) => {
       // While shutting down, finish this request and close the connection.
-      if (closing) res.setHeader("connection", "close");
+      if (closing) {
+        res.setHeader("connection", "close");
+      } else {
+        // Remembered until it ends, so that a shutdown beginning meanwhile
+        // can close its connection too (see close()).
+        inFlightHttp1.add(res);
+        res.once("close", () => inFlightHttp1.delete(res));
+      }
       options.handler(req, res);
     },
   );
@@ -226,6 +235,15 @@ export function createPortListener(options: PortListenerOptions): PortListener {
       for (const socket of [...undecided, ...refusing]) socket.destroy();
       for (const session of sessions) session.close();
       h1Server.closeIdleConnections();
+      // A request in flight now would otherwise leave its connection idle
+      // in keep-alive once answered, and the port would wait for the
+      // client, or the 5 s keep-alive timeout, before it closes. So its
+      // response says Connection: close (when its head is not sent yet),
+      // or its connection is closed once it ends.
+      for (const res of inFlightHttp1) {
+        if (!res.headersSent) res.setHeader("connection", "close");
+        else res.once("finish", () => res.socket?.end());
+      }
       const deadline = setTimeout(() => {
         for (const session of sessions) session.destroy();
         h1Server.closeAllConnections();

@@ -98,7 +98,7 @@ describe("grpc.health.v1.Health", () => {
     abort.abort();
   });
 
-  // The monitor probes every 250 ms with a 500 ms timeout: about a second;
+  // The monitor probes every 100 ms with a 500 ms timeout: under a second;
   // the polls allow five on a busy machine.
   it("goes NOT_SERVING when Redis goes away and SERVING again when it returns", async () => {
     const abort = new AbortController();

@@ -1,0 +1,281 @@
+import { createClient } from "@connectrpc/connect";
+import { expect } from "vitest";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+} from "../../gen/health/v1/health_pb.js";
+import { waitFor } from "../../harness/wait-for.js";
+import { type ClientPool, clientPool } from "../support/clients.js";
+import {
+  type CallRecord,
+  checkHistories,
+  failuresByCode,
+  finalReads,
+  quantile,
+  rssMb,
+  startLoad,
+  succeeded,
+  type Violation,
+} from "../support/load.js";
+import { logLines, runServerWithAdmin, type ServerProcess } from "../support/server-process.js";
+
+/** Whether the long variants run (npm run test:chaos). */
+export const CHAOS = process.env.CHAOS === "1";
+
+/** Append-only file fsynced before every reply: a restart loses nothing acknowledged. */
+export const DURABLE = ["--appendonly", "yes", "--appendfsync", "always"];
+
+/**
+ * The load of the outage scenarios: in npm test a dozen callers and one
+ * cycle of each fault; under CHAOS=1 four times the callers, three cycles
+ * and ten times the calls after each recovery.
+ */
+export const LOAD = {
+  callers: CHAOS ? 48 : 12,
+  cycles: CHAOS ? 3 : 1,
+  callsAfterRecovery: CHAOS ? 3000 : 300,
+  /** Longer than REDIS_COMMAND_TIMEOUT_MS (1 s): a frozen Redis fails calls UNAVAILABLE first. */
+  deadlineMs: 1500,
+} as const;
+
+/**
+ * A fault: starts it, ends it, and says when each happened (Date.now()).
+ * A blip (a reset connection) ends as it starts, and may come and go
+ * between two health probes.
+ */
+export type Fault = () => Promise<{
+  readonly faultAt: number;
+  readonly restoredAt: number;
+  readonly blip?: boolean;
+}>;
+
+/** What an outage scenario measured; the test asserts on it and prints it for docs/reliability.md. */
+export interface OutageFigures {
+  readonly calls: number;
+  readonly failures: Record<string, number>;
+  /** Contract violations in the sessions' histories (lost, resurrected, phantom writes, wrong codes). */
+  readonly violations: Violation[];
+  /** The longest any call took beyond its deadline, client side and server side (from the RPC log), ms. */
+  readonly clientOverrunMs: number;
+  readonly serverOverrunMs: number;
+  /** From the fault to NOT_SERVING, and from the fault's end to SERVING, ms (undefined: never seen). */
+  readonly healthDownMs: number | undefined;
+  readonly healthUpMs: number | undefined;
+  /** From the fault to the fault's end, and from the end to the first and last failure after it, ms. */
+  readonly outageMs: number;
+  readonly firstOkAfterRestoreMs: number | undefined;
+  readonly lastFailureAfterRestoreMs: number | undefined;
+  /** Calls begun 2 s or more after the fault ended, and the share of them that succeeded. */
+  readonly callsAfterRecovery: number;
+  readonly successAfterRecovery: number;
+  /** Server RSS after warm-up and after the run, MB. */
+  readonly rssBeforeMb: number;
+  readonly rssAfterMb: number;
+  readonly p99Ms: number;
+  readonly blip: boolean;
+}
+
+/** Options of {@link runOutage}. */
+export interface OutageOptions {
+  /** The REDIS_URL the server uses (Redis itself, or a proxy in front of it). */
+  readonly redisUrl: string;
+  readonly callers: number;
+  readonly deadlineMs: number;
+  /** Faults, one after another, each followed by a recovery window. */
+  readonly faults: readonly Fault[];
+  /** Calls begun ≥ 2 s after each fault's end to wait for before the next step. */
+  readonly callsAfterRecovery: number;
+  /**
+   * Server processes sharing Redis (default 1). With more, every caller's
+   * calls take turns between them (gRPC to the others), so consecutive
+   * calls of one caller reach Redis over different connections.
+   */
+  readonly instances?: number;
+}
+
+/**
+ * Runs the server (the real entry point) against `redisUrl` under a load of
+ * gRPC, gRPC-Web and Connect (HTTP/1.1) callers, applies each fault in turn
+ * while watching health, waits until enough calls have run after recovery,
+ * then reads every session back and measures what happened.
+ */
+export async function runOutage(options: OutageOptions): Promise<OutageFigures[]> {
+  const cleanup: (() => void)[] = [];
+  try {
+    const { server, port } = await runServerWithAdmin({
+      PORT: "0",
+      HOST: "127.0.0.1",
+      REDIS_URL: options.redisUrl,
+      RPC_LOG_LEVEL: "info",
+    });
+    cleanup.push(() => server.kill());
+    const pool: ClientPool = clientPool(`http://127.0.0.1:${port}`);
+    cleanup.push(() => pool.close());
+    const health = watchHealth(pool);
+    cleanup.push(health.stop);
+    await waitFor("health SERVING", () => health.current() === ServingStatus.SERVING);
+
+    const clients = [
+      { name: "grpc", client: pool.sessions({ protocol: "grpc" }) },
+      { name: "connect-http1", client: pool.sessions({ protocol: "connect", httpVersion: "1.1" }) },
+      { name: "grpc-web", client: pool.sessions({ protocol: "grpc-web" }) },
+    ];
+    for (let k = 1; k < (options.instances ?? 1); k++) {
+      const other = await runServerWithAdmin({
+        PORT: "0",
+        HOST: "127.0.0.1",
+        REDIS_URL: options.redisUrl,
+      });
+      cleanup.push(() => other.server.kill());
+      const otherPool = clientPool(`http://127.0.0.1:${other.port}`);
+      cleanup.push(() => otherPool.close());
+      // Interleaved, so consecutive picks alternate between instances.
+      clients.splice(2 * k - 1, 0, {
+        name: `grpc@${k}`,
+        client: otherPool.sessions({ protocol: "grpc" }),
+      });
+    }
+    const switchClients = (options.instances ?? 1) > 1;
+    // Warm-up, so the RSS baseline is the server's working size, not its start.
+    const warmUp = startLoad({ ...options, clients, switchClients });
+    await waitFor("the warm-up", () => warmUp.records.length >= (CHAOS ? 5000 : 1000), {
+      timeoutMs: 30_000,
+    });
+    await warmUp.stop();
+    const rssBeforeMb = rssMb(server.child.pid as number);
+
+    const figures: OutageFigures[] = [];
+    for (const fault of options.faults) {
+      const load = startLoad({ ...options, clients, switchClients });
+      await waitFor("calls before the fault", () => load.records.length >= 100, {
+        timeoutMs: 10_000,
+      });
+      const { faultAt, restoredAt, blip = false } = await fault();
+      const recovered = restoredAt + 2000;
+      await waitFor(
+        "calls after recovery",
+        () =>
+          load.records.filter((r) => r.startedAt >= recovered).length >= options.callsAfterRecovery,
+        { timeoutMs: 60_000 },
+      );
+      const records = await load.stop();
+      const reads = await finalReads(records, clients[0]?.client as (typeof clients)[0]["client"]);
+      figures.push({
+        ...measure(records, reads, health.changes, server, options.deadlineMs, faultAt, restoredAt),
+        rssBeforeMb,
+        rssAfterMb: rssMb(server.child.pid as number),
+        blip,
+      });
+    }
+    return figures;
+  } finally {
+    for (const step of cleanup.reverse()) step();
+  }
+}
+
+function measure(
+  records: readonly CallRecord[],
+  reads: readonly CallRecord[],
+  changes: readonly { at: number; status: ServingStatus }[],
+  server: ServerProcess,
+  deadlineMs: number,
+  faultAt: number,
+  restoredAt: number,
+): Omit<OutageFigures, "rssBeforeMb" | "rssAfterMb" | "blip"> {
+  const after = records.filter((r) => r.startedAt >= restoredAt);
+  const failedAfter = after.filter((r) => !succeeded(r));
+  const recovered = records.filter((r) => r.startedAt >= restoredAt + 2000);
+  const down = changes.find((c) => c.at >= faultAt && c.status !== ServingStatus.SERVING);
+  const up = changes.find((c) => c.at >= restoredAt && c.status === ServingStatus.SERVING);
+  const serverDurations = logLines(server.output)
+    .filter(
+      (l) => l.msg === "rpc" && String(l.method).startsWith("sessionstore.v1.SessionStoreService/"),
+    )
+    .map((l) => Number(l.durationMs));
+  return {
+    calls: records.length,
+    failures: failuresByCode(records),
+    violations: checkHistories(records, reads),
+    clientOverrunMs: Math.max(0, ...records.map((r) => r.endedAt - r.startedAt - deadlineMs)),
+    serverOverrunMs: Math.max(0, ...serverDurations.map((d) => Math.round(d - deadlineMs))),
+    healthDownMs: down && down.at - faultAt,
+    healthUpMs: up && up.at - restoredAt,
+    outageMs: restoredAt - faultAt,
+    firstOkAfterRestoreMs: ((r) => r && r.endedAt - restoredAt)(after.find(succeeded)),
+    lastFailureAfterRestoreMs: ((r) => r && r.endedAt - restoredAt)(failedAfter.at(-1)),
+    callsAfterRecovery: recovered.length,
+    successAfterRecovery: recovered.filter(succeeded).length / Math.max(1, recovered.length),
+    p99Ms: quantile(
+      records.map((r) => r.endedAt - r.startedAt),
+      0.99,
+    ),
+  };
+}
+
+/**
+ * Health.Watch of the whole server, every change recorded with its time.
+ * The server ends every call, a watch too, at MAX_DEADLINE (60 s): a long
+ * run watches again, recording only what changed meanwhile.
+ */
+function watchHealth(pool: ClientPool) {
+  const changes: { at: number; status: ServingStatus }[] = [];
+  const abort = new AbortController();
+  const health = createClient(Health, pool.transport({ protocol: "grpc" }));
+  void (async () => {
+    while (!abort.signal.aborted) {
+      try {
+        for await (const { status } of health.watch({ service: "" }, { signal: abort.signal })) {
+          if (changes.at(-1)?.status !== status) changes.push({ at: Date.now(), status });
+        }
+      } catch {
+        // Ended by stop(), or by MAX_DEADLINE: watch again unless stopped,
+        // after a pause so that a server gone for good is not asked in a loop.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  })();
+  return {
+    changes,
+    current: () => changes.at(-1)?.status,
+    stop: () => abort.abort(),
+  };
+}
+
+/** Starts a timer for a timed outage: the one kind of wait these tests make on purpose. */
+export function outageLasts(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The bounds of the reliability issue, for every fault of a run: histories
+ * that keep the contract, only UNAVAILABLE or DEADLINE_EXCEEDED, every RPC
+ * ended within its deadline, health within 1 s both ways, 99% success from
+ * 2 s after the fault ends, flat RSS. Prints the figures for the doc.
+ */
+export function expectWithinBounds(figures: OutageFigures[], label: string) {
+  for (const f of figures) {
+    console.info(`${label}: ${JSON.stringify({ ...f, violations: f.violations.length })}`);
+    expect(f.violations.slice(0, 5)).toEqual([]);
+    // Failures are only "try again": never NOT_FOUND, INTERNAL or anything else.
+    expect(
+      Object.keys(f.failures).filter((c) => c !== "Unavailable" && c !== "DeadlineExceeded"),
+    ).toEqual([]);
+    // Every RPC ends within its deadline: the client's own timer enforces it,
+    // so the server's side (its RPC log) is the one that shows whether it does.
+    expect(f.serverOverrunMs).toBeLessThanOrEqual(50);
+    if (!f.blip) {
+      expect(f.healthDownMs).toBeLessThanOrEqual(1000);
+      expect(f.healthUpMs).toBeLessThanOrEqual(1000);
+    }
+    expect(f.successAfterRecovery).toBeGreaterThanOrEqual(0.99);
+    // Flat: a generous bound against the warm-up's size (an outage's burst
+    // of failing calls and their logged warnings leaves the heap larger),
+    // for leaks of every failed call rather than for noise.
+    expect(f.rssAfterMb).toBeLessThanOrEqual(f.rssBeforeMb + 60);
+  }
+  // Over several cycles the growth must level off: a leak would not.
+  const [previous, last] = figures.slice(-2);
+  if (figures.length >= 3 && previous && last) {
+    expect(last.rssAfterMb - previous.rssAfterMb).toBeLessThanOrEqual(25);
+  }
+}
