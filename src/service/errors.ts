@@ -20,6 +20,7 @@ export function toConnectError(
   logger: Logger,
   method: string,
   onStoreError: (kind: StoreErrorKind) => void = () => {},
+  outages: OutageLog = new OutageLog(logger),
 ): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof SessionNotFoundError) {
@@ -36,10 +37,54 @@ export function toConnectError(
   }
   if (error instanceof StoreUnavailableError) {
     onStoreError("unavailable");
-    logger.warn({ err: error, method }, "session storage unavailable");
+    outages.failed(error, method);
     return new ConnectError("session storage is unavailable - retry later", Code.Unavailable);
   }
   onStoreError("internal");
   logger.error({ err: error, method }, "unexpected error");
   return new ConnectError("internal error", Code.Internal);
+}
+
+/**
+ * Logs a store outage without flooding the log: while Redis is away every
+ * call fails the same way (thousands a second under load), so the first
+ * failure of an interval is logged with its cause, and the rest are counted
+ * and summed up in one line when the interval ends. The metrics
+ * (sessionstore_store_errors_total) still count every one.
+ */
+export class OutageLog {
+  private windowStart = Number.NEGATIVE_INFINITY;
+  private suppressed = 0;
+  private flush: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly intervalMs = 5000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  failed(error: unknown, method: string): void {
+    const time = this.now();
+    if (time - this.windowStart < this.intervalMs) {
+      this.suppressed++;
+      this.flush ??= setTimeout(() => this.report(), this.windowStart + this.intervalMs - time);
+      this.flush.unref();
+      return;
+    }
+    this.report();
+    this.windowStart = time;
+    this.logger.warn({ err: error, method }, "session storage unavailable");
+  }
+
+  /** Logs how many failures the current interval held back, if any. */
+  report(): void {
+    clearTimeout(this.flush);
+    this.flush = undefined;
+    if (this.suppressed === 0) return;
+    this.logger.warn(
+      { failedCalls: this.suppressed, intervalMs: this.intervalMs },
+      "session storage unavailable: more calls failed the same way",
+    );
+    this.suppressed = 0;
+  }
 }

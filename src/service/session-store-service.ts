@@ -8,7 +8,7 @@ import {
 import type { Logger } from "../observability/logger.js";
 import type { StoreErrorKind } from "../observability/telemetry.js";
 import type { SessionStore, StoredSession, StoreSignal } from "../store/session-store.js";
-import { toConnectError } from "./errors.js";
+import { OutageLog, toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { encodedReply, messageReply, type Reply } from "./reply.js";
 import { decodeSession, encodeSessionsResponse, storedSession } from "./session-codec.js";
@@ -82,13 +82,14 @@ export function createSessionStoreHandlers(
   options: SessionStoreServiceOptions,
 ): SessionStoreHandlers {
   const handlers = unmappedHandlers(options);
+  const outages = new OutageLog(options.logger);
   const mapErrors =
     <A extends unknown[], R>(method: string, handler: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
       try {
         return await handler(...args);
       } catch (error) {
-        throw toConnectError(error, options.logger, method, options.onStoreError);
+        throw toConnectError(error, options.logger, method, options.onStoreError, outages);
       }
     };
   return {

@@ -102,21 +102,21 @@ describe("durability across a Redis crash (SIGKILL)", () => {
     expect(figures.violations).toBe(0);
   });
 
-  it.runIf(CHAOS)(
-    "appendfsync everysec: measured, loses at most about a second of writes",
-    async () => {
+  // The long mode only (CHAOS=1): registered then, so npm test neither runs nor skips it.
+  if (CHAOS) {
+    it("appendfsync everysec: measured, loses at most about a second of writes", async () => {
       const figures = await crash(["--appendonly", "yes", "--appendfsync", "everysec"]);
       // A SIGKILL leaves what was written to the file (the OS keeps it); only a
       // host crash loses the unsynced second. Either way, never more than ~2 s.
       expect(figures.lostWindowMs).toBeLessThanOrEqual(2500);
-    },
-  );
+    });
+  }
 
-  it.runIf(CHAOS)(
-    "RDB snapshots only: measured, loses everything since the last snapshot",
-    async () => {
+  // The long mode only (CHAOS=1): registered then, so npm test neither runs nor skips it.
+  if (CHAOS) {
+    it("RDB snapshots only: measured, loses everything since the last snapshot", async () => {
       const figures = await crash(["--appendonly", "no", "--save", "3600 1 300 100 60 10000"]);
       expect(figures.ackedUpserts).toBeGreaterThan(0);
-    },
-  );
+    });
+  }
 });

@@ -51,9 +51,9 @@ describe("Redis frozen under load", () => {
     CHAOS ? 300_000 : 40_000,
   );
 
-  it.runIf(CHAOS)(
-    "frozen, and its connection cut meanwhile: the old connection's commands do not overtake later calls",
-    async () => {
+  // The long mode only (CHAOS=1): registered then, so npm test neither runs nor skips it.
+  if (CHAOS) {
+    it("frozen, and its connection cut meanwhile: the old connection's commands do not overtake later calls", async () => {
       // The old connection's unread commands (of RPCs that already failed)
       // run when Redis wakes, while the client reconnects on a new one.
       const server = await startRedisServer(DURABLE);
@@ -77,13 +77,12 @@ describe("Redis frozen under load", () => {
         faults: Array.from({ length: LOAD.cycles }, () => freezeAndCut),
       });
       expectWithinBounds(figures, "freeze and cut");
-    },
-    300_000,
-  );
+    }, 300_000);
+  }
 
-  it.runIf(CHAOS)(
-    "frozen, with two instances: a failed write through one may not land after a later call through the other",
-    async () => {
+  // The long mode only (CHAOS=1): registered then, so npm test neither runs nor skips it.
+  if (CHAOS) {
+    it("frozen, with two instances: a failed write through one may not land after a later call through the other", async () => {
       // Each instance has its own connection to Redis, each with its own
       // unread commands when Redis wakes; Redis serves them in whatever
       // order its event loop picks.
@@ -105,7 +104,6 @@ describe("Redis frozen under load", () => {
         faults: Array.from({ length: LOAD.cycles }, () => freeze),
       });
       expectWithinBounds(figures, "freeze, two instances");
-    },
-    300_000,
-  );
+    }, 300_000);
+  }
 });
