@@ -313,9 +313,9 @@ describe("RedisSessionStore when Redis fails", () => {
       await store.upsert(upsertInput("u", "s"));
       await flaky().kill();
       // Once the backoff has reached its cap, the next reconnect attempt is
-      // half a second away. A command queued until then would only fail
+      // a quarter of a second away. A command queued until then would only fail
       // when that attempt does; ours must fail before it is made.
-      await waitFor("the reconnect backoff to reach its cap", () => delays.at(-1) === 500);
+      await waitFor("the reconnect backoff to reach its cap", () => delays.at(-1) === 250);
       const attempts = delays.length;
       await expect(store.get("u", "s")).rejects.toBeInstanceOf(StoreUnavailableError);
       await expect(store.listByUser("u", { after: undefined, limit: 1 })).rejects.toBeInstanceOf(
@@ -330,7 +330,7 @@ describe("RedisSessionStore when Redis fails", () => {
         { timeoutMs: 10_000 },
       );
       // It never waited longer than the cap between attempts.
-      expect(Math.max(...delays)).toBe(500);
+      expect(Math.max(...delays)).toBe(250);
     } finally {
       await store.close();
     }
