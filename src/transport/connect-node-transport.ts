@@ -24,7 +24,12 @@ import {
 import type { Logger } from "../observability/logger.js";
 import { type Call, OK, type StatusCode } from "../pipeline/call.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
-import { requestTooLarge, toStatusError, undecodableRequest } from "./call-errors.js";
+import {
+  type ExplainUndecodable,
+  requestTooLarge,
+  toStatusError,
+  undecodableRequest,
+} from "./call-errors.js";
 import {
   callDeadline,
   deadlineExceeded,
@@ -57,6 +62,8 @@ export interface ConnectNodeTransportOptions {
   readonly maxDeadlineMs: number;
   /** Where unexpected failures are logged. */
   readonly logger: Logger;
+  /** A more precise answer for some bodies that do not decode (see ExplainUndecodable). */
+  readonly explainUndecodable?: ExplainUndecodable;
 }
 
 /** A request of the HTTP/1.1 or the HTTP/2 half of the port. */
@@ -234,7 +241,7 @@ async function runHandler(
     const error =
       (await errorOfResponse(format, response)) ??
       new ConnectError("internal error", Code.Internal);
-    return answer(requestError(error, handler, options.maxRequestBytes));
+    return answer(requestError(error, handler, options));
   }
   return (await send(format.text ? binaryResponseToText(response) : response))
     ? (outcome.code ?? Code.Internal)
@@ -252,15 +259,18 @@ async function runHandler(
 function requestError(
   error: ConnectError,
   handler: UniversalHandler,
-  maxRequestBytes: number,
+  options: ConnectNodeTransportOptions,
 ): ConnectError {
   switch (error.code) {
     case Code.ResourceExhausted:
-      return requestTooLarge(maxRequestBytes);
+      return requestTooLarge(options.maxRequestBytes);
     case Code.Internal:
     case Code.InvalidArgument: {
+      const { typeName } = handler.method.input;
+      const explained = options.explainUndecodable?.(typeName, error.rawMessage);
+      if (explained) return explained;
       const field = /^cannot decode field ([\w.]+) from JSON/.exec(error.rawMessage)?.[1];
-      return undecodableRequest(handler.method.input.typeName, field);
+      return undecodableRequest(typeName, field);
     }
     default:
       return error;
