@@ -18,6 +18,7 @@ import { rateLimitPolicy } from "./pipeline/rate-limit-policy.js";
 import { telemetryPolicy } from "./pipeline/telemetry-policy.js";
 import {
   createSessionStoreHandlers,
+  explainUndecodable,
   METHOD_SCOPES,
   registerSessionStoreService,
   sessionStoreService,
@@ -193,6 +194,7 @@ export function createServer(options: ServerOptions): SessionStoreServer {
       maxRequestBytes: options.maxRequestBytes,
       maxDeadlineMs,
       logger,
+      explainUndecodable,
     }),
     fastPath: fastPathOn
       ? createGrpcUnaryFastPath({
@@ -202,6 +204,7 @@ export function createServer(options: ServerOptions): SessionStoreServer {
           maxRequestBytes: options.maxRequestBytes,
           maxDeadlineMs,
           logger,
+          explainUndecodable,
         })
       : undefined,
     http1HeadersTimeoutMs: options.http1HeadersTimeoutMs ?? 10_000,

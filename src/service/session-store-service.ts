@@ -4,6 +4,7 @@ import {
   DeleteByUserResponseSchema,
   DeleteResponseSchema,
   SessionStoreService,
+  UpsertRequestSchema,
 } from "../../gen/sessionstore/v1/session_store_pb.js";
 import type { Logger } from "../observability/logger.js";
 import type { StoreErrorKind } from "../observability/telemetry.js";
@@ -12,7 +13,15 @@ import { OutageLog, toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { encodedReply, messageReply, type Reply } from "./reply.js";
 import { decodeSession, encodeSessionsResponse, storedSession } from "./session-codec.js";
-import { checkId, checkTimestamp, checkTtl, floorMs, invalid } from "./validate.js";
+import {
+  checkId,
+  checkPayloadDepth,
+  checkTimestamp,
+  checkTtl,
+  floorMs,
+  invalid,
+  payloadTooDeep,
+} from "./validate.js";
 
 /** What the handlers need: the store, the request limits, and where failures go. */
 export interface SessionStoreServiceOptions {
@@ -122,6 +131,7 @@ function unmappedHandlers(options: SessionStoreServiceOptions): SessionStoreHand
       checkTimestamp("session.created_at", session.createdAt);
       checkTimestamp("session.refreshed_at", session.refreshedAt);
       checkTimestamp("session.expires_at", session.expiresAt);
+      checkPayloadDepth("session.extra_payload", session.extraPayload);
       const { data, payloadBytes } = storedSession(session, encoded);
       if (payloadBytes > maxPayloadBytes) {
         throw invalid("session.extra_payload", `must encode to at most ${maxPayloadBytes} bytes`);
@@ -179,6 +189,35 @@ function unmappedHandlers(options: SessionStoreServiceOptions): SessionStoreHand
       return messageReply(DeleteByUserResponseSchema, { deletedCount: BigInt(deleted) });
     },
   };
+}
+
+/**
+ * A decoder's recursion limit reached inside a Struct, Value or ListValue.
+ * protobuf-es names the message type it was decoding when it stops.
+ */
+const STRUCT_TOO_DEEP = /google\.protobuf\.(?:Struct|Value|ListValue)\b.*maximum recursion depth/;
+
+/**
+ * The answer to a request body that failed to decode, when the decoder's
+ * message shows the service's own rule was broken; undefined otherwise (the
+ * transport then answers its generic "request is not a valid ...").
+ *
+ * Why: an UpsertRequest whose extra_payload nests deeper than the decoders'
+ * limit (100 levels) never reaches the handler, and binary and JSON
+ * decoders count levels differently, so without this one payload would be
+ * "too deep" over JSON and "not a valid UpsertRequest" over binary. In an
+ * UpsertRequest the only Struct is session.extra_payload, so the limit
+ * reached inside one is that field's, and gets the handler's own answer on
+ * every protocol.
+ */
+export function explainUndecodable(
+  typeName: string,
+  decoderMessage: string,
+): ConnectError | undefined {
+  if (typeName === UpsertRequestSchema.typeName && STRUCT_TOO_DEEP.test(decoderMessage)) {
+    return payloadTooDeep("session.extra_payload");
+  }
+  return undefined;
 }
 
 /** Serves SessionStoreService on a Connect router with `handlers`. */

@@ -1,3 +1,4 @@
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 
@@ -81,4 +82,51 @@ export function checkTimestamp(field: string, value: Timestamp | undefined): voi
 /** A timestamp in whole Unix milliseconds, rounded down. */
 export function floorMs(value: Timestamp): number {
   return Number(value.seconds) * 1000 + Math.floor(value.nanos / 1_000_000);
+}
+
+/**
+ * The deepest extra_payload accepted, counted in protobuf message levels as
+ * decoders count them toward their recursion limits: the Struct itself is
+ * level 1, each Value in a Struct or ListValue one more, each Struct or
+ * ListValue in a Value one more (`{"a": {"b": 1}}` is 4 levels).
+ *
+ * Why 32: every client must be able to read back what it stored, and
+ * decoders stop at 100 levels counted over the whole response. Python's
+ * C++ decoder (grpcio) also counts the map entry between a Struct and each
+ * of its Values, so it fails at 67 levels of nested objects; protobuf-es
+ * fails binary responses at 99. 32 leaves every one of them a margin of
+ * about two, and is a depth no session payload needs to approach.
+ */
+export const MAX_PAYLOAD_DEPTH = 32;
+
+/** The answer to an extra_payload nested deeper than MAX_PAYLOAD_DEPTH. */
+export function payloadTooDeep(field: string): ConnectError {
+  return invalid(field, `must nest at most ${MAX_PAYLOAD_DEPTH} levels deep`);
+}
+
+/**
+ * Rejects an extra_payload nested deeper than MAX_PAYLOAD_DEPTH levels (see
+ * there). protobuf-es holds a Struct field as plain JSON: an object is a
+ * Struct, an array a ListValue, and every member or item a Value.
+ * Iterative, and stops at the first level too deep, so a hostile payload
+ * costs no more than walking its first MAX_PAYLOAD_DEPTH levels.
+ */
+export function checkPayloadDepth(field: string, struct: JsonObject | undefined): void {
+  if (!struct) return;
+  /** Values still to look at, each with its level. */
+  const pending: [JsonValue, number][] = [];
+  const pushMembers = (container: JsonObject | JsonValue[], depth: number) => {
+    for (const value of Array.isArray(container) ? container : Object.values(container)) {
+      if (value !== undefined) pending.push([value, depth + 1]);
+    }
+  };
+  pushMembers(struct, 1);
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [value, depth] = next;
+    if (depth > MAX_PAYLOAD_DEPTH) throw payloadTooDeep(field);
+    if (value === null || typeof value !== "object") continue;
+    // The Struct or ListValue this Value holds is one level further in.
+    if (depth + 1 > MAX_PAYLOAD_DEPTH) throw payloadTooDeep(field);
+    pushMembers(value, depth + 1);
+  }
 }

@@ -26,6 +26,17 @@ export function undecodableRequest(typeName: string, field?: string): ConnectErr
   );
 }
 
+/**
+ * A more precise answer than undecodableRequest for a body that did not
+ * decode, from the layer that knows the messages (the service), given the
+ * input's type name and the decoder's own message (which is never sent on:
+ * it can quote the request). Undefined: answer undecodableRequest.
+ */
+export type ExplainUndecodable = (
+  typeName: string,
+  decoderMessage: string,
+) => ConnectError | undefined;
+
 /** An invalid timeout header ("grpc-timeout" or "connect-timeout-ms"). */
 export function invalidTimeout(header: string): ConnectError {
   return new ConnectError(`protocol error: invalid ${header}`, Code.InvalidArgument);

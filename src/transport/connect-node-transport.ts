@@ -1,5 +1,10 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import {
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  constants as http2Constants,
+} from "node:http2";
+import type { DescMessage } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -24,7 +29,12 @@ import {
 import type { Logger } from "../observability/logger.js";
 import { type Call, OK, type StatusCode } from "../pipeline/call.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
-import { requestTooLarge, toStatusError, undecodableRequest } from "./call-errors.js";
+import {
+  type ExplainUndecodable,
+  requestTooLarge,
+  toStatusError,
+  undecodableRequest,
+} from "./call-errors.js";
 import {
   callDeadline,
   deadlineExceeded,
@@ -57,6 +67,8 @@ export interface ConnectNodeTransportOptions {
   readonly maxDeadlineMs: number;
   /** Where unexpected failures are logged. */
   readonly logger: Logger;
+  /** A more precise answer for some bodies that do not decode (see ExplainUndecodable). */
+  readonly explainUndecodable?: ExplainUndecodable;
 }
 
 /** A request of the HTTP/1.1 or the HTTP/2 half of the port. */
@@ -175,11 +187,39 @@ async function serveCall(
   try {
     if (admission.rejection) code = await answer(admission.rejection);
     else if (deadline.error) code = await answer(deadline.error);
-    else code = await runHandler(req, res, handler, format, controller, send, answer, options);
+    else
+      code = await runHandler(req, res, handler, format, controller, send, answer, options).catch(
+        // A bug here must still answer the client (generic INTERNAL, cause
+        // logged), never leave the call hanging.
+        (error: unknown) => answer(toStatusError(error, options.logger, call.procedure)),
+      );
   } finally {
     clearTimeout(timer);
     admission.finish(code);
+    endUnreadRequest(req, res);
   }
+}
+
+/**
+ * Ends the request side of an HTTP/2 stream whose response is complete
+ * while the client is still sending (connect-node answers some bad
+ * requests, such as a second message for a unary method, before reading
+ * the whole body). Unread, the body fills the stream's flow-control window
+ * and the client can never finish sending: the stream, and its slot of
+ * MAX_CONCURRENT_STREAMS, stay open for good. RST_STREAM(NO_ERROR) after
+ * a complete response is how HTTP/2 asks a client to stop sending (RFC
+ * 9113, section 8.1); HTTP/1.1 bodies Node reads and drops itself.
+ */
+function endUnreadRequest(req: NodeServerRequest, res: NodeServerResponse): void {
+  if (!("stream" in res) || req.complete || !res.writableEnded) return;
+  const { stream } = res;
+  if (stream.closed || stream.destroyed) return;
+  const reset = () => {
+    if (!stream.closed && !stream.destroyed) stream.close(http2Constants.NGHTTP2_NO_ERROR);
+  };
+  // After the response's last frame has been handed to the session.
+  if (res.writableFinished) reset();
+  else res.once("finish", reset);
 }
 
 async function runHandler(
@@ -234,7 +274,7 @@ async function runHandler(
     const error =
       (await errorOfResponse(format, response)) ??
       new ConnectError("internal error", Code.Internal);
-    return answer(requestError(error, handler, options.maxRequestBytes));
+    return answer(requestError(error, handler, options));
   }
   return (await send(format.text ? binaryResponseToText(response) : response))
     ? (outcome.code ?? Code.Internal)
@@ -252,15 +292,19 @@ async function runHandler(
 function requestError(
   error: ConnectError,
   handler: UniversalHandler,
-  maxRequestBytes: number,
+  options: ConnectNodeTransportOptions,
 ): ConnectError {
   switch (error.code) {
     case Code.ResourceExhausted:
-      return requestTooLarge(maxRequestBytes);
+      return requestTooLarge(options.maxRequestBytes);
     case Code.Internal:
     case Code.InvalidArgument: {
+      if (error.rawMessage.startsWith("unsupported content-type")) return error;
+      const { typeName } = handler.method.input;
+      const explained = options.explainUndecodable?.(typeName, error.rawMessage);
+      if (explained) return explained;
       const field = /^cannot decode field ([\w.]+) from JSON/.exec(error.rawMessage)?.[1];
-      return undecodableRequest(handler.method.input.typeName, field);
+      return undecodableRequest(typeName, field);
     }
     default:
       return error;
@@ -281,7 +325,7 @@ function observeHandler(logger: Logger): Interceptor {
     try {
       res = await next(req);
     } catch (error) {
-      const status = toStatusError(error, logger, procedure);
+      const status = toStatusError(inputError(error, req.method.input), logger, procedure);
       outcome.code = status.code;
       throw status;
     }
@@ -298,7 +342,7 @@ function observeHandler(logger: Logger): Interceptor {
           yield* messages;
           code = OK;
         } catch (error) {
-          const status = toStatusError(error, logger, procedure);
+          const status = toStatusError(inputError(error, req.method.input), logger, procedure);
           code = status.code;
           throw status;
         } finally {
@@ -307,6 +351,25 @@ function observeHandler(logger: Logger): Interceptor {
       })(),
     };
   };
+}
+
+/**
+ * A request message of a client- or bidi-streaming call that does not
+ * decode is read while the handler runs (reflection reads its requests one
+ * by one), and connect-node raises it as INTERNAL ("parse binary: ...", or
+ * a message flagged compressed without a compression named): it
+ * is the client's mistake, answered as the fast path answers an
+ * undecodable message, INVALID_ARGUMENT naming the type (the decoder's
+ * message can quote the request). Any other error is passed on as it is.
+ */
+function inputError(error: unknown, input: DescMessage): unknown {
+  if (!(error instanceof ConnectError) || error.code !== Code.Internal) return error;
+  if (error.rawMessage.startsWith("parse binary: ")) return undecodableRequest(input.typeName);
+  // A message flagged compressed on a call that named no compression.
+  if (error.rawMessage === "received compressed envelope, but do not know how to decompress") {
+    return undecodableRequest(input.typeName);
+  }
+  return error;
 }
 
 /**

@@ -18,7 +18,12 @@ import {
 } from "../pipeline/call.js";
 import type { Admission, Pipeline } from "../pipeline/pipeline.js";
 import { CallAbort } from "./call-abort.js";
-import { requestTooLarge, toStatusError, undecodableRequest } from "./call-errors.js";
+import {
+  type ExplainUndecodable,
+  requestTooLarge,
+  toStatusError,
+  undecodableRequest,
+} from "./call-errors.js";
 import { callDeadline, deadlineExceeded, parseGrpcTimeout } from "./deadline.js";
 import { nodeCallHeaders } from "./node-call-headers.js";
 import { peerCertificateOf } from "./peer-certificate.js";
@@ -48,6 +53,8 @@ export interface GrpcUnaryFastPathOptions {
   readonly maxDeadlineMs: number;
   /** Where unexpected failures are logged. */
   readonly logger: Logger;
+  /** A more precise answer for some bodies that do not decode (see ExplainUndecodable). */
+  readonly explainUndecodable?: ExplainUndecodable;
 }
 
 /**
@@ -208,7 +215,7 @@ function serveUnary(
         chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
         route.input.typeName,
       );
-      request = decodeMessage(route.input, encoded);
+      request = decodeMessage(route.input, encoded, options.explainUndecodable);
     } catch (error) {
       finish(undefined, error);
       return;
@@ -323,11 +330,16 @@ function unwrapEnvelope(body: Buffer, typeName: string): Uint8Array {
   return body.subarray(ENVELOPE_HEADER_BYTES, end);
 }
 
-function decodeMessage(schema: DescMessage, bytes: Uint8Array): MessageShape<DescMessage> {
+function decodeMessage(
+  schema: DescMessage,
+  bytes: Uint8Array,
+  explain: ExplainUndecodable | undefined,
+): MessageShape<DescMessage> {
   try {
     return fromBinary(schema, bytes);
-  } catch {
-    throw undecodableRequest(schema.typeName);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw explain?.(schema.typeName, message) ?? undecodableRequest(schema.typeName);
   }
 }
 

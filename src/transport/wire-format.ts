@@ -1,6 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   createAsyncIterable,
   encodeEnvelope,
@@ -201,11 +201,30 @@ export async function errorOfResponse(
   const chunks: Uint8Array[] = [];
   for await (const chunk of response.body ?? []) chunks.push(chunk);
   const body = Buffer.concat(chunks);
-  const fallback = new ConnectError("request failed", codeFromHttpStatus(response.status));
+  const fallback =
+    response.status === 505
+      ? // connect-node serves bidi streams over HTTP/2 only, and says so with
+        // HTTP 505 alone, which gRPC and gRPC-Web clients would read as UNKNOWN.
+        new ConnectError(
+          "protocol error: this method streams in both directions, which needs HTTP/2",
+          Code.Unimplemented,
+        )
+      : response.status === 415
+        ? // Only Connect serves GET, so connect-node refuses a GET of any other
+          // content type with a bare 415.
+          new ConnectError(`unsupported content-type; ${ACCEPTED}`, Code.InvalidArgument)
+        : new ConnectError("request failed", codeFromHttpStatus(response.status));
   // Connect unary errors are HTTP errors with a JSON body; every other
   // framing carries its status with HTTP 200.
   if (format.protocol === "connect" && !format.stream) {
-    return response.status === 200 ? undefined : errorFromJsonBytes(body, undefined, fallback);
+    if (response.status === 200) return undefined;
+    // errorFromJsonBytes throws its fallback when the body is not JSON
+    // (connect-node's bare 415 and 505 have no body).
+    try {
+      return errorFromJsonBytes(body, undefined, fallback);
+    } catch {
+      return fallback;
+    }
   }
   if (response.status !== 200) return fallback;
   switch (format.protocol) {

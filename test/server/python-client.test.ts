@@ -8,6 +8,10 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
+import { MAX_PAYLOAD_DEPTH } from "../../src/service/validate.js";
+import { type ClientPool, clientPool } from "../support/clients.js";
+import { nestedLists, nestedObjects } from "../support/deep-payload.js";
+import { sessionFixture, ttl } from "../support/fixtures.js";
 import { createTestPki, type Issued, type TestCa, type TestPki } from "../support/pki.js";
 import { runServer, type ServerProcess } from "../support/server-process.js";
 
@@ -327,6 +331,76 @@ describe("the Python client example", () => {
             "FAIL delete-by-user: unexpected status PERMISSION_DENIED",
           ]);
         } finally {
+          server?.kill();
+        }
+      }),
+  );
+
+  it(
+    `reads back sessions whose extra_payload nests ${MAX_PAYLOAD_DEPTH} levels deep, and is refused one level deeper`,
+    { timeout: 60_000 },
+    () =>
+      withStubs(async (stubs) => {
+        let server: ServerProcess | undefined;
+        let clients: ClientPool | undefined;
+        try {
+          server = runServer({ PORT: "0", HOST: "127.0.0.1" });
+          const port = await server.port();
+          const userId = `user-${randomUUID()}`;
+          // Stored by a connect-node client (Connect JSON: the path that used
+          // to store payloads Python could not read).
+          clients = clientPool(`http://127.0.0.1:${port}`);
+          const sessions = clients.sessions({ protocol: "connect", binary: false });
+          for (const [id, build] of [
+            ["objects", nestedObjects],
+            ["lists", nestedLists],
+          ] as const) {
+            await sessions.upsert({
+              session: sessionFixture(userId, id, { extraPayload: build(MAX_PAYLOAD_DEPTH) }),
+              ttl: ttl(60_000),
+            });
+          }
+
+          const result = await run(
+            PYTHON,
+            [
+              "test/support/python/deep_payload.py",
+              "--target",
+              `127.0.0.1:${port}`,
+              "--stubs",
+              stubs,
+              "--user-id",
+              userId,
+              "--max-depth",
+              String(MAX_PAYLOAD_DEPTH),
+              "--read",
+              "objects",
+              "--read",
+              "lists",
+            ],
+            { cwd: ROOT, env: PYTHON_ENV, timeout: 30_000 },
+          ).then(
+            (done) => ({ code: 0, ...done }),
+            (error: ExecFileException & { stdout?: string; stderr?: string }) => ({
+              code: error.code ?? null,
+              stdout: error.stdout ?? "",
+              stderr: error.stderr ?? "",
+            }),
+          );
+          const max = MAX_PAYLOAD_DEPTH;
+          expect(result.code, `${result.stdout}${result.stderr}`).toBe(0);
+          expect(result.stdout.trimEnd().split("\n")).toEqual([
+            `ok get depth=${max}`,
+            `ok get depth=${max}`,
+            `ok list sessions=2 depths=${max},${max}`,
+            `ok upsert-max depth=${max}`,
+            "ok upsert-too-deep code=INVALID_ARGUMENT",
+          ]);
+          // The refused one was not written.
+          const { sessions: listed } = await clients.sessions().listByUser({ userId });
+          expect(listed.map((s) => s.id)).toEqual(["lists", "objects", "python-max"]);
+        } finally {
+          clients?.close();
           server?.kill();
         }
       }),

@@ -85,7 +85,10 @@ export type Session = Message<"sessionstore.v1.Session"> & {
 
   /**
    * extra_payload holds application-defined data kept with the session. Its
-   * protobuf encoding is limited in size by the server (64 KiB by default).
+   * protobuf encoding is limited in size by the server (64 KiB by default),
+   * and its nesting to 32 protobuf message levels: the Struct is level 1,
+   * each Value one more, each Struct or ListValue in a Value one more (so 16
+   * levels of nested JSON objects), which every client's decoder can read.
    *
    * @generated from field: google.protobuf.Struct extra_payload = 9;
    */
@@ -547,8 +550,8 @@ export const SessionStoreService: GenService<{
    *
    * INVALID_ARGUMENT for a missing session or ttl, a ttl that is not positive
    * or above the server's maximum, an expires_at already in the past, or an
-   * extra_payload over the server's size limit. ALREADY_EXISTS, ABORTED and
-   * NOT_FOUND as described for expected_version.
+   * extra_payload over the server's size or nesting limit. ALREADY_EXISTS,
+   * ABORTED and NOT_FOUND as described for expected_version.
    *
    * @generated from rpc sessionstore.v1.SessionStoreService.Upsert
    */
