@@ -4,6 +4,8 @@ import type http2 from "node:http2";
 interface SessionState {
   streams: number;
   idleSince: number;
+  /** Sent GOAWAY for idling: destroyed at the next check if still open. */
+  goawaySent: boolean;
 }
 
 /**
@@ -18,6 +20,12 @@ interface SessionState {
  * One check runs every quarter of the timeout (at most every 5 s), while
  * there are connections to watch; a connection is closed between the
  * timeout and the timeout plus that period.
+ *
+ * A connection still open one check after its GOAWAY, with no stream
+ * open, is destroyed: a client that stopped in the middle of a header
+ * block (HEADERS without END_HEADERS, no CONTINUATION) holds a stream
+ * that nghttp2 counts and Node never surfaces, so the graceful close
+ * would wait for it forever. No call is in flight on it to be lost.
  */
 export class IdleSessions {
   private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
@@ -29,7 +37,7 @@ export class IdleSessions {
   /** Watches a new connection until it closes. */
   add(session: http2.ServerHttp2Session): void {
     if (this.idleTimeoutMs === 0) return;
-    const state: SessionState = { streams: 0, idleSince: Date.now() };
+    const state: SessionState = { streams: 0, idleSince: Date.now(), goawaySent: false };
     this.sessions.set(session, state);
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
       state.streams++;
@@ -59,8 +67,12 @@ export class IdleSessions {
   private closeIdle(): void {
     const now = Date.now();
     for (const [session, state] of this.sessions) {
-      if (state.streams === 0 && now - state.idleSince >= this.idleTimeoutMs && !session.closed) {
+      if (state.streams > 0) continue;
+      if (state.goawaySent) {
+        if (!session.destroyed) session.destroy();
+      } else if (now - state.idleSince >= this.idleTimeoutMs && !session.closed) {
         session.close();
+        state.goawaySent = true;
       }
     }
   }

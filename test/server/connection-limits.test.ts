@@ -8,6 +8,7 @@ import { waitFor } from "../../harness/wait-for.js";
 import type { CallPolicy } from "../../src/pipeline/call.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
 import { clientPool } from "../support/clients.js";
+import { frame, rawFrames, requestHeaders } from "../support/raw-h2.js";
 import {
   createGrpcJsClient,
   type RunningServer,
@@ -173,57 +174,6 @@ describe("MAX_CONCURRENT_STREAMS", () => {
   });
 });
 
-/** An HTTP/2 frame. */
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(stream, 5);
-  return Buffer.concat([header, payload]);
-}
-
-/** A Get's request headers, HPACK-encoded as literals without indexing. */
-function requestHeaders(): Buffer {
-  const fields: [string, string][] = [
-    [":method", "POST"],
-    [":scheme", "http"],
-    [":path", `/${SessionStoreService.typeName}/Get`],
-    [":authority", "localhost"],
-    ["content-type", "application/grpc"],
-  ];
-  return Buffer.concat(
-    fields.flatMap(([name, value]) => [
-      Buffer.from([0x00, name.length]),
-      Buffer.from(name),
-      Buffer.from([value.length]),
-      Buffer.from(value),
-    ]),
-  );
-}
-
-/** The frames the server sends on `socket`, as they arrive. */
-function rawFrames(socket: net.Socket) {
-  const frames: { type: number; flags: number; stream: number; payload: Buffer }[] = [];
-  let buffered = Buffer.alloc(0);
-  socket.on("error", () => {});
-  socket.on("data", (chunk: Buffer) => {
-    buffered = Buffer.concat([buffered, chunk]);
-    while (buffered.length >= 9) {
-      const length = buffered.readUIntBE(0, 3);
-      if (buffered.length < 9 + length) break;
-      frames.push({
-        type: buffered[3] as number,
-        flags: buffered[4] as number,
-        stream: buffered.readUInt32BE(5) & 0x7fffffff,
-        payload: buffered.subarray(9, 9 + length),
-      });
-      buffered = buffered.subarray(9 + length);
-    }
-  });
-  return frames;
-}
-
 describe("MAX_HEADER_LIST_SIZE", () => {
   const LIMIT = 4096;
   const big = { "x-big": "a".repeat(5000) };
@@ -304,6 +254,26 @@ describe("IDLE_TIMEOUT", () => {
     await waitFor("GOAWAY after the call", () => goaway !== undefined, { timeoutMs: 3000 });
     expect(goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
     await waitFor("the connection to close", () => session.closed || session.destroyed);
+  });
+
+  it("closes a connection stalled in the middle of a header block", async () => {
+    // HEADERS without END_HEADERS and no CONTINUATION: nghttp2 holds the
+    // stream, Node never surfaces it, and a graceful close alone would wait
+    // for it forever; IdleSessions destroys the connection after its GOAWAY.
+    const running = await serve({ limits: { idleTimeoutMs: 200 } });
+    const socket = net.connect(running.port, "127.0.0.1");
+    cleanups.push(() => socket.destroy());
+    const frames = rawFrames(socket);
+    let closed = false;
+    socket.on("close", () => {
+      closed = true;
+    });
+    socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    socket.write(frame(0x4, 0, 0, Buffer.alloc(0)));
+    socket.write(frame(0x1, 0, 1, requestHeaders()));
+    await waitFor("the server to close the connection", () => closed, { timeoutMs: 3000 });
+    const goaway = frames.find((f) => f.type === 0x7);
+    expect(goaway?.payload.readUInt32BE(4)).toBe(http2.constants.NGHTTP2_NO_ERROR);
   });
 
   it("closes an idle HTTP/1.1 keep-alive connection", async () => {
