@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   type Http2ServerRequest,
   type Http2ServerResponse,
@@ -118,14 +118,14 @@ export function createConnectNodeTransport(
   const services = [...new Set(router.handlers.map((handler) => handler.service.typeName))];
   return (req, res) => {
     const handler = handlers.get((req.url ?? "").split("?", 1)[0] ?? "");
-    if (!handler) return answerNotACall(req.headers, res, unknownMethod(services));
+    if (!handler) return answerNotACall(req, res, unknownMethod(services));
     const format = wireFormatOf(
       req.method ?? "",
       req.url ?? "/",
       req.headers["content-type"],
       handler.method,
     );
-    if (!("protocol" in format)) return answerNotACall(req.headers, res, format);
+    if (!("protocol" in format)) return answerNotACall(req, res, format);
     serveCall(req, res, handler, format, options).catch((error: unknown) => {
       options.logger.error({ err: error }, "a call failed outside its handler");
     });
@@ -173,7 +173,7 @@ async function serveCall(
   // client went away.
   const send = (response: UniversalServerResponse) =>
     Promise.race([
-      universalResponseToNodeResponse(response, res).then(
+      writeResponse(req, res, response).then(
         () => true,
         () => false,
       ),
@@ -196,30 +196,82 @@ async function serveCall(
   } finally {
     clearTimeout(timer);
     admission.finish(code);
-    endUnreadRequest(req, res);
   }
 }
 
 /**
- * Ends the request side of an HTTP/2 stream whose response is complete
- * while the client is still sending (connect-node answers some bad
- * requests, such as a second message for a unary method, before reading
- * the whole body). Unread, the body fills the stream's flow-control window
- * and the client can never finish sending: the stream, and its slot of
- * MAX_CONCURRENT_STREAMS, stay open for good. RST_STREAM(NO_ERROR) after
- * a complete response is how HTTP/2 asks a client to stop sending (RFC
- * 9113, section 8.1); HTTP/1.1 bodies Node reads and drops itself.
+ * Writes a response with connect-node's writer, and makes sure a request
+ * body still arriving when it is complete does not hold the stream or the
+ * connection.
+ *
+ * connect-node answers many bad requests before reading the whole body (a
+ * second message for a unary method, a body over MAX_REQUEST_BYTES, a
+ * compression it cannot read), and the pipeline rejects calls before
+ * anything is read. Over HTTP/2, Node closes a stream answered without its
+ * body ever being read, but once anything has read from it (connect-node
+ * stops where it found the fault) the unread rest fills the stream's
+ * flow-control window and the client can never finish sending: the stream,
+ * and its slot of MAX_CONCURRENT_STREAMS, stay open until the client gives
+ * up. Over HTTP/1.1, Node reads and drops the rest of the body, however
+ * long, to keep the connection.
  */
-function endUnreadRequest(req: NodeServerRequest, res: NodeServerResponse): void {
-  if (!("stream" in res) || req.complete || !res.writableEnded) return;
+async function writeResponse(
+  req: NodeServerRequest,
+  res: NodeServerResponse,
+  response: UniversalServerResponse,
+): Promise<void> {
+  if ("stream" in res) {
+    endUnreadRequestAfter(req, res);
+  } else if (!req.complete || (req.destroyed && !req.readableEnded)) {
+    // Node parses what follows the head in the same read (a small body, or
+    // just the end of a request without one) only after the request
+    // handler has returned: judge once it has.
+    await new Promise((resolve) => setImmediate(resolve));
+    // `connection: close` ends the connection once the response is written
+    // (Node closes it gracefully), instead of reading an unbounded body
+    // nobody will use; so does a body connect-node abandoned halfway
+    // (it destroys the request), whatever arrived of it.
+    const abandoned = req.destroyed && !req.readableEnded;
+    if ((!req.complete || abandoned) && !res.headersSent) res.setHeader("connection", "close");
+  }
+  return universalResponseToNodeResponse(response, res);
+}
+
+/**
+ * Resets the stream with RST_STREAM(NO_ERROR) once the response is
+ * complete on the wire, if the request body has not ended by then: how
+ * HTTP/2 asks a client to stop sending after a complete response (RFC
+ * 9113, section 8.1).
+ *
+ * When: Node's compatibility layer always responds with waitForTrailers,
+ * and sends the trailers (or an empty END_STREAM frame) from its own
+ * "wantTrailers" listener, registered when the response was created, so
+ * before this one; Node flushes the frames already queued before an
+ * RST_STREAM. Neither the response's "finish" (the compatibility layer
+ * emits it only when the stream closes, the very thing that never
+ * happens here) nor the stream's (it comes before the trailers) would do,
+ * nor waiting for connect-node's writer to resolve: over HTTP/2 it waits
+ * for an "end" event Http2ServerResponse never emits, so it resolves only
+ * through the stream closing (see `send` in serveCall).
+ */
+function endUnreadRequestAfter(req: NodeServerRequest, res: Http2ServerResponse): void {
   const { stream } = res;
-  if (stream.closed || stream.destroyed) return;
   const reset = () => {
-    if (!stream.closed && !stream.destroyed) stream.close(http2Constants.NGHTTP2_NO_ERROR);
+    if (req.complete || stream.closed || stream.destroyed) return;
+    stream.close(http2Constants.NGHTTP2_NO_ERROR);
+    // Node keeps a stream, and counts it against MAX_CONCURRENT_STREAMS
+    // (refusing new ones with ENHANCE_YOUR_CALM), until its readable side
+    // has ended, which takes someone reading what arrived before the
+    // reset; connect-node has stopped reading, and may have destroyed the
+    // request, after which Node's compatibility layer pauses the stream
+    // at every chunk. Destroying the stream releases it (its RST_STREAM,
+    // submitted by close() as the response is finished, is still sent).
+    if (stream.writableFinished) stream.destroy();
+    else stream.once("finish", () => stream.destroy());
   };
-  // After the response's last frame has been handed to the session.
-  if (res.writableFinished) reset();
-  else res.once("finish", reset);
+  // "wantTrailers" is emitted from inside nghttp2's send loop, where a
+  // reset submitted is not sent: the next turn of the event loop is.
+  stream.once("wantTrailers", () => setImmediate(reset));
 }
 
 async function runHandler(
@@ -378,11 +430,8 @@ function inputError(error: unknown, input: DescMessage): unknown {
  * a gRPC or gRPC-Web status for those clients, Connect's error JSON for
  * Connect-looking requests, plain text for anything else (curl, browsers).
  */
-function answerNotACall(
-  headers: IncomingHttpHeaders,
-  res: NodeServerResponse,
-  notACall: NotACall,
-): void {
+function answerNotACall(req: NodeServerRequest, res: NodeServerResponse, notACall: NotACall): void {
+  const { headers } = req;
   const contentType = headers["content-type"];
   const grpc = grpcWireFormat(contentType);
   let response: UniversalServerResponse;
@@ -402,5 +451,5 @@ function answerNotACall(
       body: createAsyncIterable([Buffer.from(`${notACall.message}\n`, "utf8")]),
     };
   }
-  universalResponseToNodeResponse(response, res).catch(() => {});
+  writeResponse(req, res, response).catch(() => {});
 }

@@ -1,0 +1,249 @@
+import http2 from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CallPolicy } from "../../src/pipeline/call.js";
+import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
+import { h1Exchange, h2Exchange, type RawResponse, verdictOf } from "../support/raw-exchange.js";
+import { type RunningServer, startTestServer } from "../support/test-server.js";
+
+// Calls the server answers before it has read the whole request body (a
+// compression it cannot read, an unknown method, a body over
+// MAX_REQUEST_BYTES, a policy's rejection, a malformed timeout), each with
+// a body larger than HTTP/2's 64 KiB initial flow-control window, so the
+// client cannot finish sending unless the server reads on or ends the
+// stream. RFC 9113 section 8.1: a server may send a complete response
+// before the request is complete, then RST_STREAM(NO_ERROR). The client
+// must get the complete answer, and the stream (HTTP/2) or the connection
+// (HTTP/1.1) must close promptly instead of waiting for the client to give
+// up.
+
+const SERVICE = "/sessionstore.v1.SessionStoreService";
+const MAX_REQUEST_BYTES = 128 * 1024;
+/** Over the 64 KiB window, under MAX_REQUEST_BYTES. */
+const LARGE = 200 * 1024;
+/** Over MAX_REQUEST_BYTES. */
+const TOO_LARGE = 400 * 1024;
+/** How long a stream or connection may stay open after its answer. */
+const CLOSE_WITHIN_MS = 2000;
+/** The header that makes the test policy reject a call. */
+const REJECT = "x-test-reject";
+/** MAX_CONCURRENT_STREAMS: few, so that streams held open would stall the connection. */
+const MAX_STREAMS = 4;
+
+const rejectingPolicy: CallPolicy = {
+  name: "reject-marked",
+  begin(call) {
+    if (call.headers.get(REJECT) !== undefined) {
+      throw new ConnectError("rejected by the test policy", Code.PermissionDenied);
+    }
+    return undefined;
+  },
+};
+
+let store: MemorySessionStore;
+let server: RunningServer;
+
+beforeAll(async () => {
+  store = new MemorySessionStore({ maxSessionsPerUser: 0, sweepIntervalMs: 0 });
+  server = await startTestServer(store, {
+    maxRequestBytes: MAX_REQUEST_BYTES,
+    policies: [rejectingPolicy],
+    limits: { maxConcurrentStreams: MAX_STREAMS },
+  });
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await store?.close();
+});
+
+function envelope(size: number, flags = 0): Buffer {
+  const frame = Buffer.alloc(5 + size, 0x61);
+  frame[0] = flags;
+  frame.writeUInt32BE(size, 1);
+  return frame;
+}
+
+interface EarlyAnswer {
+  readonly name: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+  /** The status the answer carries (a gRPC code, or "http-N"). */
+  readonly code: string;
+}
+
+const grpcWeb = { "content-type": "application/grpc-web+proto" };
+const connect = { "content-type": "application/proto", "connect-protocol-version": "1" };
+
+const CASES: readonly EarlyAnswer[] = [
+  {
+    name: "gRPC-Web with a compression the server cannot read",
+    path: `${SERVICE}/Get`,
+    headers: { ...grpcWeb, "grpc-encoding": "x-unknown" },
+    body: envelope(LARGE, 1),
+    code: String(Code.Unimplemented),
+  },
+  {
+    name: "compressed gRPC (served by connect-node) with a compression the server cannot read",
+    path: `${SERVICE}/Get`,
+    headers: { "content-type": "application/grpc+proto", "grpc-encoding": "x-unknown" },
+    body: envelope(LARGE, 1),
+    code: String(Code.Unimplemented),
+  },
+  {
+    name: "Connect with a compression the server cannot read",
+    path: `${SERVICE}/Get`,
+    headers: { ...connect, "content-encoding": "x-unknown" },
+    body: Buffer.alloc(LARGE, 0x61),
+    code: String(Code.Unimplemented),
+  },
+  {
+    name: "gRPC-Web for an unknown method",
+    path: `${SERVICE}/Nope`,
+    headers: grpcWeb,
+    body: envelope(LARGE),
+    code: String(Code.Unimplemented),
+  },
+  {
+    name: "Connect for an unknown method",
+    path: `${SERVICE}/Nope`,
+    headers: connect,
+    body: Buffer.alloc(LARGE, 0x61),
+    code: String(Code.Unimplemented),
+  },
+  {
+    name: "an unsupported content type",
+    path: `${SERVICE}/Get`,
+    headers: { "content-type": "text/plain" },
+    body: Buffer.alloc(LARGE, 0x61),
+    code: "http-415",
+  },
+  {
+    name: "gRPC-Web over MAX_REQUEST_BYTES",
+    path: `${SERVICE}/Get`,
+    headers: grpcWeb,
+    body: envelope(TOO_LARGE),
+    code: String(Code.ResourceExhausted),
+  },
+  {
+    name: "Connect over MAX_REQUEST_BYTES",
+    path: `${SERVICE}/Get`,
+    headers: connect,
+    body: Buffer.alloc(TOO_LARGE, 0x61),
+    code: String(Code.ResourceExhausted),
+  },
+  {
+    name: "gRPC-Web rejected by a policy",
+    path: `${SERVICE}/Get`,
+    headers: { ...grpcWeb, [REJECT]: "1" },
+    body: envelope(LARGE),
+    code: String(Code.PermissionDenied),
+  },
+  {
+    name: "Connect rejected by a policy",
+    path: `${SERVICE}/Get`,
+    headers: { ...connect, [REJECT]: "1" },
+    body: Buffer.alloc(LARGE, 0x61),
+    code: String(Code.PermissionDenied),
+  },
+  {
+    name: "gRPC-Web with a malformed grpc-timeout",
+    path: `${SERVICE}/Get`,
+    headers: { ...grpcWeb, "grpc-timeout": "1X" },
+    body: envelope(LARGE),
+    code: String(Code.InvalidArgument),
+  },
+  {
+    name: "Connect with a malformed connect-timeout-ms",
+    path: `${SERVICE}/Get`,
+    headers: { ...connect, "connect-timeout-ms": "-1" },
+    body: Buffer.alloc(LARGE, 0x61),
+    code: String(Code.InvalidArgument),
+  },
+  {
+    name: "a unary gRPC-Web call with a large second message",
+    path: `${SERVICE}/Get`,
+    headers: grpcWeb,
+    body: Buffer.concat([envelope(0), envelope(100 * 1024)]),
+    code: String(Code.InvalidArgument),
+  },
+];
+
+function expectAnswer(response: RawResponse, code: string): void {
+  expect(response.resetCode, "the stream was reset with an error code").toBeUndefined();
+  expect(response.httpStatus).toBeDefined();
+  const body = response.body.toString("latin1").slice(0, 200);
+  expect(verdictOf(response).code, `answered ${JSON.stringify(body)}`).toBe(code);
+}
+
+describe("answers before the whole request body is read (bodies over 64 KiB)", () => {
+  describe("over HTTP/2: the complete answer, then the stream ends", () => {
+    let session: http2.ClientHttp2Session;
+    beforeAll(() => {
+      session = http2.connect(server.baseUrl);
+      session.on("error", () => {});
+    });
+    afterAll(() => {
+      session.close();
+    });
+
+    for (const c of CASES) {
+      it(c.name, async () => {
+        const response = await h2Exchange(
+          session,
+          { ":method": "POST", ":path": c.path, ...c.headers },
+          c.body,
+          CLOSE_WITHIN_MS,
+        );
+        expectAnswer(response, c.code);
+      });
+    }
+
+    it("frees the stream's MAX_CONCURRENT_STREAMS slot: the connection serves on", async () => {
+      // Batches of as many early answers (of a kind connect-node has
+      // started reading) as the connection may have streams open at once:
+      // a stream held open would have the next batch refused or stalled.
+      const c = CASES.find((each) => each.name === "gRPC-Web over MAX_REQUEST_BYTES");
+      if (!c) throw new Error("no such case");
+      for (let batch = 0; batch < 3; batch++) {
+        const responses = await Promise.all(
+          Array.from({ length: MAX_STREAMS }, () =>
+            h2Exchange(
+              session,
+              { ":method": "POST", ":path": c.path, ...c.headers },
+              c.body,
+              CLOSE_WITHIN_MS,
+            ),
+          ),
+        );
+        for (const response of responses) expectAnswer(response, c.code);
+      }
+      expect(session.closed).toBe(false);
+    });
+  });
+
+  describe("over HTTP/1.1: the complete answer, then the connection closes", () => {
+    for (const c of CASES) {
+      it(c.name, async () => {
+        // A keep-alive request: the server must not wait for (nor read
+        // without bound) the rest of a body it has already answered.
+        const head = [
+          `POST ${c.path} HTTP/1.1`,
+          "host: 127.0.0.1",
+          `content-length: ${c.body.length}`,
+          ...Object.entries(c.headers).map(([name, value]) => `${name}: ${value}`),
+          "",
+          "",
+        ].join("\r\n");
+        const response = await h1Exchange(
+          server.port,
+          Buffer.concat([Buffer.from(head, "latin1"), c.body]),
+          CLOSE_WITHIN_MS,
+        );
+        expectAnswer(response, c.code);
+        expect(response.headers.connection).toBe("close");
+      });
+    }
+  });
+});
