@@ -268,10 +268,12 @@ export function expectWithinBounds(figures: OutageFigures[], label: string) {
       expect(f.healthUpMs).toBeLessThanOrEqual(1000);
     }
     expect(f.successAfterRecovery).toBeGreaterThanOrEqual(0.99);
-    // Flat: a generous bound against the warm-up's size (an outage's burst
-    // of failing calls and their logged warnings leaves the heap larger),
-    // for leaks of every failed call rather than for noise.
-    expect(f.rssAfterMb).toBeLessThanOrEqual(f.rssBeforeMb + 60);
+    // Flat: one cycle cannot tell a leak from the heap V8 keeps after an
+    // outage's burst of failing calls (Node 24 kept +60 to +120 MB after one
+    // cycle here, Node 20 +45), so the fast subset guards against gross
+    // leaks only; CHAOS=1 holds each cycle to +60 MB and checks, below,
+    // that the growth levels off over cycles, which a leak would not.
+    expect(f.rssAfterMb).toBeLessThanOrEqual(f.rssBeforeMb + (CHAOS ? 60 : 200));
   }
   // Over several cycles the growth must level off: a leak would not.
   const [previous, last] = figures.slice(-2);
