@@ -232,9 +232,45 @@ async function writeResponse(
     // nobody will use; so does a body connect-node abandoned halfway
     // (it destroys the request), whatever arrived of it.
     const abandoned = req.destroyed && !req.readableEnded;
-    if ((!req.complete || abandoned) && !res.headersSent) res.setHeader("connection", "close");
+    if (!abandoned && !req.complete && (await drainSmallBody(req))) {
+      // Read to its end: the connection stays usable.
+    } else if ((!req.complete || abandoned) && !res.headersSent) {
+      res.setHeader("connection", "close");
+    }
   }
   return universalResponseToNodeResponse(response, res);
+}
+
+/** Request bodies up to this size are read to their end after an early answer over HTTP/1.1. */
+const DRAIN_LIMIT_BYTES = 64 * 1024;
+/** How long a small body may take to arrive after an early answer. */
+const DRAIN_TIMEOUT_MS = 1000;
+
+/**
+ * Reads and drops the rest of a small HTTP/1.1 request body (its declared
+ * length at most DRAIN_LIMIT_BYTES) before an early answer is written.
+ * Closing the connection while the client is still sending makes its
+ * kernel answer the rest with a TCP reset, which can destroy the response
+ * before the client reads it (seen over TLS, where the body arrives in a
+ * later read than the head). Resolves to whether the body ended.
+ */
+function drainSmallBody(req: NodeServerRequest): Promise<boolean> {
+  const length = Number(req.headers["content-length"]);
+  if (!Number.isInteger(length) || length > DRAIN_LIMIT_BYTES) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => done(false), DRAIN_TIMEOUT_MS);
+    const done = (ended: boolean) => {
+      clearTimeout(timer);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      resolve(ended);
+    };
+    const onEnd = () => done(true);
+    const onError = () => done(false);
+    req.once("end", onEnd);
+    req.once("error", onError);
+    req.resume();
+  });
 }
 
 /**
