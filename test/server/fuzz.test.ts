@@ -40,6 +40,14 @@ import { type RunningServer, startTestServer } from "../support/test-server.js";
 
 const CHAOS = process.env.CHAOS === "1";
 const RUNS = Number(process.env.FUZZ_RUNS ?? (CHAOS ? 100_000 : 2000));
+/**
+ * npm test replays one fixed seed, so CI fails the same way every time and a
+ * failure can be replayed; CHAOS=1 draws a new seed each run to find more.
+ * (A case found by a random run, gRPC with the JSON codec and a body that
+ * is not valid JSON, still answers INTERNAL: docs/reliability.md, "Left
+ * open".)
+ */
+const SEED = CHAOS ? {} : { seed: 20261129 };
 const WARM_UP_RUNS = 300;
 /**
  * The test process's RSS growth over the measured run. It holds the
@@ -558,10 +566,10 @@ describe(`fuzzing every RPC over every protocol (${RUNS} cases)`, () => {
     });
     // A warm-up first, so that what is measured is growth, not the heap
     // and buffers reaching their working size.
-    await fc.assert(property, { numRuns: WARM_UP_RUNS });
+    await fc.assert(property, { numRuns: WARM_UP_RUNS, ...SEED });
     const rssBefore = process.memoryUsage().rss;
     const started = performance.now();
-    await fc.assert(property, { numRuns: RUNS });
+    await fc.assert(property, { numRuns: RUNS, ...SEED });
     const rssAfter = process.memoryUsage().rss;
     const summary = {
       cases,
