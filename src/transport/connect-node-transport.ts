@@ -201,8 +201,7 @@ async function serveCall(
 
 /**
  * Writes a response with connect-node's writer, and makes sure a request
- * body still arriving when it is complete does not hold the stream or the
- * connection.
+ * body still arriving when it is complete does not hold an HTTP/2 stream.
  *
  * connect-node answers many bad requests before reading the whole body (a
  * second message for a unary method, a body over MAX_REQUEST_BYTES, a
@@ -220,57 +219,11 @@ async function writeResponse(
   res: NodeServerResponse,
   response: UniversalServerResponse,
 ): Promise<void> {
-  if ("stream" in res) {
-    endUnreadRequestAfter(req, res);
-  } else if (!req.complete || (req.destroyed && !req.readableEnded)) {
-    // Node parses what follows the head in the same read (a small body, or
-    // just the end of a request without one) only after the request
-    // handler has returned: judge once it has.
-    await new Promise((resolve) => setImmediate(resolve));
-    // `connection: close` ends the connection once the response is written
-    // (Node closes it gracefully), instead of reading an unbounded body
-    // nobody will use; so does a body connect-node abandoned halfway
-    // (it destroys the request), whatever arrived of it.
-    const abandoned = req.destroyed && !req.readableEnded;
-    if (!abandoned && !req.complete && (await drainSmallBody(req))) {
-      // Read to its end: the connection stays usable.
-    } else if ((!req.complete || abandoned) && !res.headersSent) {
-      res.setHeader("connection", "close");
-    }
-  }
+  // Over HTTP/1.1 Node reads and drops the rest of the body itself and
+  // keeps the connection (closing it on a client still sending can reset
+  // the response before the client reads it).
+  if ("stream" in res) endUnreadRequestAfter(req, res);
   return universalResponseToNodeResponse(response, res);
-}
-
-/** Request bodies up to this size are read to their end after an early answer over HTTP/1.1. */
-const DRAIN_LIMIT_BYTES = 64 * 1024;
-/** How long a small body may take to arrive after an early answer. */
-const DRAIN_TIMEOUT_MS = 1000;
-
-/**
- * Reads and drops the rest of a small HTTP/1.1 request body (its declared
- * length at most DRAIN_LIMIT_BYTES) before an early answer is written.
- * Closing the connection while the client is still sending makes its
- * kernel answer the rest with a TCP reset, which can destroy the response
- * before the client reads it (seen over TLS, where the body arrives in a
- * later read than the head). Resolves to whether the body ended.
- */
-function drainSmallBody(req: NodeServerRequest): Promise<boolean> {
-  const length = Number(req.headers["content-length"]);
-  if (!Number.isInteger(length) || length > DRAIN_LIMIT_BYTES) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => done(false), DRAIN_TIMEOUT_MS);
-    const done = (ended: boolean) => {
-      clearTimeout(timer);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      resolve(ended);
-    };
-    const onEnd = () => done(true);
-    const onError = () => done(false);
-    req.once("end", onEnd);
-    req.once("error", onError);
-    req.resume();
-  });
 }
 
 /**

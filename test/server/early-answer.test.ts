@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CallPolicy } from "../../src/pipeline/call.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
-import { h1Exchange, h2Exchange, type RawResponse, verdictOf } from "../support/raw-exchange.js";
+import { h2Exchange, type RawResponse, verdictOf } from "../support/raw-exchange.js";
 import { type RunningServer, startTestServer } from "../support/test-server.js";
 
 // Calls the server answers before it has read the whole request body (a
@@ -221,29 +221,5 @@ describe("answers before the whole request body is read (bodies over 64 KiB)", (
       }
       expect(session.closed).toBe(false);
     });
-  });
-
-  describe("over HTTP/1.1: the complete answer, then the connection closes", () => {
-    for (const c of CASES) {
-      it(c.name, async () => {
-        // A keep-alive request: the server must not wait for (nor read
-        // without bound) the rest of a body it has already answered.
-        const head = [
-          `POST ${c.path} HTTP/1.1`,
-          "host: 127.0.0.1",
-          `content-length: ${c.body.length}`,
-          ...Object.entries(c.headers).map(([name, value]) => `${name}: ${value}`),
-          "",
-          "",
-        ].join("\r\n");
-        const response = await h1Exchange(
-          server.port,
-          Buffer.concat([Buffer.from(head, "latin1"), c.body]),
-          CLOSE_WITHIN_MS,
-        );
-        expectAnswer(response, c.code);
-        expect(response.headers.connection).toBe("close");
-      });
-    }
   });
 });
