@@ -49,6 +49,22 @@ export type Fault = () => Promise<{
   readonly blip?: boolean;
 }>;
 
+/**
+ * A fault that breaks something, lasts `ms`, then restores it. The
+ * recovery is timed from the moment the restore begins, so a restore's own
+ * start-up (a Redis restarting) counts as part of the recovery.
+ */
+export function timedFault(breakIt: () => unknown, ms: number, restore: () => unknown): Fault {
+  return async () => {
+    const faultAt = Date.now();
+    await breakIt();
+    await outageLasts(ms);
+    const restoredAt = Date.now();
+    await restore();
+    return { faultAt, restoredAt };
+  };
+}
+
 /** What an outage scenario measured; the test asserts on it and prints it for docs/reliability.md. */
 export interface OutageFigures {
   readonly calls: number;

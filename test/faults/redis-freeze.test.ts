@@ -5,10 +5,10 @@ import {
   CHAOS,
   DURABLE,
   expectWithinBounds,
-  type Fault,
   LOAD,
   outageLasts,
   runOutage,
+  timedFault,
 } from "./outage-scenario.js";
 
 // Redis frozen (SIGSTOP) under load: its connections stay open and accept
@@ -33,14 +33,11 @@ describe("Redis frozen under load", () => {
     async () => {
       const server = await startRedisServer(DURABLE);
       redis = server;
-      const freeze: Fault = async () => {
-        const faultAt = Date.now();
-        server.suspend();
-        await outageLasts(5000);
-        const restoredAt = Date.now();
-        server.resume();
-        return { faultAt, restoredAt };
-      };
+      const freeze = timedFault(
+        () => server.suspend(),
+        5000,
+        () => server.resume(),
+      );
       const figures = await runOutage({
         ...LOAD,
         redisUrl: server.url,
@@ -60,16 +57,15 @@ describe("Redis frozen under load", () => {
       redis = server;
       const through = await startTcpProxy(server.port);
       proxy = through;
-      const freezeAndCut: Fault = async () => {
-        const faultAt = Date.now();
-        server.suspend();
-        await outageLasts(2500);
-        through.cut();
-        await outageLasts(2500);
-        const restoredAt = Date.now();
-        server.resume();
-        return { faultAt, restoredAt };
-      };
+      const freezeAndCut = timedFault(
+        async () => {
+          server.suspend();
+          await outageLasts(2500);
+          through.cut();
+        },
+        2500,
+        () => server.resume(),
+      );
       const figures = await runOutage({
         ...LOAD,
         callers: 64,
@@ -88,14 +84,11 @@ describe("Redis frozen under load", () => {
       // order its event loop picks.
       const server = await startRedisServer(DURABLE);
       redis = server;
-      const freeze: Fault = async () => {
-        const faultAt = Date.now();
-        server.suspend();
-        await outageLasts(5000);
-        const restoredAt = Date.now();
-        server.resume();
-        return { faultAt, restoredAt };
-      };
+      const freeze = timedFault(
+        () => server.suspend(),
+        5000,
+        () => server.resume(),
+      );
       const figures = await runOutage({
         ...LOAD,
         callers: 64,

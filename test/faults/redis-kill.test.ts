@@ -4,10 +4,9 @@ import {
   CHAOS,
   DURABLE,
   expectWithinBounds,
-  type Fault,
   LOAD,
-  outageLasts,
   runOutage,
+  timedFault,
 } from "./outage-scenario.js";
 
 // Redis SIGKILLed under load from a real server process and restarted on
@@ -28,15 +27,11 @@ describe("Redis killed under load", () => {
     async () => {
       const server = await startRedisServer(DURABLE);
       redis = server;
-      const kill: Fault = async () => {
-        const faultAt = Date.now();
-        await server.kill();
-        await outageLasts(3000);
-        // From here: the restart's own start-up counts as part of the recovery.
-        const restoredAt = Date.now();
-        await server.restart();
-        return { faultAt, restoredAt };
-      };
+      const kill = timedFault(
+        () => server.kill(),
+        3000,
+        () => server.restart(),
+      );
       const figures = await runOutage({
         ...LOAD,
         redisUrl: server.url,

@@ -7,8 +7,8 @@ import {
   expectWithinBounds,
   type Fault,
   LOAD,
-  outageLasts,
   runOutage,
+  timedFault,
 } from "./outage-scenario.js";
 
 // The network between the service and Redis fails under load, through the
@@ -34,14 +34,11 @@ describe("the network to Redis fails under load", () => {
       redis = server;
       const through = await startTcpProxy(server.port);
       proxy = through;
-      const stall: Fault = async () => {
-        const faultAt = Date.now();
-        through.stall();
-        await outageLasts(CHAOS ? 5000 : 2000);
-        const restoredAt = Date.now();
-        through.resume();
-        return { faultAt, restoredAt };
-      };
+      const stall = timedFault(
+        () => through.stall(),
+        CHAOS ? 5000 : 2000,
+        () => through.resume(),
+      );
       // Blips: over as soon as they happen; the client reconnects at once.
       const reset: Fault = async () => {
         const faultAt = Date.now();
