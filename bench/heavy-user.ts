@@ -13,27 +13,14 @@
  */
 import { Redis } from "ioredis";
 import { startRedisServer } from "../harness/redis-server.js";
-import { encodeSession } from "../src/service/session-codec.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
-import type { UpsertInput } from "../src/store/session-store.js";
 import { median } from "./stats.js";
-import { benchSession, forEachConcurrently, TTL_MS } from "./workload.js";
+import { benchInput, forEachConcurrently, TTL_MS, usedMemory } from "./workload.js";
 
 const heavyCount = Number(process.argv[2] ?? 100_000);
 const memorySessions = 50_000;
 const pageSize = 100;
 const samples = 21;
-
-function input(userId: string, sessionId: string): UpsertInput {
-  return {
-    userId,
-    sessionId,
-    data: encodeSession(benchSession(userId, sessionId)),
-    ttlMs: TTL_MS,
-    expiresAtMs: undefined,
-    expectedVersion: undefined,
-  };
-}
 
 const sessionId = (i: number) => `session-${String(i).padStart(8, "0")}`;
 
@@ -81,10 +68,10 @@ async function heavyUser() {
     await forEachConcurrently(
       Array.from({ length: heavyCount }, (_, i) => i),
       512,
-      (i) => store.upsert(input(heavy, sessionId(i))),
+      (i) => store.upsert(benchInput(heavy, sessionId(i))),
     );
     const seedMs = Date.now() - seedStarted;
-    for (let i = 0; i < 10; i++) await store.upsert(input(light, sessionId(i)));
+    for (let i = 0; i < 10; i++) await store.upsert(benchInput(light, sessionId(i)));
     const pages = {
       lightFirst: await pageFigures(admin, store, light),
       heavyFirst: await pageFigures(admin, store, heavy),
@@ -93,8 +80,8 @@ async function heavyUser() {
     };
     const ops = {
       get: await timed(admin, () => store.get(heavy, sessionId(7))),
-      upsertInsert: await timed(admin, () => store.upsert(input(heavy, "new-session"))),
-      upsertUpdate: await timed(admin, () => store.upsert(input(heavy, sessionId(8)))),
+      upsertInsert: await timed(admin, () => store.upsert(benchInput(heavy, "new-session"))),
+      upsertUpdate: await timed(admin, () => store.upsert(benchInput(heavy, sessionId(8)))),
       touch: await timed(admin, () => store.touch(heavy, sessionId(9), TTL_MS)),
       delete: await timed(admin, () => store.delete(heavy, sessionId(10), undefined)),
       deleteByUser: await timed(admin, () =>
@@ -116,11 +103,6 @@ async function heavyUser() {
   }
 }
 
-async function usedMemory(redis: Redis): Promise<number> {
-  const info = await redis.info("memory");
-  return Number(/used_memory:(\d+)/.exec(info)?.[1]);
-}
-
 async function memoryPerSession(perUser: number) {
   const server = await startRedisServer();
   const redis = new Redis(server.url);
@@ -130,7 +112,7 @@ async function memoryPerSession(perUser: number) {
     await forEachConcurrently(
       Array.from({ length: memorySessions }, (_, i) => i),
       512,
-      (n) => store.upsert(input(`user-${Math.floor(n / perUser)}`, `session-${n}`)),
+      (n) => store.upsert(benchInput(`user-${Math.floor(n / perUser)}`, `session-${n}`)),
     );
     return Math.round(((await usedMemory(redis)) - before) / memorySessions);
   } finally {
@@ -142,7 +124,7 @@ async function memoryPerSession(perUser: number) {
 const figures = {
   heavyUser: await heavyUser(),
   memoryBytesPerSession: {
-    sessionBytes: input("user-0", "session-0").data.byteLength,
+    sessionBytes: benchInput("user-0", "session-0").data.byteLength,
     onePerUser: await memoryPerSession(1),
     fivePerUser: await memoryPerSession(5),
   },

@@ -43,7 +43,15 @@ import { type Report, renderReport } from "./report.js";
 import { seedGetAll, seedUpsert } from "./seed-reference.js";
 import { median, processCpuMicros, processRssBytes, quantile } from "./stats.js";
 import { type BenchTokensFile, writeBenchTokensFile } from "./tokens-file.js";
-import { benchSession, forEachConcurrently, methodPath, requests, TTL_MS } from "./workload.js";
+import {
+  benchInput,
+  benchSession,
+  forEachConcurrently,
+  methodPath,
+  requests,
+  TTL_MS,
+  usedMemory,
+} from "./workload.js";
 
 const quick = process.argv.includes("--quick");
 const settings = quick
@@ -666,23 +674,6 @@ function storeFor(redis: Redis): RedisSessionStore {
     stores.set(redis, store);
   }
   return store;
-}
-
-/** A store upsert of a bench session, kept for an hour. */
-function benchInput(userId: string, sessionId: string) {
-  return {
-    userId,
-    sessionId,
-    data: encodeSession(benchSession(userId, sessionId)),
-    ttlMs: TTL_MS,
-    expiresAtMs: undefined,
-    expectedVersion: undefined,
-  };
-}
-
-async function usedMemory(redis: Redis): Promise<number> {
-  const info = await redis.info("memory");
-  return Number(/used_memory:(\d+)/.exec(info)?.[1]);
 }
 
 try {

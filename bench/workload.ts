@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { Redis } from "ioredis";
 import {
   DeleteByUserRequestSchema,
   GetRequestSchema,
@@ -11,6 +12,8 @@ import {
   TouchRequestSchema,
   UpsertRequestSchema,
 } from "../gen/sessionstore/v1/session_store_pb.js";
+import { encodeSession } from "../src/service/session-codec.js";
+import type { UpsertInput } from "../src/store/session-store.js";
 
 /**
  * A session as an auth library stores one: ids, timestamps, an IP and a
@@ -46,6 +49,24 @@ function encode<T extends DescMessage>(schema: T, init: MessageInitShape<T>): Bu
 }
 
 export const TTL_MS = 3_600_000;
+
+/** A store upsert of a bench session, kept for TTL_MS: how the benches seed Redis directly. */
+export function benchInput(userId: string, sessionId: string): UpsertInput {
+  return {
+    userId,
+    sessionId,
+    data: encodeSession(benchSession(userId, sessionId)),
+    ttlMs: TTL_MS,
+    expiresAtMs: undefined,
+    expectedVersion: undefined,
+  };
+}
+
+/** Redis's used_memory, in bytes. */
+export async function usedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info("memory");
+  return Number(/used_memory:(\d+)/.exec(info)?.[1]);
+}
 
 /** Runs `task` for every item with up to `concurrency` in flight. */
 export async function forEachConcurrently<T>(
