@@ -152,7 +152,7 @@ export async function casRace(
   }
   return {
     target: target.name,
-    raced: [{ userId, sessionIds: [sessionId] }],
+    raced: [{ userId }],
     writers,
     wins,
     losers,
@@ -245,8 +245,7 @@ export async function deleteRace(
 
   async function lane(laneIndex: number): Promise<void> {
     const userId = uniqueUserId();
-    const sessionIds = [KEEPER];
-    raced.push({ userId, sessionIds });
+    raced.push({ userId });
     const client = (j: number) => target.client(laneIndex * perRound + j);
     const keeper = await client(0).upsert({
       userId,
@@ -259,7 +258,6 @@ export async function deleteRace(
     for (let round = laneIndex; round < rounds; round += lanes) {
       const kind = DELETE_KINDS[round % DELETE_KINDS.length] as DeleteKind;
       byKind[kind]++;
-      sessionIds.push(`round-${round}`);
       await deleteRound(userId, `round-${round}`, kind, round % 7, client);
     }
   }
@@ -705,7 +703,7 @@ export async function interleaveRace(
   }
   return {
     target: target.name,
-    raced: [{ userId, sessionIds: [...known] }],
+    raced: [{ userId }],
     seed,
     workers,
     calls,

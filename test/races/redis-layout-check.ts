@@ -7,10 +7,9 @@ import { userKeys } from "../../src/store/redis/redis-keys.js";
 // outside the prefix", "no index entry without its session, no session
 // without its index entry") stay what the races assert.
 
-/** The sessions a race used, by user: what the keys under the prefix may belong to. */
+/** A user a race used: the keys under the prefix may belong only to these. */
 export interface RacedUser {
   readonly userId: string;
-  readonly sessionIds: readonly string[];
 }
 
 /** How to reach the Redis under test. */
