@@ -308,7 +308,17 @@ async function runHandler(
   request.signal = controller.signal;
   if (format.text) textRequestToBinary(request);
 
-  const response = await handler(request);
+  let response: UniversalServerResponse;
+  try {
+    response = await handler(request);
+  } catch (error) {
+    if (outcome.reached) throw error;
+    // connect-node failed to write its own answer to a request it could not
+    // read: the gRPC and gRPC-Web status message is URI-encoded, and the
+    // JSON decoder's message can quote half a surrogate pair of the body,
+    // which encodeURIComponent refuses. The body did not decode.
+    return answer(undecodableRequest(handler.method.input.typeName));
+  }
   if (!outcome.reached) {
     // connect-node failed the call before its handler: a problem with the
     // request itself, worded as the fast path words it.
@@ -343,13 +353,16 @@ function requestError(
       if (error.rawMessage.startsWith("unsupported content-type")) return error;
       const { typeName } = handler.method.input;
       const explained = options.explainUndecodable?.(typeName, error.rawMessage);
-      if (explained) return explained;
-      const field = /^cannot decode field ([\w.]+) from JSON/.exec(error.rawMessage)?.[1];
-      return undecodableRequest(typeName, field);
+      return explained ?? undecodableRequest(typeName, fieldOfJsonError(error.rawMessage));
     }
     default:
       return error;
   }
+}
+
+/** The field a JSON decoder's message names, if it names one. */
+function fieldOfJsonError(decoderMessage: string): string | undefined {
+  return /^cannot decode field ([\w.]+) from JSON/.exec(decoderMessage)?.[1];
 }
 
 /**
@@ -397,18 +410,31 @@ function observeHandler(logger: Logger): Interceptor {
 /**
  * A request message of a client- or bidi-streaming call that does not
  * decode is read while the handler runs (reflection reads its requests one
- * by one), and connect-node raises it as INTERNAL ("parse binary: ...", or
- * a message flagged compressed without a compression named): it
- * is the client's mistake, answered as the fast path answers an
- * undecodable message, INVALID_ARGUMENT naming the type (the decoder's
- * message can quote the request). Any other error is passed on as it is.
+ * by one). connect-node raises a binary one as INTERNAL ("parse binary:
+ * ...", or a message flagged compressed without a compression named) and a
+ * JSON one as INVALID_ARGUMENT quoting the decoder, whose message can quote
+ * the request (and half a surrogate pair of it, which the gRPC status
+ * cannot carry). Either is the client's mistake, answered as the fast path
+ * answers an undecodable message: INVALID_ARGUMENT naming the type (and the
+ * field, when the decoder named one). Any other error is passed on as it is.
  */
 function inputError(error: unknown, input: DescMessage): unknown {
-  if (!(error instanceof ConnectError) || error.code !== Code.Internal) return error;
-  if (error.rawMessage.startsWith("parse binary: ")) return undecodableRequest(input.typeName);
-  // A message flagged compressed on a call that named no compression.
-  if (error.rawMessage === "received compressed envelope, but do not know how to decompress") {
-    return undecodableRequest(input.typeName);
+  if (!(error instanceof ConnectError)) return error;
+  const message = error.rawMessage;
+  if (error.code === Code.Internal) {
+    if (message.startsWith("parse binary: ")) return undecodableRequest(input.typeName);
+    // A message flagged compressed on a call that named no compression.
+    if (message === "received compressed envelope, but do not know how to decompress") {
+      return undecodableRequest(input.typeName);
+    }
+  }
+  // connect-node's JSON parse: JSON.parse's SyntaxError, or the protobuf
+  // JSON decoder's "cannot decode ...", as the cause.
+  if (
+    error.code === Code.InvalidArgument &&
+    (error.cause instanceof SyntaxError || message.startsWith("cannot decode "))
+  ) {
+    return undecodableRequest(input.typeName, fieldOfJsonError(message));
   }
   return error;
 }

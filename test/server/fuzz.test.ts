@@ -43,9 +43,8 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? (CHAOS ? 100_000 : 2000));
 /**
  * npm test replays one fixed seed, so CI fails the same way every time and a
  * failure can be replayed; CHAOS=1 draws a new seed each run to find more.
- * (A case found by a random run, gRPC with the JSON codec and a body that
- * is not valid JSON, still answers INTERNAL: docs/reliability.md, "Left
- * open".)
+ * What a random run finds becomes a focused test (gRPC with the JSON codec
+ * and a body that is not JSON: test/server/one-port.test.ts).
  */
 const SEED = CHAOS ? {} : { seed: 20261129 };
 const WARM_UP_RUNS = 300;

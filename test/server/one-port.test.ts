@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { access, constants } from "node:fs/promises";
 import { Agent, type IncomingMessage, request } from "node:http";
+import http2 from "node:http2";
 import { connect, type Socket } from "node:net";
 import { promisify } from "node:util";
 import { Code, createClient } from "@connectrpc/connect";
@@ -12,6 +13,7 @@ import { MemorySessionStore } from "../../src/store/memory/memory-session-store.
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
 import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
 import { uniqueUserId } from "../support/ids.js";
+import { h2Exchange, verdictOf } from "../support/raw-exchange.js";
 import { recordingPolicy } from "../support/recording-policy.js";
 import {
   createGrpcJsClient,
@@ -648,6 +650,50 @@ describe("requests that are no call, and calls that cannot be decoded", () => {
         (l) => l.msg === "rpc" && l.code === "INVALID_ARGUMENT" && l.method === `${SERVICE}/Get`,
       );
     expect(line).toMatchObject({ level: "debug", protocol: "connect", transport: "connect-node" });
+  });
+
+  it("gRPC and gRPC-Web with the JSON codec and a body that is not JSON are INVALID_ARGUMENT, quoting nothing", async () => {
+    // Found by a random fuzzing run: JSON.parse's message quotes the body,
+    // here cut in the middle of a surrogate pair, which the URI-encoded
+    // grpc-message cannot carry; the call answered INTERNAL.
+    const bodies = [
+      '{"sessionId":"{{{{\u{1F600}{{{","us"rId":""}',
+      '{"sessionId":"\\\u{1F600}"}',
+      "not json",
+    ];
+    const calls = [
+      { path: `/${SERVICE}/Get`, input: "sessionstore.v1.GetRequest" },
+      // A streamed request message is decoded while the handler runs.
+      {
+        path: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        input: "grpc.reflection.v1.ServerReflectionRequest",
+      },
+    ];
+    const session = http2.connect(running.baseUrl);
+    try {
+      for (const contentType of ["application/grpc+json", "application/grpc-web+json"]) {
+        for (const { path, input } of calls) {
+          for (const body of bodies) {
+            const message = Buffer.from(body, "utf8");
+            const frame = Buffer.concat([Buffer.alloc(5), message]);
+            frame.writeUInt32BE(message.length, 1);
+            const response = await h2Exchange(
+              session,
+              { ":method": "POST", ":path": path, "content-type": contentType, te: "trailers" },
+              frame,
+            );
+            expect(verdictOf(response), `${contentType} ${path} ${body}`).toEqual({
+              ok: false,
+              code: "3",
+              message: `request is not a valid ${input}`,
+            });
+          }
+        }
+      }
+    } finally {
+      session.close();
+    }
+    expect(running.logs.text).not.toContain("unexpected error");
   });
 
   it("a body over MAX_REQUEST_BYTES is RESOURCE_EXHAUSTED naming the setting", async () => {

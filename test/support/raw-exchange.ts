@@ -155,6 +155,8 @@ export interface ResponseVerdict {
   readonly ok: boolean;
   /** The gRPC status or Connect code it carried, if any. */
   readonly code: string | undefined;
+  /** The gRPC or gRPC-Web status message it carried, decoded, if any. */
+  readonly message?: string;
 }
 
 /** gRPC codes by Connect's names, for Connect error bodies. */
@@ -186,14 +188,27 @@ const CONNECT_CODES: Readonly<Record<string, string>> = {
  */
 export function verdictOf(response: RawResponse): ResponseVerdict {
   const grpc = response.trailers["grpc-status"] ?? response.headers["grpc-status"];
-  if (grpc !== undefined) return { ok: grpc === "0", code: grpc };
+  if (grpc !== undefined) {
+    const message = response.trailers["grpc-message"] ?? response.headers["grpc-message"];
+    return {
+      ok: grpc === "0",
+      code: grpc,
+      ...(message === undefined ? {} : { message: decodeURIComponent(message) }),
+    };
+  }
   const type = response.headers["content-type"] ?? "";
   if (type.startsWith("application/grpc-web")) {
     const body = type.startsWith("application/grpc-web-text")
       ? Buffer.from(response.body.toString("latin1"), "base64")
       : response.body;
-    const status = /grpc-status:\s*(\d+)/i.exec(trailerText(body))?.[1];
-    return { ok: status === "0", code: status ?? "no-trailer" };
+    const trailer = trailerText(body);
+    const status = /grpc-status:\s*(\d+)/i.exec(trailer)?.[1];
+    const message = /grpc-message:\s*([^\r\n]*)/i.exec(trailer)?.[1];
+    return {
+      ok: status === "0",
+      code: status ?? "no-trailer",
+      ...(message === undefined ? {} : { message: decodeURIComponent(message) }),
+    };
   }
   if (type.startsWith("application/connect+")) {
     const end = /"code":\s*"(\w+)"/.exec(response.body.toString("utf8"))?.[1];
