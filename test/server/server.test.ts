@@ -114,6 +114,13 @@ describe.each(kinds)("a connect-node client over %s", (_name, kind) => {
     await expectCode(c.delete({ sessionId: "s", userId, expectedVersion: 9n }), Code.Aborted);
     await expectCode(c.touch({ sessionId: "s", userId }), Code.InvalidArgument, "ttl is required");
     await expectCode(c.listByUser({ userId, pageSize: -1 }), Code.InvalidArgument, "page_size");
+    const keep = Array.from({ length: 101 }, (_, i) => `keep-${i}`);
+    await expectCode(
+      c.deleteByUser({ userId, exceptSessionIds: keep }),
+      Code.InvalidArgument,
+      "except_session_ids must list at most 100 ids",
+    );
+    await expect(c.get({ sessionId: "s", userId })).resolves.toBeDefined();
   });
 
   it("stops waiting at the client's deadline", async () => {

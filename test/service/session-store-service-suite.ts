@@ -816,6 +816,21 @@ export function describeSessionStoreService(
         expect((await client.deleteByUser({ userId })).deletedCount).toBe(0n);
       });
 
+      it("keeps at most 100 listed sessions; more is INVALID_ARGUMENT and deletes nothing", async () => {
+        const userId = uniqueUserId();
+        const ids = Array.from({ length: 101 }, (_, i) => `s-${String(i).padStart(3, "0")}`);
+        await Promise.all(ids.map((id) => put(userId, id)));
+        await expectCode(
+          client.deleteByUser({ userId, exceptSessionIds: ids }),
+          Code.InvalidArgument,
+          /^except_session_ids must list at most 100 ids$/,
+        );
+        expect(await listAll(userId)).toEqual(ids);
+        const kept = ids.slice(0, 100);
+        expect((await client.deleteByUser({ userId, exceptSessionIds: kept })).deletedCount).toBe(1n);
+        expect(await listAll(userId)).toEqual(kept);
+      });
+
       it("does not count expired sessions", async () => {
         const userId = uniqueUserId();
         await put(userId, "live");

@@ -433,7 +433,7 @@ export type DeleteByUserRequest = Message<"sessionstore.v1.DeleteByUserRequest">
 
   /**
    * except_session_ids are session ids to keep, typically the caller's
-   * current session. Each must be a valid id.
+   * current session: at most 100, each a valid id.
    *
    * @generated from field: repeated string except_session_ids = 2;
    */
