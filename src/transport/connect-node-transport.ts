@@ -211,17 +211,14 @@ async function serveCall(
  * stops where it found the fault) the unread rest fills the stream's
  * flow-control window and the client can never finish sending: the stream,
  * and its slot of MAX_CONCURRENT_STREAMS, stay open until the client gives
- * up. Over HTTP/1.1, Node reads and drops the rest of the body, however
- * long, to keep the connection.
+ * up. (Over HTTP/1.1, Node reads and drops the rest of the body to keep
+ * the connection, within the listener's bound: see http1-unread-body.ts.)
  */
 async function writeResponse(
   req: NodeServerRequest,
   res: NodeServerResponse,
   response: UniversalServerResponse,
 ): Promise<void> {
-  // Over HTTP/1.1 Node reads and drops the rest of the body itself and
-  // keeps the connection (closing it on a client still sending can reset
-  // the response before the client reads it).
   if ("stream" in res) endUnreadRequestAfter(req, res);
   return universalResponseToNodeResponse(response, res);
 }
@@ -286,6 +283,11 @@ async function runHandler(
     // connect-node needs the request's authority (:authority or Host).
     return answer(new ConnectError("the request names no authority (host)", Code.InvalidArgument));
   }
+  // Over HTTP/1.1, a body connect-node stops reading halfway (a message
+  // over MAX_REQUEST_BYTES, a second one) must stay readable: a for-await
+  // loop left early destroys its stream, and a request destroyed before
+  // its end stalls its connection (see http1-unread-body.ts).
+  if (!("stream" in req)) request.body = req.iterator({ destroyOnReturn: false });
   // The client going away cancels the call. (The signal also fires once the
   // response is complete, which cancels nothing.)
   const clientSignal = request.signal;

@@ -6,6 +6,7 @@ import type { Logger } from "../observability/logger.js";
 import type { NodeServerRequest, NodeServerResponse } from "./connect-node-transport.js";
 import type { FastPath } from "./grpc-unary-fast-path.js";
 import { http1ClientError, refuseLargeHeaders } from "./header-limit.js";
+import { boundUnreadBody } from "./http1-unread-body.js";
 import { IdleSessions } from "./idle-sessions.js";
 import { PeerConnections, refuseConnection } from "./peer-connections.js";
 
@@ -146,6 +147,7 @@ export function createPortListener(options: PortListenerOptions): PortListener {
         inFlightHttp1.add(res);
         res.once("close", () => inFlightHttp1.delete(res));
       }
+      boundUnreadBody(req, res);
       options.handler(req, res);
     },
   );

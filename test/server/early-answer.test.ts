@@ -1,9 +1,12 @@
+import http, { type IncomingHttpHeaders } from "node:http";
 import http2 from "node:http2";
+import net from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CallPolicy } from "../../src/pipeline/call.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
-import { h2Exchange, type RawResponse, verdictOf } from "../support/raw-exchange.js";
+import { HTTP1_DRAIN_BYTES } from "../../src/transport/http1-unread-body.js";
+import { endlessBody, h2Exchange, type RawResponse, verdictOf } from "../support/raw-exchange.js";
 import { type RunningServer, startTestServer } from "../support/test-server.js";
 
 // Calls the server answers before it has read the whole request body (a
@@ -222,4 +225,89 @@ describe("answers before the whole request body is read (bodies over 64 KiB)", (
       expect(session.closed).toBe(false);
     });
   });
+
+  describe("over HTTP/1.1: the complete answer; a small rest of the body is read, a long one closes the connection", () => {
+    let agent: http.Agent;
+    beforeAll(() => {
+      agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    });
+    afterAll(() => {
+      agent.destroy();
+    });
+
+    for (const c of CASES) {
+      it(`${c.name}, then the same connection serves the next call`, async () => {
+        const answer = await http1Call(agent, c.path, c.headers, c.body);
+        expectAnswer(answer.response, c.code);
+        const next = await http1Call(
+          agent,
+          `${SERVICE}/Get`,
+          { "content-type": "application/json" },
+          Buffer.from('{"sessionId":"s","userId":"u"}'),
+        );
+        expect(next.reusedSocket, "the next call went over a new connection").toBe(true);
+        expectAnswer(next.response, String(Code.NotFound));
+      });
+    }
+
+    for (const c of CASES.filter((each) =>
+      ["Connect for an unknown method", "Connect over MAX_REQUEST_BYTES"].includes(each.name),
+    )) {
+      it(`${c.name}, with a body that goes on: the answer, then the connection closes within ${CLOSE_WITHIN_MS} ms`, async () => {
+        const result = await endlessBody(
+          () => net.connect(server.port, "127.0.0.1"),
+          c.path,
+          c.headers,
+        );
+        expect(result.response.split("\r\n")[0]).toMatch(/^HTTP\/1\.1 (404|429) /);
+        // Before the bound, the server read on until requestTimeout (30 s):
+        // 13-21 GB over loopback on this machine.
+        expect(result.closedAfterAnswerMs).toBeLessThan(CLOSE_WITHIN_MS);
+        // What the client wrote includes what its kernel and the server's
+        // buffered; the server read about HTTP1_DRAIN_BYTES of it.
+        expect(result.sentBytes).toBeLessThan(HTTP1_DRAIN_BYTES + 64 * 1024 * 1024);
+      });
+    }
+  });
 });
+
+/** One HTTP/1.1 call through `agent`: the answer as a RawResponse, and whether it reused a connection. */
+function http1Call(
+  agent: http.Agent,
+  path: string,
+  headers: Readonly<Record<string, string>>,
+  body: Buffer,
+): Promise<{ response: RawResponse; reusedSocket: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: "127.0.0.1", port: server.port, method: "POST", path, headers, agent },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () =>
+          resolve({
+            response: {
+              httpStatus: res.statusCode,
+              headers: flatten(res.headers),
+              trailers: flatten(res.trailers),
+              body: Buffer.concat(chunks),
+            },
+            reusedSocket: req.reusedSocket,
+          }),
+        );
+        res.on("error", reject);
+      },
+    );
+    req.setTimeout(CLOSE_WITHIN_MS, () => req.destroy(new Error("no answer in time")));
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+function flatten(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined) out[name] = Array.isArray(value) ? value.join(", ") : value;
+  }
+  return out;
+}

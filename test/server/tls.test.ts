@@ -12,6 +12,7 @@ import { sessionFixture, ttl } from "../support/fixtures.js";
 import { uniqueUserId } from "../support/ids.js";
 import { outcome } from "../support/outcome.js";
 import { createTestPki, type Issued, type TestCa, type TestPki } from "../support/pki.js";
+import { endlessBody } from "../support/raw-exchange.js";
 import { createGrpcJsClient, type RunningServer, startTestServer } from "../support/test-server.js";
 
 /**
@@ -137,6 +138,31 @@ describe("TLS", () => {
     session.destroy();
     const metrics = await running.server.telemetry.registry.metrics();
     expect(metrics).toMatch(/sessionstore_auth_failures_total\{reason="tls_handshake"\} [1-9]/);
+  });
+});
+
+describe("HTTP/1.1 over TLS", () => {
+  it("answers a request whose body goes on past the drain, then closes its connection within 2 s", async () => {
+    const running = await startTestServer(store, {
+      tls: { cert: serverCert.cert, key: serverCert.key },
+    });
+    try {
+      const connect = () =>
+        tls.connect({
+          port: running.port,
+          host: "127.0.0.1",
+          ca: ca.cert,
+          servername: "localhost",
+          ALPNProtocols: ["http/1.1"],
+        });
+      const result = await endlessBody(connect, "/sessionstore.v1.SessionStoreService/Nope", {
+        "content-type": "application/json",
+      });
+      expect(result.response.split("\r\n")[0]).toBe("HTTP/1.1 404 Not Found");
+      expect(result.closedAfterAnswerMs).toBeLessThan(2000);
+    } finally {
+      await running.stop();
+    }
   });
 });
 

@@ -827,7 +827,9 @@ export function describeSessionStoreService(
         );
         expect(await listAll(userId)).toEqual(ids);
         const kept = ids.slice(0, 100);
-        expect((await client.deleteByUser({ userId, exceptSessionIds: kept })).deletedCount).toBe(1n);
+        expect((await client.deleteByUser({ userId, exceptSessionIds: kept })).deletedCount).toBe(
+          1n,
+        );
         expect(await listAll(userId)).toEqual(kept);
       });
 

@@ -1,5 +1,5 @@
 import http2 from "node:http2";
-import net from "node:net";
+import net, { type Socket } from "node:net";
 
 /**
  * Raw HTTP/2 and HTTP/1.1 exchanges for tests that send what no well-behaved
@@ -238,4 +238,57 @@ function trailerText(body: Buffer): string {
     pos = end;
   }
   return text;
+}
+
+/**
+ * An HTTP/1.1 request declaring a 100 GB body, written on the socket
+ * `connect` opens as fast as it takes it until the server closes: what it answered, how long after the
+ * answer it closed, and how much the client managed to write.
+ */
+export function endlessBody(
+  connect: () => Socket,
+  path: string,
+  headers: Readonly<Record<string, string>>,
+): Promise<{ response: string; closedAfterAnswerMs: number; sentBytes: number }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect();
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    let response = "";
+    let answeredAt = 0;
+    let sentBytes = 0;
+    let closed = false;
+    const giveUp = setTimeout(() => {
+      socket.destroy();
+      reject(new Error("the server kept the connection open"));
+    }, 10_000);
+    socket.on("data", (data: Buffer) => {
+      if (!answeredAt) answeredAt = performance.now();
+      response += data.toString("latin1");
+    });
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      closed = true;
+      clearTimeout(giveUp);
+      resolve({ response, closedAfterAnswerMs: performance.now() - answeredAt, sentBytes });
+    });
+    const head = [
+      `POST ${path} HTTP/1.1`,
+      "host: 127.0.0.1",
+      "content-length: 100000000000",
+      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+      "",
+      "",
+    ].join("\r\n");
+    socket.write(head);
+    const pump = () => {
+      while (!closed && socket.writable) {
+        sentBytes += chunk.length;
+        if (!socket.write(chunk)) {
+          socket.once("drain", pump);
+          return;
+        }
+      }
+    };
+    pump();
+  });
 }
