@@ -247,6 +247,9 @@ const rawProtobuf: fc.Arbitrary<Buffer> = fc.oneof(
   fc.integer({ min: 65_536, max: 1_200_000 }).map((n) => lengthDelimited(1, Buffer.alloc(n, 0x61))),
 );
 
+/** Characters that break JSON strings, or are broken in JSON.parse's messages. */
+const jsonBreaker = fc.constantFrom("\\", '"', "😀", "\ud800", "\udfff", "é", "{", "a");
+
 /** JSON that no encoder writes: deep nesting, duplicate keys, bad escapes, wrong types. */
 const rawJson: fc.Arbitrary<string> = fc.oneof(
   fc
@@ -283,6 +286,13 @@ const rawJson: fc.Arbitrary<string> = fc.oneof(
     '{"sessionId":"{{{{😀{{{","us"rId":""}',
     '{"sessionId":"\\😀"}',
   ),
+  // Strings of escapes, quotes, astral characters and lone surrogates,
+  // most of them not JSON: JSON.parse's message quotes the unexpected
+  // character (one UTF-16 unit: half an emoji, after a backslash or a
+  // closing quote) and the text around it, cut at a fixed width.
+  fc
+    .string({ unit: jsonBreaker, maxLength: 40 })
+    .map((text) => `{"sessionId":"${text}","userId":"u"}`),
   fc.string({ maxLength: 64 }),
 );
 
