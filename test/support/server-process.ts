@@ -19,13 +19,30 @@ export interface ServerProcess {
   kill(): void;
 }
 
+/** How {@link runServer} starts the entry point. */
+export interface RunServerOptions {
+  /**
+   * Run the file itself, as `npm start` and the Docker image do, so that
+   * its `#!` line's MALLOC_ARENA_MAX and Node flags apply: for memory
+   * figures that are production's. Default: `node <file>` with Node's
+   * defaults.
+   */
+  readonly asDeployed?: boolean;
+}
+
 /**
  * Runs `node dist/src/bin/main.js` with exactly `env` (plus PATH, and
  * ADMIN_PORT=off unless given) and `args`, so nothing from the test
  * runner's environment leaks in.
  */
-export function runServer(env: Record<string, string>, args: string[] = []): ServerProcess {
-  const child = spawn(process.execPath, [MAIN, ...args], {
+export function runServer(
+  env: Record<string, string>,
+  args: string[] = [],
+  { asDeployed = false }: RunServerOptions = {},
+): ServerProcess {
+  // The `#!` line's `env -S` execs node, so the child's pid is node's.
+  const [command, commandArgs] = asDeployed ? [MAIN, args] : [process.execPath, [MAIN, ...args]];
+  const child = spawn(command, commandArgs, {
     // No admin listener unless a test asks for one (ADMIN_PORT=0 picks a free port).
     env: { PATH: process.env.PATH ?? "", ADMIN_PORT: "off", ...env },
     stdio: ["ignore", "pipe", "pipe"],
