@@ -188,11 +188,15 @@ const rpc: fc.Arbitrary<Rpc> = fc.oneof(
     .map((init) => ({ method: "DeleteByUser", schema: DeleteByUserRequestSchema, init })),
 );
 
-/** A message's encodings; undefined when the message cannot be encoded (the client refuses it). */
-function encode(call: Rpc): { binary: Uint8Array; json: string } | undefined {
+/**
+ * A message's binary or JSON encoding; undefined when the encoder refuses
+ * it. A Timestamp or Duration out of range has a binary encoding but no
+ * JSON one, and is sent in binary.
+ */
+function encode(call: Rpc, json: boolean): Uint8Array | string | undefined {
   try {
     const message = create(call.schema, call.init);
-    return { binary: toBinary(call.schema, message), json: toJsonString(call.schema, message) };
+    return json ? toJsonString(call.schema, message) : toBinary(call.schema, message);
   } catch {
     return undefined;
   }
@@ -487,12 +491,11 @@ const fuzzCase: fc.Arbitrary<Case> = fc.record({
 
 /** The request a case sends: headers and body as they go on the wire. */
 function requestOf(c: Case): { headers: Record<string, string>; body: Buffer } | undefined {
-  const encoded = encode(c.rpc);
-  if (!encoded) return undefined;
   const json = JSON_PROTOCOLS.has(c.protocol);
-  const message = c.mutate(
-    json ? Buffer.from(c.rawJson ?? encoded.json, "utf8") : (c.raw ?? Buffer.from(encoded.binary)),
-  );
+  const unmutated = json ? c.rawJson : c.raw;
+  const encoded = unmutated ?? encode(c.rpc, json);
+  if (encoded === undefined) return undefined;
+  const message = c.mutate(Buffer.from(encoded));
   let body: Buffer;
   switch (c.protocol) {
     case "connect-proto":
@@ -518,7 +521,7 @@ function requestOf(c: Case): { headers: Record<string, string>; body: Buffer } |
   return { headers, body };
 }
 
-/** Sends a case over HTTP/2 or HTTP/1.1; undefined when the client library refuses to send it. */
+/** Sends a case over HTTP/2 or HTTP/1.1; undefined when its message has no encoding for the protocol or Node's client refuses its headers. */
 async function send(target: Target, c: Case): Promise<RawResponse | undefined> {
   const request = requestOf(c);
   if (!request) return undefined;
