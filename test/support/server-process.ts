@@ -15,19 +15,87 @@ export interface ServerProcess {
   port(): Promise<number>;
   /** The admin port it listens on (undefined when ADMIN_PORT is off), once it does. */
   adminPort(): Promise<number | undefined>;
+  /**
+   * Runs a full garbage collection in the server and resolves, once it is
+   * done, with the server's process.memoryUsage() right after it; only for
+   * a server started with `collectableGarbage`.
+   */
+  collectGarbage(): Promise<NodeJS.MemoryUsage>;
   /** Ends the process if it still runs. */
   kill(): void;
 }
+
+/** How {@link runServer} starts the entry point. */
+export interface RunServerOptions {
+  /**
+   * Run the file itself, as `npm start` and the Docker image do, so that
+   * its `#!` line's MALLOC_ARENA_MAX and Node flags apply: for memory
+   * figures that are production's. Default: `node <file>` with Node's
+   * defaults.
+   */
+  readonly asDeployed?: boolean;
+  /**
+   * Let the test run a full garbage collection in the server
+   * (collectGarbage), for memory figures taken at one point of V8's cycle
+   * rather than anywhere on the saw-tooth of garbage it lets pile up
+   * between major collections, and for what the server retains (its
+   * memoryUsage() after the collection). Adds --expose-gc and a SIGUSR2
+   * handler through NODE_OPTIONS; nothing else changes.
+   */
+  readonly collectableGarbage?: boolean;
+}
+
+/** The line a server started with `collectableGarbage` writes after each collection. */
+interface CollectedLine {
+  readonly msg: "test: garbage collected";
+  readonly collection: number;
+  readonly memory: NodeJS.MemoryUsage;
+}
+
+/**
+ * Preloaded into a server started with `collectableGarbage`: on SIGUSR2, a
+ * full garbage collection, then a CollectedLine on stdout.
+ */
+const COLLECT_ON_SIGUSR2 = [
+  "let collection = 0;",
+  'process.on("SIGUSR2", () => {',
+  "  globalThis.gc();",
+  "  collection++;",
+  '  const line = { msg: "test: garbage collected", collection, memory: process.memoryUsage() };',
+  '  process.stdout.write(JSON.stringify(line) + "\\n");',
+  "});",
+].join("\n");
 
 /**
  * Runs `node dist/src/bin/main.js` with exactly `env` (plus PATH, and
  * ADMIN_PORT=off unless given) and `args`, so nothing from the test
  * runner's environment leaks in.
  */
-export function runServer(env: Record<string, string>, args: string[] = []): ServerProcess {
-  const child = spawn(process.execPath, [MAIN, ...args], {
+export function runServer(
+  env: Record<string, string>,
+  args: string[] = [],
+  { asDeployed = false, collectableGarbage = false }: RunServerOptions = {},
+): ServerProcess {
+  // The `#!` line's `env -S` execs node, so the child's pid is node's.
+  const [command, commandArgs] = asDeployed ? [MAIN, args] : [process.execPath, [MAIN, ...args]];
+  const child = spawn(command, commandArgs, {
     // No admin listener unless a test asks for one (ADMIN_PORT=0 picks a free port).
-    env: { PATH: process.env.PATH ?? "", ADMIN_PORT: "off", ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      ADMIN_PORT: "off",
+      ...env,
+      ...(collectableGarbage
+        ? {
+            NODE_OPTIONS: [
+              env.NODE_OPTIONS,
+              "--expose-gc",
+              `--import=data:text/javascript,${encodeURIComponent(COLLECT_ON_SIGUSR2)}`,
+            ]
+              .filter(Boolean)
+              .join(" "),
+          }
+        : {}),
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output = { stdout: "", stderr: "" };
@@ -51,12 +119,29 @@ export function runServer(env: Record<string, string>, args: string[] = []): Ser
       },
       { timeoutMs: 10_000 },
     );
+  let collections = 0;
   return {
     child,
     output,
     exited,
     port: async () => (await listening()).port,
     adminPort: async () => (await listening()).adminPort,
+    collectGarbage: async () => {
+      if (!collectableGarbage)
+        throw new Error("the server was not started with collectableGarbage");
+      const collection = ++collections;
+      child.kill("SIGUSR2");
+      const line = await waitFor(
+        `garbage collection ${collection} in the server`,
+        () =>
+          logLines(output).find(
+            (l): l is Record<string, unknown> & CollectedLine =>
+              l.msg === "test: garbage collected" && l.collection === collection,
+          ),
+        { timeoutMs: 10_000 },
+      );
+      return line.memory;
+    },
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     },
