@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { entryPointCommand } from "../../harness/entry-point.js";
 import { waitFor } from "../../harness/wait-for.js";
 
 /** The built entry point, as `npm start` runs it (global setup builds it). */
@@ -20,14 +21,17 @@ export interface ServerProcess {
 }
 
 /**
- * Runs `node dist/src/bin/main.js` with exactly `env` (plus PATH, and
- * ADMIN_PORT=off unless given) and `args`, so nothing from the test
- * runner's environment leaks in.
+ * Runs `node dist/src/bin/main.js` as `npm start` and the Docker image do
+ * (with the Node flags and environment of its `#!` line: see
+ * entryPointCommand), with exactly `env` (plus PATH, and ADMIN_PORT=off
+ * unless given) and `args`, so nothing from the test runner's environment
+ * leaks in.
  */
 export function runServer(env: Record<string, string>, args: string[] = []): ServerProcess {
-  const child = spawn(process.execPath, [MAIN, ...args], {
+  const command = entryPointCommand(MAIN);
+  const child = spawn(process.execPath, [...command.nodeFlags, MAIN, ...args], {
     // No admin listener unless a test asks for one (ADMIN_PORT=0 picks a free port).
-    env: { PATH: process.env.PATH ?? "", ADMIN_PORT: "off", ...env },
+    env: { PATH: process.env.PATH ?? "", ADMIN_PORT: "off", ...command.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output = { stdout: "", stderr: "" };
