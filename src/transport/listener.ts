@@ -8,6 +8,7 @@ import type { FastPath } from "./grpc-unary-fast-path.js";
 import { http1ClientError, refuseLargeHeaders } from "./header-limit.js";
 import { IdleSessions } from "./idle-sessions.js";
 import { PeerConnections, refuseConnection } from "./peer-connections.js";
+import { RapidResetGuard } from "./rapid-reset.js";
 
 /** Options of {@link createPortListener}. */
 export interface PortListenerOptions {
@@ -109,10 +110,12 @@ export function createPortListener(options: PortListenerOptions): PortListener {
     },
     options.handler,
   );
-  routeStreams(h2Server, options.fastPath, limits.maxHeaderListSize);
+  const rapidReset = new RapidResetGuard(options.logger);
+  routeStreams(h2Server, options.fastPath, limits.maxHeaderListSize, rapidReset);
   const sessions = new Set<http2.ServerHttp2Session>();
   const idle = new IdleSessions(limits.idleTimeoutMs);
   h2Server.on("session", (session) => {
+    rapidReset.watch(session);
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
     idle.add(session);
@@ -305,17 +308,19 @@ function routeConnection(socket: net.Socket, route: (isHttp2: boolean) => void):
 }
 
 /**
- * Puts the header size check (see refuseLargeHeaders) and the fast path in
- * front of Node's HTTP/2 compatibility layer. Passing a request listener to
- * http2.createServer makes Node add one "stream" listener that wraps each
- * stream in request/response objects; that work is wasted on streams the
- * fast path serves, so the listener is taken off and called only for the
- * streams the fast path declines.
+ * Puts the header size check (see refuseLargeHeaders), the rapid reset
+ * guard and the fast path in front of Node's HTTP/2 compatibility layer.
+ * Passing a request listener to http2.createServer makes Node add one
+ * "stream" listener that wraps each stream in request/response objects;
+ * that work is wasted on streams the fast path serves, so the listener is
+ * taken off and called only for the streams the fast path declines.
+ * Streams of TLS and cleartext connections alike come through here.
  */
 function routeStreams(
   server: http2.Http2Server,
   fastPath: FastPath | undefined,
   maxHeaderListSize: number,
+  rapidReset: RapidResetGuard,
 ): void {
   const compat = server.listeners("stream");
   if (compat.length !== 1) {
@@ -325,7 +330,9 @@ function routeStreams(
   server.removeAllListeners("stream");
   server.on("stream", (stream, headers, ...rest: unknown[]) => {
     if (refuseLargeHeaders(stream, headers, maxHeaderListSize)) return;
-    if (!fastPath?.(stream, headers)) toCompat?.call(server, stream, headers, ...rest);
+    rapidReset.handOff(stream, () => {
+      if (!fastPath?.(stream, headers)) toCompat?.call(server, stream, headers, ...rest);
+    });
   });
 }
 
