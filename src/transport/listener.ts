@@ -161,14 +161,31 @@ export function createPortListener(options: PortListenerOptions): PortListener {
   const open = new Set<net.Socket>();
   const undecided = new Set<net.Socket>();
   const refusing = new Set<net.Socket>();
+  /** HTTP/2 connections waiting before they are served (see RapidResetGuard.holdOf). */
+  const held = new Set<net.Socket>();
   const perPeer = new PeerConnections(limits.maxConnectionsPerPeer);
   const refusals = refusalReporter(options);
-  /** Hands a connection whose protocol is known to its server, or refuses it over MAX_CONNECTIONS_PER_PEER. */
+  /**
+   * Hands a connection whose protocol is known to its server (an HTTP/2 one
+   * after a wait, if RapidResetGuard.holdOf says so), or refuses it over
+   * MAX_CONNECTIONS_PER_PEER.
+   */
   const admit = (socket: net.Socket, isHttp2: boolean) => {
     const address = socket.remoteAddress ?? "";
     if (perPeer.tryOpen(address)) {
       socket.once("close", () => perPeer.closed(address));
-      (isHttp2 ? h2Server : h1Server).emit("connection", socket);
+      const hold = isHttp2 ? rapidReset.holdOf(address) : 0;
+      if (hold === 0) {
+        (isHttp2 ? h2Server : h1Server).emit("connection", socket);
+        return;
+      }
+      // From an address cut off for rapid reset lately: it waits, unread.
+      held.add(socket);
+      socket.once("close", () => held.delete(socket));
+      setTimeout(() => {
+        held.delete(socket);
+        if (!socket.destroyed && !closing) h2Server.emit("connection", socket);
+      }, hold);
     } else {
       // Answered in its own protocol (so the client can say why).
       refusing.add(socket);
@@ -235,7 +252,7 @@ export function createPortListener(options: PortListenerOptions): PortListener {
         if (!listener.listening) return resolve();
         listener.close(() => resolve());
       });
-      for (const socket of [...undecided, ...refusing]) socket.destroy();
+      for (const socket of [...undecided, ...refusing, ...held]) socket.destroy();
       for (const session of sessions) session.close();
       h1Server.closeIdleConnections();
       // A request in flight now would otherwise leave its connection idle

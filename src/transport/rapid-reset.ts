@@ -5,6 +5,12 @@ import type { Logger } from "../observability/logger.js";
 const RESET_BEFORE_SERVED_BURST = 100;
 /** ...and on average per second after that (the budget refills at this rate). */
 const RESETS_BEFORE_SERVED_PER_SECOND = 10;
+/** How long a new HTTP/2 connection waits, unread, when its address had a connection cut off... */
+const HOLD_MS = 250;
+/** ...less than this long ago. */
+const HELD_ADDRESS_MS = 5000;
+/** The most addresses remembered (the least recently cut off are forgotten first). */
+const MAX_HELD_ADDRESSES = 10_000;
 /** How often, at most, connections cut off are logged: an attack must not flood the log. */
 const CUT_LOG_INTERVAL_MS = 10_000;
 
@@ -12,6 +18,8 @@ const CUT_LOG_INTERVAL_MS = 10_000;
 interface Budget {
   tokens: number;
   at: number;
+  /** The client's address, held once the connection is cut off (see holdOf). */
+  readonly address: string;
 }
 
 /**
@@ -43,6 +51,13 @@ interface Budget {
  *   at once (GOAWAY ENHANCE_YOUR_CALM, then the socket): Node hands none of
  *   the streams behind it to JavaScript, and the socket closes rather than
  *   waiting for IDLE_TIMEOUT.
+ * - New HTTP/2 connections from an address whose connection was cut off
+ *   less than HELD_ADDRESS_MS ago wait HOLD_MS, unread, before they are
+ *   served (see holdOf). A client that reconnects as soon as it is cut off
+ *   gets a connection a few times a second instead of as fast as the
+ *   server can cut them, each costing the server what it read before the
+ *   cut. Clients sharing the address (behind NAT or a proxy) wait too, for
+ *   new connections only; connections already open are never held.
  *
  * A well-behaved client resets a stream the server has not even read only
  * when it gives up on a call queued behind a server stalled for longer
@@ -52,6 +67,8 @@ interface Budget {
 export class RapidResetGuard {
   /** Streams handed to their handler. */
   private readonly served = new WeakSet<http2.ServerHttp2Stream>();
+  /** Addresses with a connection cut off lately, and until when they are held. */
+  private readonly held = new Map<string, number>();
   private cutSinceLog = 0;
   private loggedAt = Number.NEGATIVE_INFINITY;
 
@@ -63,7 +80,11 @@ export class RapidResetGuard {
    * served; call it on the server's "session" event, before any stream.
    */
   watch(session: http2.ServerHttp2Session): void {
-    const budget: Budget = { tokens: RESET_BEFORE_SERVED_BURST, at: performance.now() };
+    const budget: Budget = {
+      tokens: RESET_BEFORE_SERVED_BURST,
+      at: performance.now(),
+      address: session.socket?.remoteAddress ?? "",
+    };
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
       // Node announces a stream on the tick after its HEADERS; when it read
       // the RST_STREAM in the same call, the stream is closed already.
@@ -109,6 +130,19 @@ export class RapidResetGuard {
     });
   }
 
+  /**
+   * How long a new HTTP/2 connection from `address` is to wait, unread,
+   * before it is served: HOLD_MS while the address had a connection cut
+   * off less than HELD_ADDRESS_MS ago, else 0.
+   */
+  holdOf(address: string): number {
+    const until = this.held.get(address);
+    if (until === undefined) return 0;
+    if (until > performance.now()) return HOLD_MS;
+    this.held.delete(address);
+    return 0;
+  }
+
   private resetBeforeServed(session: http2.ServerHttp2Session, budget: Budget): void {
     // A connection being destroyed closes its streams: not the client's doing.
     if (session.destroyed || session.closed) return;
@@ -124,6 +158,15 @@ export class RapidResetGuard {
       new Error("rapid reset: streams reset before they were served"),
       http2.constants.NGHTTP2_ENHANCE_YOUR_CALM,
     );
+    // Deleted first, so the address moves to the end of the map's order.
+    this.held.delete(budget.address);
+    this.held.set(budget.address, now + HELD_ADDRESS_MS);
+    if (this.held.size > MAX_HELD_ADDRESSES) {
+      for (const address of this.held.keys()) {
+        this.held.delete(address);
+        break;
+      }
+    }
     this.cutSinceLog++;
     if (now - this.loggedAt >= CUT_LOG_INTERVAL_MS) {
       this.loggedAt = now;

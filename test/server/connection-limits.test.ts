@@ -476,6 +476,20 @@ describe("rapid reset (CVE-2023-44487)", () => {
     },
   );
 
+  it("holds new HTTP/2 connections from the address of a connection it cut off, for a moment", async () => {
+    const running = await serve({});
+    const attacker = await rawConnection(running, false);
+    attacker.socket.write(openedAndCancelled(1, 300));
+    await waitFor("the server to close the connection", attacker.closed, { timeoutMs: 1000 });
+    // The same address (127.0.0.1) connects again: its first call waits
+    // 250 ms (HOLD_MS) before the server reads it.
+    const session = connect(running);
+    const start = performance.now();
+    expect((await rawGet(session)).headers["grpc-status"]).toBe(String(Code.InvalidArgument));
+    expect(performance.now() - start).toBeGreaterThanOrEqual(240);
+    session.close();
+  });
+
   it("keeps a connection that resets 50 streams as it opens them, and serves its next call", async () => {
     const running = await serve({});
     const connection = await rawConnection(running, false);
