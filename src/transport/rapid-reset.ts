@@ -110,6 +110,8 @@ export class RapidResetGuard {
     // or its connection's error, makes Node emit "error" on it (maybe on a
     // later tick), which must not reach the process.
     stream.on("error", ignore);
+    // Reset before Node even announced it (see watch): nothing to wait for.
+    if (stream.closed || stream.destroyed) return;
     let endedEarly = false;
     const onEnd = () => {
       endedEarly = true;
