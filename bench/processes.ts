@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { entryPointCommand } from "../harness/entry-point.js";
 import { waitFor } from "../harness/wait-for.js";
 import { rawGrpcClient } from "./load.js";
 import { methodPath, requests } from "./workload.js";
@@ -87,26 +87,11 @@ async function spawnServer(
 const MAIN = "dist/src/bin/main.js";
 
 /**
- * How users run the server: the environment and Node flags of the entry
- * point's `#!/usr/bin/env -S VAR=value node --flag` line, which `npm start`
- * and the Docker image execute.
- */
-export function serviceCommand(): { env: Record<string, string>; nodeFlags: string[] } {
-  const shebang = readFileSync(MAIN, "utf8").split("\n", 1)[0] ?? "";
-  const words = shebang.replace(/^#!\/usr\/bin\/env -S /, "").split(/\s+/);
-  const node = words.indexOf("node");
-  const env = Object.fromEntries(
-    words.slice(0, node).map((w) => w.split("=", 2) as [string, string]),
-  );
-  return { env, nodeFlags: words.slice(node + 1) };
-}
-
-/**
- * The product as users run it (see serviceCommand), with REDIS_URL. It logs
+ * The product as users run it (see entryPointCommand), with REDIS_URL. It logs
  * at info: the line saying where it listens, and no per-RPC lines.
  */
 export function startService(redisUrl: string, options: SpawnOptions = {}) {
-  const command = serviceCommand();
+  const command = entryPointCommand(MAIN);
   return spawnServer(
     options.name ?? "service",
     [MAIN],

@@ -9,6 +9,7 @@ import { http1ClientError, refuseLargeHeaders } from "./header-limit.js";
 import { boundUnreadBody } from "./http1-unread-body.js";
 import { IdleSessions } from "./idle-sessions.js";
 import { PeerConnections, refuseConnection } from "./peer-connections.js";
+import { RapidResetGuard } from "./rapid-reset.js";
 
 /** Options of {@link createPortListener}. */
 export interface PortListenerOptions {
@@ -110,10 +111,12 @@ export function createPortListener(options: PortListenerOptions): PortListener {
     },
     options.handler,
   );
-  routeStreams(h2Server, options.fastPath, limits.maxHeaderListSize);
+  const rapidReset = new RapidResetGuard(options.logger);
+  routeStreams(h2Server, options.fastPath, limits.maxHeaderListSize, rapidReset);
   const sessions = new Set<http2.ServerHttp2Session>();
   const idle = new IdleSessions(limits.idleTimeoutMs);
   h2Server.on("session", (session) => {
+    rapidReset.watch(session);
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
     idle.add(session);
@@ -160,14 +163,31 @@ export function createPortListener(options: PortListenerOptions): PortListener {
   const open = new Set<net.Socket>();
   const undecided = new Set<net.Socket>();
   const refusing = new Set<net.Socket>();
+  /** HTTP/2 connections waiting before they are served (see RapidResetGuard.holdOf). */
+  const held = new Set<net.Socket>();
   const perPeer = new PeerConnections(limits.maxConnectionsPerPeer);
   const refusals = refusalReporter(options);
-  /** Hands a connection whose protocol is known to its server, or refuses it over MAX_CONNECTIONS_PER_PEER. */
+  /**
+   * Hands a connection whose protocol is known to its server (an HTTP/2 one
+   * after a wait, if RapidResetGuard.holdOf says so), or refuses it over
+   * MAX_CONNECTIONS_PER_PEER.
+   */
   const admit = (socket: net.Socket, isHttp2: boolean) => {
     const address = socket.remoteAddress ?? "";
     if (perPeer.tryOpen(address)) {
       socket.once("close", () => perPeer.closed(address));
-      (isHttp2 ? h2Server : h1Server).emit("connection", socket);
+      const hold = isHttp2 ? rapidReset.holdOf(address) : 0;
+      if (hold === 0) {
+        (isHttp2 ? h2Server : h1Server).emit("connection", socket);
+        return;
+      }
+      // From an address cut off for rapid reset lately: it waits, unread.
+      held.add(socket);
+      socket.once("close", () => held.delete(socket));
+      setTimeout(() => {
+        held.delete(socket);
+        if (!socket.destroyed && !closing) h2Server.emit("connection", socket);
+      }, hold);
     } else {
       // Answered in its own protocol (so the client can say why).
       refusing.add(socket);
@@ -234,7 +254,7 @@ export function createPortListener(options: PortListenerOptions): PortListener {
         if (!listener.listening) return resolve();
         listener.close(() => resolve());
       });
-      for (const socket of [...undecided, ...refusing]) socket.destroy();
+      for (const socket of [...undecided, ...refusing, ...held]) socket.destroy();
       for (const session of sessions) session.close();
       h1Server.closeIdleConnections();
       // A request in flight now would otherwise leave its connection idle
@@ -307,17 +327,19 @@ function routeConnection(socket: net.Socket, route: (isHttp2: boolean) => void):
 }
 
 /**
- * Puts the header size check (see refuseLargeHeaders) and the fast path in
- * front of Node's HTTP/2 compatibility layer. Passing a request listener to
- * http2.createServer makes Node add one "stream" listener that wraps each
- * stream in request/response objects; that work is wasted on streams the
- * fast path serves, so the listener is taken off and called only for the
- * streams the fast path declines.
+ * Puts the header size check (see refuseLargeHeaders), the rapid reset
+ * guard and the fast path in front of Node's HTTP/2 compatibility layer.
+ * Passing a request listener to http2.createServer makes Node add one
+ * "stream" listener that wraps each stream in request/response objects;
+ * that work is wasted on streams the fast path serves, so the listener is
+ * taken off and called only for the streams the fast path declines.
+ * Streams of TLS and cleartext connections alike come through here.
  */
 function routeStreams(
   server: http2.Http2Server,
   fastPath: FastPath | undefined,
   maxHeaderListSize: number,
+  rapidReset: RapidResetGuard,
 ): void {
   const compat = server.listeners("stream");
   if (compat.length !== 1) {
@@ -327,7 +349,9 @@ function routeStreams(
   server.removeAllListeners("stream");
   server.on("stream", (stream, headers, ...rest: unknown[]) => {
     if (refuseLargeHeaders(stream, headers, maxHeaderListSize)) return;
-    if (!fastPath?.(stream, headers)) toCompat?.call(server, stream, headers, ...rest);
+    rapidReset.handOff(stream, () => {
+      if (!fastPath?.(stream, headers)) toCompat?.call(server, stream, headers, ...rest);
+    });
   });
 }
 

@@ -1,5 +1,6 @@
 import http2 from "node:http2";
 import net from "node:net";
+import tls from "node:tls";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -8,7 +9,17 @@ import { waitFor } from "../../harness/wait-for.js";
 import type { CallPolicy } from "../../src/pipeline/call.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
 import { clientPool } from "../support/clients.js";
-import { frame, rawFrames, requestHeaders } from "../support/raw-h2.js";
+import { createTestPki, type TestPki } from "../support/pki.js";
+import {
+  FLAG,
+  FRAME,
+  frame,
+  goawayCode,
+  PREFACE,
+  rawFrames,
+  requestHeaders,
+} from "../support/raw-h2.js";
+import { recordingPolicy } from "../support/recording-policy.js";
 import {
   createGrpcJsClient,
   type RunningServer,
@@ -352,5 +363,148 @@ describe("MAX_CONNECTIONS_PER_PEER", () => {
         .catch(ConnectError.from);
       return error instanceof ConnectError && error.code === Code.NotFound;
     });
+  });
+});
+
+describe("rapid reset (CVE-2023-44487)", () => {
+  /** CA and server certificate for the TLS variant, made once. */
+  let pki: TestPki | undefined;
+  let tlsServer: { ca: Buffer; cert: Buffer; key: Buffer } | undefined;
+  afterAll(() => pki?.remove());
+  function serverTls() {
+    if (!tlsServer) {
+      pki = createTestPki();
+      const ca = pki.ca("ca");
+      const issued = ca.issue("server", { san: ["IP:127.0.0.1"], usage: "server" });
+      tlsServer = { ca: ca.cert, cert: issued.cert, key: issued.key };
+    }
+    return tlsServer;
+  }
+
+  /**
+   * A raw HTTP/2 connection (with prior knowledge, or TLS with ALPN h2)
+   * that has sent its preface and SETTINGS, and acknowledged the server's.
+   */
+  async function rawConnection(running: RunningServer, overTls: boolean) {
+    const socket = overTls
+      ? tls.connect({
+          port: running.port,
+          host: "127.0.0.1",
+          ca: serverTls().ca,
+          ALPNProtocols: ["h2"],
+        })
+      : net.connect(running.port, "127.0.0.1");
+    cleanups.push(() => socket.destroy());
+    const frames = rawFrames(socket);
+    let closed = false;
+    socket.on("close", () => {
+      closed = true;
+    });
+    await new Promise((resolve) => socket.once(overTls ? "secureConnect" : "connect", resolve));
+    socket.write(
+      Buffer.concat([
+        PREFACE,
+        frame(FRAME.SETTINGS, 0, 0, Buffer.alloc(0)),
+        frame(FRAME.SETTINGS, FLAG.ACK, 0, Buffer.alloc(0)),
+      ]),
+    );
+    return { socket, frames, closed: () => closed };
+  }
+
+  /** `count` Gets, each cancelled (RST_STREAM CANCEL) right behind its HEADERS, from stream `first` on. */
+  function openedAndCancelled(first: number, count: number): Buffer {
+    const cancel = Buffer.alloc(4);
+    cancel.writeUInt32BE(http2.constants.NGHTTP2_CANCEL);
+    return Buffer.concat(
+      Array.from({ length: count }, (_, i) => [
+        frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, first + 2 * i, requestHeaders()),
+        frame(FRAME.RST_STREAM, 0, first + 2 * i, cancel),
+      ]).flat(),
+    );
+  }
+
+  it.each([
+    ["cleartext", false],
+    ["TLS", true],
+  ])(
+    "destroys a connection that resets its streams as it opens them (%s), serving none of them and leaving other connections alone",
+    async (_, overTls) => {
+      let release: () => void = () => {};
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const holding: CallPolicy = {
+        name: "holding",
+        async begin(call) {
+          if (call.headers.get("x-hold") === "yes") await held;
+          return undefined;
+        },
+      };
+      const recording = recordingPolicy();
+      const running = await serve({
+        policies: [recording, holding],
+        ...(overTls ? { tls: { cert: serverTls().cert, key: serverTls().key } } : {}),
+      });
+      // A well-behaved client with a call in flight on its own connection.
+      const client = http2.connect(running.baseUrl, overTls ? { ca: serverTls().ca } : {});
+      client.on("error", () => {});
+      cleanups.push(() => client.destroy());
+      const inFlight = rawGet(client, { "x-hold": "yes" });
+      await waitFor("the call to reach the pipeline", () => recording.calls.length === 1);
+
+      // 300 streams opened and cancelled at once, in one write.
+      const attacker = await rawConnection(running, overTls);
+      attacker.socket.write(openedAndCancelled(1, 300));
+      // Destroyed at once, not left to IDLE_TIMEOUT (300 s here), with
+      // GOAWAY ENHANCE_YOUR_CALM (over TLS the socket may close before the
+      // GOAWAY is through).
+      await waitFor("the server to close the connection", attacker.closed, { timeoutMs: 1000 });
+      const goaway = attacker.frames.find((f) => f.type === FRAME.GOAWAY);
+      if (!overTls || goaway) {
+        expect(goaway && goawayCode(goaway)).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      }
+      // Not one of them was served (each was reset before its turn came).
+      expect(recording.calls).toHaveLength(1);
+      expect(running.logs.text).toContain("rapid reset");
+      expect(running.logs.text).not.toContain("127.0.0.1");
+
+      // The other connection and its call are untouched.
+      release();
+      expect((await inFlight).headers["grpc-status"]).toBe(String(Code.InvalidArgument));
+      expect((await rawGet(client)).headers["grpc-status"]).toBe(String(Code.InvalidArgument));
+      client.close();
+    },
+  );
+
+  it("holds new HTTP/2 connections from the address of a connection it cut off, for a moment", async () => {
+    const running = await serve({});
+    const attacker = await rawConnection(running, false);
+    attacker.socket.write(openedAndCancelled(1, 300));
+    await waitFor("the server to close the connection", attacker.closed, { timeoutMs: 1000 });
+    // The same address (127.0.0.1) connects again: its first call waits
+    // 250 ms (HOLD_MS) before the server reads it.
+    const session = connect(running);
+    const start = performance.now();
+    expect((await rawGet(session)).headers["grpc-status"]).toBe(String(Code.InvalidArgument));
+    expect(performance.now() - start).toBeGreaterThanOrEqual(240);
+    session.close();
+  });
+
+  it("keeps a connection that resets 50 streams as it opens them, and serves its next call", async () => {
+    const running = await serve({});
+    const connection = await rawConnection(running, false);
+    const message = frame(FRAME.DATA, FLAG.END_STREAM, 101, Buffer.alloc(5));
+    connection.socket.write(
+      Buffer.concat([
+        openedAndCancelled(1, 50),
+        frame(FRAME.HEADERS, FLAG.END_HEADERS, 101, requestHeaders()),
+        message,
+      ]),
+    );
+    await waitFor("the answer to the 51st stream", () =>
+      connection.frames.find((f) => f.type === FRAME.HEADERS && f.stream === 101),
+    );
+    expect(connection.frames.find((f) => f.type === FRAME.GOAWAY)).toBeUndefined();
+    expect(connection.closed()).toBe(false);
   });
 });

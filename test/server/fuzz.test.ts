@@ -767,7 +767,7 @@ describe(`fuzzing every RPC over every protocol (${RUNS} cases)`, () => {
           MAX_TTL_SECONDS: String(MAX_TTL_SECONDS),
         },
         [],
-        { asDeployed: true, collectableGarbage: true },
+        { collectableGarbage: true },
       );
       target = {
         port: await server.port(),

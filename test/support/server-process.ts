@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { entryPointCommand } from "../../harness/entry-point.js";
 import { waitFor } from "../../harness/wait-for.js";
 
 /** The built entry point, as `npm start` runs it (global setup builds it). */
@@ -28,19 +29,12 @@ export interface ServerProcess {
 /** How {@link runServer} starts the entry point. */
 export interface RunServerOptions {
   /**
-   * Run the file itself, as `npm start` and the Docker image do, so that
-   * its `#!` line's MALLOC_ARENA_MAX and Node flags apply: for memory
-   * figures that are production's. Default: `node <file>` with Node's
-   * defaults.
-   */
-  readonly asDeployed?: boolean;
-  /**
    * Let the test run a full garbage collection in the server
    * (collectGarbage), for memory figures taken at one point of V8's cycle
    * rather than anywhere on the saw-tooth of garbage it lets pile up
    * between major collections, and for what the server retains (its
    * memoryUsage() after the collection). Adds --expose-gc and a SIGUSR2
-   * handler through NODE_OPTIONS; nothing else changes.
+   * handler (an --import); nothing else changes.
    */
   readonly collectableGarbage?: boolean;
 }
@@ -67,35 +61,24 @@ const COLLECT_ON_SIGUSR2 = [
 ].join("\n");
 
 /**
- * Runs `node dist/src/bin/main.js` with exactly `env` (plus PATH, and
- * ADMIN_PORT=off unless given) and `args`, so nothing from the test
- * runner's environment leaks in.
+ * Runs `node dist/src/bin/main.js` as `npm start` and the Docker image do
+ * (with the Node flags and environment of its `#!` line: see
+ * entryPointCommand), with exactly `env` (plus PATH, and ADMIN_PORT=off
+ * unless given) and `args`, so nothing from the test runner's environment
+ * leaks in.
  */
 export function runServer(
   env: Record<string, string>,
   args: string[] = [],
-  { asDeployed = false, collectableGarbage = false }: RunServerOptions = {},
+  { collectableGarbage = false }: RunServerOptions = {},
 ): ServerProcess {
-  // The `#!` line's `env -S` execs node, so the child's pid is node's.
-  const [command, commandArgs] = asDeployed ? [MAIN, args] : [process.execPath, [MAIN, ...args]];
-  const child = spawn(command, commandArgs, {
+  const command = entryPointCommand(MAIN);
+  const testFlags = collectableGarbage
+    ? ["--expose-gc", `--import=data:text/javascript,${encodeURIComponent(COLLECT_ON_SIGUSR2)}`]
+    : [];
+  const child = spawn(process.execPath, [...command.nodeFlags, ...testFlags, MAIN, ...args], {
     // No admin listener unless a test asks for one (ADMIN_PORT=0 picks a free port).
-    env: {
-      PATH: process.env.PATH ?? "",
-      ADMIN_PORT: "off",
-      ...env,
-      ...(collectableGarbage
-        ? {
-            NODE_OPTIONS: [
-              env.NODE_OPTIONS,
-              "--expose-gc",
-              `--import=data:text/javascript,${encodeURIComponent(COLLECT_ON_SIGUSR2)}`,
-            ]
-              .filter(Boolean)
-              .join(" "),
-          }
-        : {}),
-    },
+    env: { PATH: process.env.PATH ?? "", ADMIN_PORT: "off", ...command.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output = { stdout: "", stderr: "" };
