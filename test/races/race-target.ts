@@ -146,10 +146,26 @@ const RPC_TIMEOUT_MS = 15_000;
 
 function rpcRefusal(error: unknown): Refusal {
   const e = ConnectError.from(error);
+  // connect-node's client reports a connection reset as ABORTED (and a
+  // write to a closed socket as INTERNAL): the transport failed, the
+  // server refused nothing, and the call may or may not have happened.
+  const failure = transportFailure(e);
+  if (failure) return `unexpected: the connection failed (${failure})`;
   if (e.code === Code.Aborted) return "aborted";
   if (e.code === Code.NotFound) return "not_found";
   if (e.code === Code.AlreadyExists) return "already_exists";
   return `unexpected: ${Code[e.code]}: ${e.rawMessage}`;
+}
+
+/** The Node error code (ECONNRESET, EPIPE, ...) behind a client-side failure, if any. */
+function transportFailure(error: ConnectError): string | undefined {
+  let cause: unknown = error.cause;
+  while (cause instanceof Error) {
+    const { code } = cause as NodeJS.ErrnoException;
+    if (typeof code === "string") return code;
+    cause = cause.cause;
+  }
+  return undefined;
 }
 
 /** The session a reply carries, checked to be the one asked about. */
