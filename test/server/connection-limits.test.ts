@@ -88,6 +88,22 @@ function rawGet(
   });
 }
 
+/** A policy that holds calls sent with `x-hold: yes` until `release` is called. */
+function holdingPolicy(): { holding: CallPolicy; release: () => void } {
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const holding: CallPolicy = {
+    name: "holding",
+    async begin(call) {
+      if (call.headers.get("x-hold") === "yes") await held;
+      return undefined;
+    },
+  };
+  return { holding, release };
+}
+
 /** Resolves once the session has had its SETTINGS exchanged (a PING went both ways). */
 async function settled(session: http2.ClientHttp2Session): Promise<void> {
   if (session.connecting) await new Promise((resolve) => session.once("connect", resolve));
@@ -238,17 +254,7 @@ describe("MAX_HEADER_LIST_SIZE", () => {
 
 describe("IDLE_TIMEOUT", () => {
   it("closes an idle HTTP/2 connection with GOAWAY, but never during a call", async () => {
-    let release: () => void = () => {};
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const holding: CallPolicy = {
-      name: "holding",
-      async begin(call) {
-        if (call.headers.get("x-hold") === "yes") await held;
-        return undefined;
-      },
-    };
+    const { holding, release } = holdingPolicy();
     const running = await serve({ policies: [holding], limits: { idleTimeoutMs: 200 } });
     const session = connect(running);
     let goaway: number | undefined;
@@ -429,17 +435,7 @@ describe("rapid reset (CVE-2023-44487)", () => {
   ])(
     "destroys a connection that resets its streams as it opens them (%s), serving none of them and leaving other connections alone",
     async (_, overTls) => {
-      let release: () => void = () => {};
-      const held = new Promise<void>((resolve) => {
-        release = resolve;
-      });
-      const holding: CallPolicy = {
-        name: "holding",
-        async begin(call) {
-          if (call.headers.get("x-hold") === "yes") await held;
-          return undefined;
-        },
-      };
+      const { holding, release } = holdingPolicy();
       const recording = recordingPolicy();
       const running = await serve({
         policies: [recording, holding],
