@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Call, CallPolicy, Rate } from "./call.js";
-import { formatRate, isUnlimited } from "./rate.js";
+import { formatRate, isUnlimited, refill, type Tokens } from "./rate.js";
 
 /** Options of {@link rateLimitPolicy}. */
 export interface RateLimitOptions {
@@ -29,10 +29,8 @@ const SWEEP_INTERVAL_MS = 1000;
 /** The header of gRPC's retry design (A6) that tells a client when to retry, in ms. */
 export const RETRY_PUSHBACK_HEADER = "grpc-retry-pushback-ms";
 
-/** One key's tokens, as of `at`. */
-interface Bucket {
-  tokens: number;
-  at: number;
+/** One key's tokens. */
+interface Bucket extends Tokens {
   /** When it is full again and carries no state (dropped then). */
   fullAt: number;
 }
@@ -82,9 +80,7 @@ export function rateLimitPolicy(options: RateLimitOptions): RateLimitPolicy {
     } else {
       // Moved to the end: the Map's order is the order of last use.
       buckets.delete(key);
-      const elapsed = Math.max(0, time - bucket.at);
-      bucket.tokens = Math.min(rate.burst, bucket.tokens + (elapsed * rate.perSecond) / 1000);
-      bucket.at = time;
+      refill(bucket, rate, time);
     }
     buckets.set(key, bucket);
     if (bucket.tokens >= 1) {

@@ -8,6 +8,19 @@ import type { Rate } from "./call.js";
  */
 export const UNLIMITED: Rate = Object.freeze({ perSecond: Number.POSITIVE_INFINITY, burst: 0 });
 
+/** A token bucket's tokens, as of `at` (ms). */
+export interface Tokens {
+  tokens: number;
+  at: number;
+}
+
+/** Adds to `bucket` what `rate` has refilled from `bucket.at` to `time`, up to its burst. */
+export function refill(bucket: Tokens, rate: Rate, time: number): void {
+  const elapsed = Math.max(0, time - bucket.at);
+  bucket.tokens = Math.min(rate.burst, bucket.tokens + (elapsed * rate.perSecond) / 1000);
+  bucket.at = time;
+}
+
 /** Whether `rate` limits nothing. */
 export function isUnlimited(rate: Rate): boolean {
   return rate.perSecond === Number.POSITIVE_INFINITY;

@@ -2,6 +2,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import net, { type AddressInfo } from "node:net";
 import tls from "node:tls";
+import { LogThrottle } from "../observability/log-throttle.js";
 import type { Logger } from "../observability/logger.js";
 import type { NodeServerRequest, NodeServerResponse } from "./connect-node-transport.js";
 import type { FastPath } from "./grpc-unary-fast-path.js";
@@ -365,20 +366,16 @@ const REFUSAL_LOG_INTERVAL_MS = 10_000;
 function refusalReporter(options: PortListenerOptions): { refused(): string } {
   const limit = "MAX_CONNECTIONS_PER_PEER";
   const reason = `too many connections from this address: MAX_CONNECTIONS_PER_PEER is ${options.limits.maxConnectionsPerPeer}`;
-  let unlogged = 0;
-  let loggedAt = Number.NEGATIVE_INFINITY;
+  const throttle = new LogThrottle(REFUSAL_LOG_INTERVAL_MS);
   return {
     refused() {
       options.onRefused?.(limit);
-      unlogged++;
-      const now = Date.now();
-      if (now - loggedAt >= REFUSAL_LOG_INTERVAL_MS) {
-        loggedAt = now;
+      const refused = throttle.count();
+      if (refused !== undefined) {
         options.logger.warn(
-          { limit, max: options.limits.maxConnectionsPerPeer, refused: unlogged },
+          { limit, max: options.limits.maxConnectionsPerPeer, refused },
           "refused connections from a client at its connection limit",
         );
-        unlogged = 0;
       }
       return reason;
     },

@@ -1,10 +1,14 @@
 import http2 from "node:http2";
+import { LogThrottle } from "../observability/log-throttle.js";
 import type { Logger } from "../observability/logger.js";
+import type { Rate } from "../pipeline/call.js";
+import { refill, type Tokens } from "../pipeline/rate.js";
 
-/** Streams one connection may have reset before they are served, at once... */
-const RESET_BEFORE_SERVED_BURST = 100;
-/** ...and on average per second after that (the budget refills at this rate). */
-const RESETS_BEFORE_SERVED_PER_SECOND = 10;
+/**
+ * Streams one connection may have reset before they are served: 100 at
+ * once, and 10 a second on average after that.
+ */
+const RESETS_BEFORE_SERVED: Rate = { perSecond: 10, burst: 100 };
 /** How long a new HTTP/2 connection waits, unread, when its address had a connection cut off... */
 const HOLD_MS = 250;
 /** ...less than this long ago. */
@@ -15,9 +19,7 @@ const MAX_HELD_ADDRESSES = 10_000;
 const CUT_LOG_INTERVAL_MS = 10_000;
 
 /** What is left of one connection's budget of streams reset before they are served. */
-interface Budget {
-  tokens: number;
-  at: number;
+interface Budget extends Tokens {
   /** The client's address, held once the connection is cut off (see holdOf). */
   readonly address: string;
 }
@@ -46,8 +48,7 @@ interface Budget {
  *   empty body, which Node announces meanwhile, is passed on to the
  *   handler; request trailers, which nothing here reads, are not.)
  * - Streams reset before they are served are counted per connection in a
- *   token bucket (RESET_BEFORE_SERVED_BURST, refilled at
- *   RESETS_BEFORE_SERVED_PER_SECOND). Past it, the connection is destroyed
+ *   token bucket (RESETS_BEFORE_SERVED). Past it, the connection is destroyed
  *   at once (GOAWAY ENHANCE_YOUR_CALM, then the socket): Node hands none of
  *   the streams behind it to JavaScript, and the socket closes rather than
  *   waiting for IDLE_TIMEOUT.
@@ -69,8 +70,7 @@ export class RapidResetGuard {
   private readonly served = new WeakSet<http2.ServerHttp2Stream>();
   /** Addresses with a connection cut off lately, and until when they are held. */
   private readonly held = new Map<string, number>();
-  private cutSinceLog = 0;
-  private loggedAt = Number.NEGATIVE_INFINITY;
+  private readonly cutLog = new LogThrottle(CUT_LOG_INTERVAL_MS);
 
   /** @param logger where connections cut off are reported (warn, counted, without the address) */
   constructor(private readonly logger: Logger) {}
@@ -81,7 +81,7 @@ export class RapidResetGuard {
    */
   watch(session: http2.ServerHttp2Session): void {
     const budget: Budget = {
-      tokens: RESET_BEFORE_SERVED_BURST,
+      tokens: RESETS_BEFORE_SERVED.burst,
       at: performance.now(),
       address: session.socket?.remoteAddress ?? "",
     };
@@ -149,11 +149,7 @@ export class RapidResetGuard {
     // A connection being destroyed closes its streams: not the client's doing.
     if (session.destroyed || session.closed) return;
     const now = performance.now();
-    budget.tokens = Math.min(
-      RESET_BEFORE_SERVED_BURST,
-      budget.tokens + ((now - budget.at) / 1000) * RESETS_BEFORE_SERVED_PER_SECOND,
-    );
-    budget.at = now;
+    refill(budget, RESETS_BEFORE_SERVED, now);
     budget.tokens -= 1;
     if (budget.tokens >= 0) return;
     session.destroy(
@@ -169,14 +165,12 @@ export class RapidResetGuard {
         break;
       }
     }
-    this.cutSinceLog++;
-    if (now - this.loggedAt >= CUT_LOG_INTERVAL_MS) {
-      this.loggedAt = now;
+    const cut = this.cutLog.count();
+    if (cut !== undefined) {
       this.logger.warn(
-        { cut: this.cutSinceLog, burst: RESET_BEFORE_SERVED_BURST },
+        { cut, burst: RESETS_BEFORE_SERVED.burst },
         "cut off HTTP/2 connections that reset streams as fast as they opened them (rapid reset)",
       );
-      this.cutSinceLog = 0;
     }
   }
 }

@@ -4,6 +4,7 @@ import {
   isUnlimited,
   parseRate,
   RATE_SYNTAX,
+  refill,
   UNLIMITED,
 } from "../../src/pipeline/rate.js";
 
@@ -55,5 +56,18 @@ describe("formatRate", () => {
     expect(formatRate(parseRate("100/m") as never)).toBe("100/m, burst 100");
     expect(formatRate(parseRate("7/h") as never)).toBe("7/h, burst 7");
     expect(formatRate(UNLIMITED)).toBe("off");
+  });
+});
+
+describe("refill", () => {
+  it("adds what the rate refilled since the bucket's time, up to the burst, and moves its time", () => {
+    const bucket = { tokens: 0, at: 1_000 };
+    refill(bucket, { perSecond: 10, burst: 100 }, 1_250);
+    expect(bucket).toEqual({ tokens: 2.5, at: 1_250 });
+    refill(bucket, { perSecond: 10, burst: 100 }, 100_000);
+    expect(bucket).toEqual({ tokens: 100, at: 100_000 });
+    // A clock that went back refills nothing.
+    refill(bucket, { perSecond: 10, burst: 100 }, 90_000);
+    expect(bucket.tokens).toBe(100);
   });
 });
