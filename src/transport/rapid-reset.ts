@@ -121,11 +121,14 @@ export class RapidResetGuard {
       stream.off("end", onEnd);
       if (stream.closed || stream.destroyed) return;
       this.served.add(stream);
-      const before = new Set(stream.rawListeners("end"));
-      serve();
+      if (!endedEarly) {
+        serve();
+        return;
+      }
       // Node ends an empty request body itself as soon as its END_STREAM is
       // read: "end" came before the handler listened, so it gets it now.
-      if (!endedEarly) return;
+      const before = new Set(stream.rawListeners("end"));
+      serve();
       for (const listener of stream.rawListeners("end")) {
         if (!before.has(listener)) listener.call(stream);
       }
