@@ -314,11 +314,12 @@ async function runHandler(
   try {
     response = await handler(request);
   } catch (error) {
-    if (outcome.reached) throw error;
     // connect-node failed to write its own answer to a request it could not
     // read: the gRPC and gRPC-Web status message is URI-encoded, and the
     // JSON decoder's message can quote half a surrogate pair of the body,
-    // which encodeURIComponent refuses. The body did not decode.
+    // which encodeURIComponent refuses. The body did not decode. Anything
+    // else is not the request's fault (logged INTERNAL by the caller).
+    if (outcome.reached || !(error instanceof URIError)) throw error;
     return answer(undecodableRequest(handler.method.input.typeName));
   }
   if (!outcome.reached) {
