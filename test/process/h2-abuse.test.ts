@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import net from "node:net";
 import { performance } from "node:perf_hooks";
 import { setImmediate as nextTurn } from "node:timers/promises";
@@ -6,6 +5,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
+import { quantile, rssMb } from "../support/load.js";
 import {
   FLAG,
   FRAME,
@@ -80,15 +80,7 @@ async function probeGet(): Promise<void> {
 }
 
 /** The server process's resident set, in MB. */
-function rssMb(): number {
-  const status = readFileSync(`/proc/${server.child.pid}/status`, "utf8");
-  const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]);
-  return Math.round(kb / 102.4) / 10;
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? Number.NaN;
-}
+const serverRssMb = () => rssMb(server.child.pid as number);
 
 /** What one scenario measured. */
 interface Figures {
@@ -116,7 +108,7 @@ async function underAttack(name: string, attack: () => Promise<string>): Promise
   for (const retried of [false, true]) {
     // A few calls first: IDLE_TIMEOUT may have closed the probe's connection.
     for (let i = 0; i < 20; i++) await probeGet();
-    const rssBefore = rssMb();
+    const rssBefore = serverRssMb();
     const latencies: number[] = [];
     let attacking = true;
     const probing = (async () => {
@@ -135,11 +127,11 @@ async function underAttack(name: string, attack: () => Promise<string>): Promise
     result = {
       attack: name,
       calls: sorted.length,
-      p50: round(percentile(sorted, 50)),
-      p99: round(percentile(sorted, 99)),
+      p50: round(quantile(sorted, 0.5)),
+      p99: round(quantile(sorted, 0.99)),
       max: round(sorted.at(-1) ?? Number.NaN),
       rssBefore,
-      rssAfter: rssMb(),
+      rssAfter: serverRssMb(),
       cutOff,
       retried,
     };

@@ -1,4 +1,4 @@
-import http, { type IncomingHttpHeaders } from "node:http";
+import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -6,7 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CallPolicy } from "../../src/pipeline/call.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
 import { HTTP1_DRAIN_BYTES } from "../../src/transport/http1-unread-body.js";
-import { endlessBody, h2Exchange, type RawResponse, verdictOf } from "../support/raw-exchange.js";
+import {
+  endlessBody,
+  envelope,
+  flatten,
+  h2Exchange,
+  type RawResponse,
+  verdictOf,
+} from "../support/raw-exchange.js";
 import { type RunningServer, startTestServer } from "../support/test-server.js";
 
 // Calls the server answers before it has read the whole request body (a
@@ -60,11 +67,9 @@ afterAll(async () => {
   await store?.close();
 });
 
-function envelope(size: number, flags = 0): Buffer {
-  const frame = Buffer.alloc(5 + size, 0x61);
-  frame[0] = flags;
-  frame.writeUInt32BE(size, 1);
-  return frame;
+/** A message of `size` bytes of "a", enveloped. */
+function filled(size: number, flags = 0): Buffer {
+  return envelope(Buffer.alloc(size, 0x61), flags);
 }
 
 interface EarlyAnswer {
@@ -84,14 +89,14 @@ const CASES: readonly EarlyAnswer[] = [
     name: "gRPC-Web with a compression the server cannot read",
     path: `${SERVICE}/Get`,
     headers: { ...grpcWeb, "grpc-encoding": "x-unknown" },
-    body: envelope(LARGE, 1),
+    body: filled(LARGE, 1),
     code: String(Code.Unimplemented),
   },
   {
     name: "compressed gRPC (served by connect-node) with a compression the server cannot read",
     path: `${SERVICE}/Get`,
     headers: { "content-type": "application/grpc+proto", "grpc-encoding": "x-unknown" },
-    body: envelope(LARGE, 1),
+    body: filled(LARGE, 1),
     code: String(Code.Unimplemented),
   },
   {
@@ -105,7 +110,7 @@ const CASES: readonly EarlyAnswer[] = [
     name: "gRPC-Web for an unknown method",
     path: `${SERVICE}/Nope`,
     headers: grpcWeb,
-    body: envelope(LARGE),
+    body: filled(LARGE),
     code: String(Code.Unimplemented),
   },
   {
@@ -126,7 +131,7 @@ const CASES: readonly EarlyAnswer[] = [
     name: "gRPC-Web over MAX_REQUEST_BYTES",
     path: `${SERVICE}/Get`,
     headers: grpcWeb,
-    body: envelope(TOO_LARGE),
+    body: filled(TOO_LARGE),
     code: String(Code.ResourceExhausted),
   },
   {
@@ -140,7 +145,7 @@ const CASES: readonly EarlyAnswer[] = [
     name: "gRPC-Web rejected by a policy",
     path: `${SERVICE}/Get`,
     headers: { ...grpcWeb, [REJECT]: "1" },
-    body: envelope(LARGE),
+    body: filled(LARGE),
     code: String(Code.PermissionDenied),
   },
   {
@@ -154,7 +159,7 @@ const CASES: readonly EarlyAnswer[] = [
     name: "gRPC-Web with a malformed grpc-timeout",
     path: `${SERVICE}/Get`,
     headers: { ...grpcWeb, "grpc-timeout": "1X" },
-    body: envelope(LARGE),
+    body: filled(LARGE),
     code: String(Code.InvalidArgument),
   },
   {
@@ -168,7 +173,7 @@ const CASES: readonly EarlyAnswer[] = [
     name: "a unary gRPC-Web call with a large second message",
     path: `${SERVICE}/Get`,
     headers: grpcWeb,
-    body: Buffer.concat([envelope(0), envelope(100 * 1024)]),
+    body: Buffer.concat([filled(0), filled(100 * 1024)]),
     code: String(Code.InvalidArgument),
   },
 ];
@@ -302,12 +307,4 @@ function http1Call(
     req.on("error", reject);
     req.end(body);
   });
-}
-
-function flatten(headers: IncomingHttpHeaders): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined) out[name] = Array.isArray(value) ? value.join(", ") : value;
-  }
-  return out;
 }

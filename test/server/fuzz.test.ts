@@ -21,7 +21,13 @@ import {
 import { CountingStore } from "../support/counting-store.js";
 import { nestedLists, nestedObjects } from "../support/deep-payload.js";
 import { rssMb } from "../support/load.js";
-import { h1Exchange, h2Exchange, type RawResponse, verdictOf } from "../support/raw-exchange.js";
+import {
+  envelope,
+  h1Exchange,
+  h2Exchange,
+  type RawResponse,
+  verdictOf,
+} from "../support/raw-exchange.js";
 import { runServer, type ServerProcess } from "../support/server-process.js";
 import { type RunningServer, startTestServer } from "../support/test-server.js";
 
@@ -339,13 +345,6 @@ const framing = fc.oneof(
   fc.constant((m: Buffer) => m),
   fc.constant(() => Buffer.alloc(0)),
 );
-
-function envelope(message: Buffer, flags = 0, length = message.length): Buffer {
-  const header = Buffer.alloc(5);
-  header[0] = flags;
-  header.writeUInt32BE(length >>> 0, 1);
-  return Buffer.concat([header, message]);
-}
 
 type Protocol =
   | "grpc"

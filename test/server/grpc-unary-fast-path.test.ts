@@ -14,6 +14,7 @@ import { type ClientKind, type ClientPool, clientPool } from "../support/clients
 import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
 import { HangingStore } from "../support/hanging-store.js";
 import { uniqueUserId } from "../support/ids.js";
+import { envelope } from "../support/raw-exchange.js";
 import { recordingPolicy } from "../support/recording-policy.js";
 import { createGrpcJsClient, type RunningServer, startTestServer } from "../support/test-server.js";
 
@@ -38,14 +39,6 @@ afterAll(async () => {
 });
 
 const GET = "/sessionstore.v1.SessionStoreService/Get";
-
-function envelope(message: Uint8Array, flags = 0): Buffer {
-  const frame = Buffer.alloc(5 + message.length);
-  frame[0] = flags;
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
-  return frame;
-}
 
 const getMessage = (sessionId = "s") =>
   toBinary(GetRequestSchema, create(GetRequestSchema, { sessionId, userId: "u" }));

@@ -13,7 +13,7 @@ import { MemorySessionStore } from "../../src/store/memory/memory-session-store.
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
 import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
 import { uniqueUserId } from "../support/ids.js";
-import { h2Exchange, verdictOf } from "../support/raw-exchange.js";
+import { envelope, h2Exchange, verdictOf } from "../support/raw-exchange.js";
 import { recordingPolicy } from "../support/recording-policy.js";
 import {
   createGrpcJsClient,
@@ -674,13 +674,10 @@ describe("requests that are no call, and calls that cannot be decoded", () => {
       for (const contentType of ["application/grpc+json", "application/grpc-web+json"]) {
         for (const { path, input } of calls) {
           for (const body of bodies) {
-            const message = Buffer.from(body, "utf8");
-            const frame = Buffer.concat([Buffer.alloc(5), message]);
-            frame.writeUInt32BE(message.length, 1);
             const response = await h2Exchange(
               session,
               { ":method": "POST", ":path": path, "content-type": contentType, te: "trailers" },
-              frame,
+              envelope(Buffer.from(body, "utf8")),
             );
             expect(verdictOf(response), `${contentType} ${path} ${body}`).toEqual({
               ok: false,

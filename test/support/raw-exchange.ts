@@ -18,12 +18,23 @@ export interface RawResponse {
   readonly resetCode?: number;
 }
 
-function flatten(headers: http2.IncomingHttpHeaders): Record<string, string> {
+/** Headers as one string per name (repeated ones joined with ", "). */
+export function flatten(
+  headers: Readonly<Record<string, string | string[] | number | undefined>>,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value !== undefined) out[name] = Array.isArray(value) ? value.join(", ") : String(value);
   }
   return out;
+}
+
+/** A gRPC length-prefixed message: flags, the 4-byte length (the message's, unless given), the message. */
+export function envelope(message: Uint8Array, flags = 0, length = message.length): Buffer {
+  const header = Buffer.alloc(5);
+  header[0] = flags;
+  header.writeUInt32BE(length >>> 0, 1);
+  return Buffer.concat([header, message]);
 }
 
 /**
