@@ -18,9 +18,8 @@ const DRAIN_CHECK_MS = 20;
  * use. Left alone, Node reads and drops the rest of a body never read,
  * however long, until `requestTimeout` (30 s): gigabytes of parsing over
  * loopback for one request; and a body read in part stalls the connection
- * for as long. Past HTTP1_DRAIN_BYTES, or at once for a request destroyed
- * before its end, the connection is closed the way a server must close on
- * a client still sending (a lingering close):
+ * for as long. Past HTTP1_DRAIN_BYTES the connection is closed the way a
+ * server must close on a client still sending (a lingering close):
  * FIN after the response, reading stopped, and the socket destroyed
  * HTTP1_LINGER_MS later, or as soon as the client closes. Destroying it at
  * once would answer the client's next bytes with a TCP reset, which can
@@ -31,15 +30,10 @@ export function boundUnreadBody(req: IncomingMessage, res: ServerResponse): void
   const { socket } = req;
   res.once("finish", () => {
     if (req.complete || socket.destroyed) return;
-    // A request destroyed before its end (connect-node abandons a body it
-    // stopped reading halfway) stalls the connection: Node's parser stops
-    // reading the socket when it cannot hand the body on, so nothing more
-    // is parsed, the next request on it included, until requestTimeout.
-    if (req.destroyed) {
-      lingeringClose(socket);
-      return;
-    }
-    // A body read in part and then left is paused: read on.
+    // A body read in part and then left is paused: read on. (It must not
+    // have been destroyed: Node then stops reading the connection until
+    // requestTimeout. The connect-node transport reads bodies with an
+    // iterator that does not destroy them.)
     req.resume();
     const start = socket.bytesRead;
     const check = setInterval(() => {
