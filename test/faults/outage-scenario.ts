@@ -45,14 +45,19 @@ export const LOAD = {
  */
 export type Fault = () => Promise<{
   readonly faultAt: number;
+  /** When the restore began (a restarted Redis spawned, a stopped one continued). */
   readonly restoredAt: number;
+  /** When Redis first answered again (default restoredAt): health is timed from here. */
+  readonly readyAt?: number;
   readonly blip?: boolean;
 }>;
 
 /**
- * A fault that breaks something, lasts `ms`, then restores it. The
+ * A fault that breaks something, lasts `ms`, then restores it. The calls'
  * recovery is timed from the moment the restore begins, so a restore's own
- * start-up (a Redis restarting) counts as part of the recovery.
+ * start-up (a Redis restarting) counts as part of it; health, which cannot
+ * be SERVING before Redis answers, is timed from the moment `restore`
+ * resolves (for a restart: Redis answered a PING).
  */
 export function timedFault(breakIt: () => unknown, ms: number, restore: () => unknown): Fault {
   return async () => {
@@ -61,7 +66,7 @@ export function timedFault(breakIt: () => unknown, ms: number, restore: () => un
     await outageLasts(ms);
     const restoredAt = Date.now();
     await restore();
-    return { faultAt, restoredAt };
+    return { faultAt, restoredAt, readyAt: Date.now() };
   };
 }
 
@@ -74,9 +79,11 @@ export interface OutageFigures {
   /** The longest any call took beyond its deadline, client side and server side (from the RPC log), ms. */
   readonly clientOverrunMs: number;
   readonly serverOverrunMs: number;
-  /** From the fault to NOT_SERVING, and from the fault's end to SERVING, ms (undefined: never seen). */
+  /** From the fault to NOT_SERVING, and from Redis answering again to SERVING, ms (undefined: never seen). */
   readonly healthDownMs: number | undefined;
   readonly healthUpMs: number | undefined;
+  /** From the restore's start to Redis answering again (a restarted Redis starting up), ms. */
+  readonly redisReadyMs: number;
   /** From the fault to the fault's end, and from the end to the first and last failure after it, ms. */
   readonly outageMs: number;
   readonly firstOkAfterRestoreMs: number | undefined;
@@ -166,7 +173,7 @@ export async function runOutage(options: OutageOptions): Promise<OutageFigures[]
       await waitFor("calls before the fault", () => load.records.length >= 100, {
         timeoutMs: 10_000,
       });
-      const { faultAt, restoredAt, blip = false } = await fault();
+      const { faultAt, restoredAt, readyAt = restoredAt, blip = false } = await fault();
       const recovered = restoredAt + 2000;
       await waitFor(
         "calls after recovery",
@@ -177,7 +184,11 @@ export async function runOutage(options: OutageOptions): Promise<OutageFigures[]
       const records = await load.stop();
       const reads = await finalReads(records, clients[0]?.client as (typeof clients)[0]["client"]);
       figures.push({
-        ...measure(records, reads, health.changes, server, options.deadlineMs, faultAt, restoredAt),
+        ...measure(records, reads, health.changes, server, options.deadlineMs, {
+          faultAt,
+          restoredAt,
+          readyAt,
+        }),
         rssBeforeMb,
         rssAfterMb: rssMb(server.child.pid as number),
         blip,
@@ -195,8 +206,7 @@ function measure(
   changes: readonly { at: number; status: ServingStatus }[],
   server: ServerProcess,
   deadlineMs: number,
-  faultAt: number,
-  restoredAt: number,
+  { faultAt, restoredAt, readyAt }: { faultAt: number; restoredAt: number; readyAt: number },
 ): Omit<OutageFigures, "rssBeforeMb" | "rssAfterMb" | "blip"> {
   const after = records.filter((r) => r.startedAt >= restoredAt);
   const failedAfter = after.filter((r) => !succeeded(r));
@@ -215,7 +225,9 @@ function measure(
     clientOverrunMs: Math.max(0, ...records.map((r) => r.endedAt - r.startedAt - deadlineMs)),
     serverOverrunMs: Math.max(0, ...serverDurations.map((d) => Math.round(d - deadlineMs))),
     healthDownMs: down && down.at - faultAt,
-    healthUpMs: up && up.at - restoredAt,
+    // SERVING may come before the harness's own PING was answered: 0 then.
+    healthUpMs: up && Math.max(0, up.at - readyAt),
+    redisReadyMs: readyAt - restoredAt,
     outageMs: restoredAt - faultAt,
     firstOkAfterRestoreMs: ((r) => r && r.endedAt - restoredAt)(after.find(succeeded)),
     lastFailureAfterRestoreMs: ((r) => r && r.endedAt - restoredAt)(failedAfter.at(-1)),
