@@ -144,13 +144,13 @@ export function portTarget(name: string, store: SessionStore, lanes: number): Ra
 /** How long one RPC of a race may take: a stuck call fails the race instead of hanging it. */
 const RPC_TIMEOUT_MS = 15_000;
 
-function rpcRefusal(error: unknown): Refusal {
+function rpcRefusal(error: unknown, label: string): Refusal {
   const e = ConnectError.from(error);
   // connect-node's client reports a connection reset as ABORTED (and a
   // write to a closed socket as INTERNAL): the transport failed, the
   // server refused nothing, and the call may or may not have happened.
   const failure = transportFailure(e);
-  if (failure) return `unexpected: the connection failed (${failure})`;
+  if (failure) return `unexpected: the ${label} connection failed (${failure}: ${e.rawMessage})`;
   if (e.code === Code.Aborted) return "aborted";
   if (e.code === Code.NotFound) return "not_found";
   if (e.code === Code.AlreadyExists) return "already_exists";
@@ -183,6 +183,12 @@ function replied(
   return { version: session.version, tag: session.refreshTokenId };
 }
 
+/** One client of {@link rpcTarget}, and what it is (its protocol), for anomaly reports. */
+export interface LabelledClient {
+  readonly label: string;
+  readonly rpc: Client<typeof SessionStoreService>;
+}
+
 /**
  * The real service over the network: lane i calls through clients[i mod n],
  * each of them its own connection (or HTTP/1.1 agent), so concurrent
@@ -191,11 +197,12 @@ function replied(
  */
 export function rpcTarget(
   name: string,
-  clients: readonly Client<typeof SessionStoreService>[],
+  clients: readonly LabelledClient[],
   lanes: number,
 ): RaceTarget {
-  const wrap = (rpc: Client<typeof SessionStoreService>): RaceClient => {
+  const wrap = ({ label, rpc }: LabelledClient): RaceClient => {
     const options = { timeoutMs: RPC_TIMEOUT_MS };
+    const refusal = (error: unknown) => rpcRefusal(error, label);
     return {
       upsert: (w) =>
         answer(async () => {
@@ -208,18 +215,18 @@ export function rpcTarget(
             options,
           );
           return replied(reply.session, w.userId, w.sessionId);
-        }, rpcRefusal),
+        }, refusal),
       get: (userId, sessionId) =>
         answer(
           async () =>
             replied((await rpc.get({ userId, sessionId }, options)).session, userId, sessionId),
-          rpcRefusal,
+          refusal,
         ),
       touch: (userId, sessionId, ttlMs) =>
         answer(async () => {
           const reply = await rpc.touch({ userId, sessionId, ttl: durationFromMs(ttlMs) }, options);
           return replied(reply.session, userId, sessionId);
-        }, rpcRefusal),
+        }, refusal),
       delete: (userId, sessionId, expectedVersion) =>
         answer(async () => {
           const reply = await rpc.delete(
@@ -231,7 +238,7 @@ export function rpcTarget(
             options,
           );
           return reply.deleted;
-        }, rpcRefusal),
+        }, refusal),
       listPage: (userId, pageSize, cursor) =>
         answer(async () => {
           const reply = await rpc.listByUser(
@@ -245,12 +252,12 @@ export function rpcTarget(
             ids: reply.sessions.map((s) => s.id),
             next: reply.nextPageToken === "" ? undefined : reply.nextPageToken,
           };
-        }, rpcRefusal),
+        }, refusal),
       deleteByUser: (userId, except) =>
         answer(async () => {
           const reply = await rpc.deleteByUser({ userId, exceptSessionIds: [...except] }, options);
           return Number(reply.deletedCount);
-        }, rpcRefusal),
+        }, refusal),
     };
   };
   const wrapped = clients.map(wrap);

@@ -1,7 +1,5 @@
-import type { Client } from "@connectrpc/connect";
 import { Cluster, type Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
 import {
   type RedisCluster,
   type RedisServer,
@@ -23,7 +21,7 @@ import {
   type InterleaveReport,
   interleaveRace,
 } from "./race-scenarios.js";
-import { portTarget, type RaceTarget, rpcTarget } from "./race-target.js";
+import { type LabelledClient, portTarget, type RaceTarget, rpcTarget } from "./race-target.js";
 import { inspectRedisLayout, type RacedUser, type RedisUnderTest } from "./redis-layout-check.js";
 
 // The races of docs/reliability.md, against the in-memory store at the port,
@@ -223,13 +221,21 @@ const NETWORK_CLIENTS: readonly ClientKind[] = [
   { protocol: "connect" },
 ];
 
+/** A client kind as an anomaly report names it, e.g. "connect json over HTTP/1.1". */
+function kindLabel({ protocol, binary = true, httpVersion = "2" }: ClientKind): string {
+  return `${protocol}${binary ? "" : " json"} over HTTP/${httpVersion}`;
+}
+
 /** The real server over `store` with many client connections; the caller closes both. */
 async function serveOverNetwork(store: SessionStore) {
   const running: RunningServer = await startTestServer(store);
   const pool: ClientPool = clientPool(running.baseUrl);
-  const clients: Client<typeof SessionStoreService>[] = [];
+  const clients: LabelledClient[] = [];
   // Three connections of each kind.
-  for (let i = 0; i < 3; i++) for (const kind of NETWORK_CLIENTS) clients.push(pool.sessions(kind));
+  for (let i = 0; i < 3; i++) {
+    for (const kind of NETWORK_CLIENTS)
+      clients.push({ label: kindLabel(kind), rpc: pool.sessions(kind) });
+  }
   return { running, pool, clients };
 }
 
