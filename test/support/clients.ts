@@ -48,9 +48,14 @@ export function clientPool(
     transport({ protocol, binary = true, httpVersion = "2", gzip = false }) {
       const compression = gzip ? { sendCompression: compressionGzip, compressMinBytes: 0 } : {};
       if (httpVersion === "1.1") {
+        // A timeout of its own, as Node's global agent has: without one,
+        // Node's agent ignores the server's "Keep-Alive: timeout=5" and can
+        // reuse an idle socket just as the server closes it (ECONNRESET or
+        // EPIPE; the long network race met it once in 10,000 rounds).
+        const agentOptions = { keepAlive: true, timeout: 5000 };
         const agent = tls
-          ? new HttpsAgent({ keepAlive: true, ...tls })
-          : new Agent({ keepAlive: true });
+          ? new HttpsAgent({ ...agentOptions, ...tls })
+          : new Agent(agentOptions);
         agents.push(agent);
         const options = {
           baseUrl,
