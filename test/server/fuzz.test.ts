@@ -28,7 +28,7 @@ import {
   type RawResponse,
   verdictOf,
 } from "../support/raw-exchange.js";
-import { runServer, type ServerProcess } from "../support/server-process.js";
+import { megabytes, retained, runServer, type ServerProcess } from "../support/server-process.js";
 import { type RunningServer, startTestServer } from "../support/test-server.js";
 
 // Property-based fuzzing of every RPC over every protocol and serving path:
@@ -695,16 +695,6 @@ async function fuzz(target: Target, options: RunOptions): Promise<RunSummary> {
       ? { retainedGrowthMb: megabytes(retained(retainedAfter) - retained(retainedBefore)) }
       : {}),
   };
-}
-
-/** Memory a process holds: V8's heap in use and what lives outside it (Buffers and the like). */
-function retained(memory: NodeJS.MemoryUsage): number {
-  return memory.heapUsed + memory.external;
-}
-
-/** Bytes in MB, to one decimal. */
-function megabytes(bytes: number): number {
-  return Math.round(bytes / 1024 / 102.4) / 10;
 }
 
 /** Log lines that no input may cause: a handler's unexpected failure, or one outside any handler. */

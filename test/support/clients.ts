@@ -53,9 +53,7 @@ export function clientPool(
         // reuse an idle socket just as the server closes it (ECONNRESET or
         // EPIPE; the long network race met it once in 10,000 rounds).
         const agentOptions = { keepAlive: true, timeout: 5000 };
-        const agent = tls
-          ? new HttpsAgent({ ...agentOptions, ...tls })
-          : new Agent(agentOptions);
+        const agent = tls ? new HttpsAgent({ ...agentOptions, ...tls }) : new Agent(agentOptions);
         agents.push(agent);
         const options = {
           baseUrl,

@@ -153,3 +153,13 @@ export async function runServerWithAdmin(
     throw error;
   }
 }
+
+/** Memory a process holds: V8's heap in use and what lives outside it (Buffers and the like). */
+export function retained(memory: NodeJS.MemoryUsage): number {
+  return memory.heapUsed + memory.external;
+}
+
+/** Bytes in MB, to one decimal. */
+export function megabytes(bytes: number): number {
+  return Math.round(bytes / 1024 / 102.4) / 10;
+}
