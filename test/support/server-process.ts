@@ -142,8 +142,9 @@ export function logLines(output: { stdout: string }): Record<string, unknown>[] 
 /** Runs the server with its admin listener on a free port (ADMIN_PORT=0). */
 export async function runServerWithAdmin(
   env: Record<string, string>,
+  options: RunServerOptions = {},
 ): Promise<{ server: ServerProcess; port: number; adminPort: number }> {
-  const server = runServer({ ...env, ADMIN_PORT: "0" });
+  const server = runServer({ ...env, ADMIN_PORT: "0" }, [], options);
   try {
     const [port, adminPort] = [await server.port(), await server.adminPort()];
     if (adminPort === undefined) throw new Error("the server logged no admin port");
