@@ -279,10 +279,16 @@ async function launch(
   return child;
 }
 
+/**
+ * Whether Redis answers PING. A Redis still loading its data answers
+ * LOADING, which counts as no: the caller polls again soon (ioredis's own
+ * ready check would wait a whole second, or the load's estimate, instead).
+ */
 async function ping(options: HarnessClientOptions): Promise<boolean> {
   const client = new Redis({
     ...options,
     lazyConnect: true,
+    enableReadyCheck: false,
     enableOfflineQueue: false,
     retryStrategy: () => null,
     maxRetriesPerRequest: 0,

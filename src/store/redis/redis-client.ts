@@ -38,6 +38,9 @@ function reconnectDelay(attempt: number): number {
   return Math.min(50 * 2 ** (attempt - 1), 250);
 }
 
+/** How often a connection asks a Redis that is loading its data whether it is done. */
+const LOADING_RETRY_MS = 100;
+
 /**
  * Options that make a Redis outage fail fast instead of queueing RPCs behind
  * it: no resend of commands whose connection dropped (a write may have
@@ -53,6 +56,10 @@ function failFastOptions(options: RedisClientOptions) {
     commandTimeout: options.commandTimeoutMs,
     connectTimeout: Math.min(options.connectTimeoutMs, 2000),
     connectionName: "sessionstore",
+    // A Redis still loading its data (a restart) is asked again every
+    // 100 ms, not after its load estimate (a whole second at least), so
+    // the service is back within a probe interval of the load's end.
+    maxLoadingRetryTime: LOADING_RETRY_MS,
     // CLIENT SETINFO exists from Redis 7.2 only, so the README's ACL rule
     // cannot allow it on 7.0; a user without it would fill ACL LOG with
     // denials on every connect. CLIENT SETNAME still names the connection.
