@@ -284,7 +284,7 @@ async function launch(
  * LOADING, which counts as no: the caller polls again soon (ioredis's own
  * ready check would wait a whole second, or the load's estimate, instead).
  */
-async function ping(options: HarnessClientOptions): Promise<boolean> {
+export async function ping(options: HarnessClientOptions): Promise<boolean> {
   const client = new Redis({
     ...options,
     lazyConnect: true,

@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RedisSentinelSet, startRedisSentinelSet } from "../../harness/redis-sentinel.js";
+import { waitFor } from "../../harness/wait-for.js";
+
+// The Sentinel fixture the scale-out tests build on: a primary, a replica
+// and three sentinels, started on free loopback ports, able to fail over.
+
+let set: RedisSentinelSet;
+
+beforeAll(async () => {
+  set = await startRedisSentinelSet();
+}, 60_000);
+
+afterAll(async () => {
+  await set?.stop();
+});
+
+describe("the Sentinel fixture", () => {
+  it("has every sentinel name the primary, which replicates to the replica", async () => {
+    expect(set.sentinels).toHaveLength(3);
+    expect(set.replicas).toHaveLength(1);
+    for (const sentinel of set.sentinels) {
+      const client = sentinel.client();
+      try {
+        const [host, port] = (await client.call(
+          "SENTINEL",
+          "GET-MASTER-ADDR-BY-NAME",
+          set.name,
+        )) as [string, string];
+        expect(`${host}:${port}`).toBe(`127.0.0.1:${set.primary.port}`);
+      } finally {
+        client.disconnect();
+      }
+    }
+    const primary = set.primary.client();
+    const replica = set.replicas[0]?.client();
+    try {
+      await primary.set("fixture:written", "on the primary");
+      await waitFor(
+        "the write to reach the replica",
+        async () => (await replica?.get("fixture:written")) === "on the primary",
+      );
+      await expect(replica?.set("fixture:other", "x")).rejects.toThrow(/READONLY/);
+    } finally {
+      primary.disconnect();
+      replica?.disconnect();
+    }
+  });
+
+  it("fails over on SENTINEL FAILOVER: the replica becomes the primary", async () => {
+    const client = set.sentinels[0]?.client();
+    const replica = set.replicas[0];
+    if (!client || !replica) throw new Error("the fixture has no sentinel or no replica");
+    try {
+      expect(await client.call("SENTINEL", "FAILOVER", set.name)).toBe("OK");
+      await waitFor(
+        "the sentinels to name the replica as primary",
+        async () => (await set.primaryAddress()) === `127.0.0.1:${replica.port}`,
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
+      const promoted = replica.client();
+      try {
+        // Writes fail READONLY until the promotion reaches the replica itself.
+        await waitFor(
+          "the replica to take writes",
+          async () => (await promoted.set("fixture:after-failover", "x")) === "OK",
+          { timeoutMs: 10_000, intervalMs: 50 },
+        );
+        expect(await promoted.info("replication")).toMatch(/role:master/);
+      } finally {
+        promoted.disconnect();
+      }
+    } finally {
+      client.disconnect();
+    }
+  }, 40_000);
+});
