@@ -23,6 +23,7 @@ export interface Sentinel {
  * this test run on free loopback ports.
  */
 export interface RedisSentinelSet {
+  /** The primary the set started with (a failover makes a replica the primary). */
   readonly primary: RedisServer;
   readonly replicas: readonly RedisServer[];
   readonly sentinels: readonly Sentinel[];
@@ -32,6 +33,11 @@ export interface RedisSentinelSet {
   readonly addresses: string;
   /** The host:port the sentinels name as the primary now. */
   primaryAddress(): Promise<string>;
+  /**
+   * SENTINEL FAILOVER, resolving with the server the sentinels name as the
+   * primary afterwards, once they do (not yet once it takes writes).
+   */
+  failover(): Promise<RedisServer>;
   stop(): Promise<void>;
 }
 
@@ -118,6 +124,28 @@ export async function startRedisSentinelSet({
         client.disconnect();
       }
     };
+    const servers = [primary, ...replicaServers];
+    const failover = async () => {
+      const before = await primaryAddress();
+      const client = (sentinelProcesses[0] as Sentinel).client();
+      try {
+        const reply = await client.call("SENTINEL", "FAILOVER", SENTINEL_GROUP);
+        if (reply !== "OK") throw new Error(`SENTINEL FAILOVER answered ${String(reply)}`);
+      } finally {
+        client.disconnect();
+      }
+      const after = await waitFor(
+        "the sentinels to name another primary",
+        async () => {
+          const address = await primaryAddress();
+          return address === before ? undefined : address;
+        },
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
+      const promoted = servers.find((server) => `127.0.0.1:${server.port}` === after);
+      if (!promoted) throw new Error("the sentinels name a primary the fixture did not start");
+      return promoted;
+    };
     return {
       primary,
       replicas: replicaServers,
@@ -125,6 +153,7 @@ export async function startRedisSentinelSet({
       name: SENTINEL_GROUP,
       addresses,
       primaryAddress,
+      failover,
       stop,
     };
   } catch (error) {

@@ -16,6 +16,14 @@ export interface Config {
   readonly redisUrl: string | undefined;
   /** Whether redisUrl lists the seed nodes of a Redis Cluster. */
   readonly redisCluster: boolean;
+  /** host:port of the sentinels to ask for the primary (instead of redisUrl), comma-separated. */
+  readonly redisSentinels: string | undefined;
+  /** The master group name the sentinels know the primary by. */
+  readonly redisSentinelName: string | undefined;
+  /** ACL user to authenticate to the sentinels as. */
+  readonly redisSentinelUsername: string | undefined;
+  /** Password for the sentinels. A secret: never logged. */
+  readonly redisSentinelPassword: string | undefined;
   /** PEM CA certificates that Redis' certificate must chain to; undefined: the system CAs. */
   readonly redisTlsCa: Buffer | undefined;
   /** PEM client certificate shown to Redis (for tls-auth-clients); set together with redisTlsKey. */
@@ -190,6 +198,17 @@ function oneOf<T extends string>(values: readonly T[]) {
         : new Invalid(`one of ${values.join(", ")}`);
 }
 
+/** Sentinel addresses: host:port, comma-separated (a host name, an IPv4 address, or [IPv6]). */
+function sentinelAddresses(raw: string | undefined): string | undefined | Invalid {
+  if (raw === undefined) return undefined;
+  const entries = raw.split(",").map((entry) => entry.trim());
+  const valid = entries.every((entry) => {
+    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
+    return match !== null && Number(match[2]) >= 1 && Number(match[2]) <= 65535;
+  });
+  return valid ? entries.join(",") : new Invalid("host:port of each sentinel, comma-separated");
+}
+
 function redisUrls(raw: string | undefined): string | undefined | Invalid {
   if (raw === undefined || raw === "") return undefined;
   for (const url of raw.split(",")) {
@@ -298,6 +317,44 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     description: "REDIS_URL lists seed nodes of a Redis Cluster (comma-separated)",
     defaultText: "false",
     parse: boolean(false),
+  },
+  {
+    key: "redisSentinels",
+    env: "REDIS_SENTINELS",
+    description:
+      "host:port of Redis Sentinels (comma-separated) to ask for the primary, instead of REDIS_URL (needs REDIS_SENTINEL_NAME)",
+    defaultText: undefined,
+    parse: sentinelAddresses,
+  },
+  {
+    key: "redisSentinelName",
+    env: "REDIS_SENTINEL_NAME",
+    description: "the master group name the sentinels know the primary by (needs REDIS_SENTINELS)",
+    defaultText: undefined,
+    parse: (raw) => raw,
+  },
+  {
+    key: "redisSentinelUsername",
+    env: "REDIS_SENTINEL_USERNAME",
+    description: "ACL user to authenticate to the sentinels as (needs REDIS_SENTINEL_PASSWORD)",
+    defaultText: undefined,
+    parse: (raw) => raw,
+  },
+  {
+    key: "redisSentinelPassword",
+    env: "REDIS_SENTINEL_PASSWORD",
+    description:
+      "password for the sentinels (sentinels' requirepass or ACL user; the data nodes' is REDIS_PASSWORD; never logged)",
+    defaultText: undefined,
+    secret: true,
+    parse: (raw) => raw,
+  },
+  {
+    key: "redisSentinelPassword",
+    env: "REDIS_SENTINEL_PASSWORD_FILE",
+    description: "file holding the password for the sentinels (one trailing newline is ignored)",
+    defaultText: undefined,
+    parse: passwordFile,
   },
   {
     key: "redisTlsCa",
@@ -620,7 +677,49 @@ function checkCombinations(config: Config): Config {
   };
 }
 
-/** Settings that secure the connection to Redis, so they need REDIS_URL. */
+/**
+ * Sentinel discovery: the sentinels and the group's name together, and
+ * nothing else that says where Redis is.
+ */
+function checkRedisSentinels(config: Config, given: ReadonlySet<string>): void {
+  const sentinels = given.has("REDIS_SENTINELS");
+  if (!sentinels) {
+    const orphan = [
+      "REDIS_SENTINEL_NAME",
+      "REDIS_SENTINEL_USERNAME",
+      "REDIS_SENTINEL_PASSWORD",
+      "REDIS_SENTINEL_PASSWORD_FILE",
+    ].filter((env) => given.has(env));
+    if (orphan.length > 0) {
+      throw new ConfigError(
+        `${orphan.join(", ")} ${orphan.length > 1 ? "need" : "needs"} REDIS_SENTINELS, the sentinels to ask for the primary`,
+      );
+    }
+    return;
+  }
+  if (config.redisUrl !== undefined) {
+    throw new ConfigError(
+      "REDIS_SENTINELS and REDIS_URL both say where Redis is: set REDIS_SENTINELS (with REDIS_SENTINEL_NAME) to find the primary through Sentinel, or REDIS_URL to name it",
+    );
+  }
+  if (config.redisCluster) {
+    throw new ConfigError(
+      "REDIS_SENTINELS and REDIS_CLUSTER=true cannot go together: Sentinel watches a primary and its replicas, not a Cluster",
+    );
+  }
+  if (!given.has("REDIS_SENTINEL_NAME")) {
+    throw new ConfigError(
+      "REDIS_SENTINELS needs REDIS_SENTINEL_NAME, the master group name the sentinels monitor",
+    );
+  }
+  if (given.has("REDIS_SENTINEL_USERNAME") && config.redisSentinelPassword === undefined) {
+    throw new ConfigError(
+      "REDIS_SENTINEL_USERNAME needs a password: set REDIS_SENTINEL_PASSWORD or REDIS_SENTINEL_PASSWORD_FILE",
+    );
+  }
+}
+
+/** Settings that secure the connection to Redis, so they need REDIS_URL (or REDIS_SENTINELS). */
 const REDIS_SECURITY = [
   "REDIS_TLS_CA_FILE",
   "REDIS_TLS_CERT_FILE",
@@ -637,7 +736,18 @@ const REDIS_SECURITY = [
  * secrets.
  */
 function checkRedisSecurity(config: Config, given: ReadonlySet<string>): void {
+  checkRedisSentinels(config, given);
   const security = REDIS_SECURITY.filter((env) => given.has(env));
+  if (config.redisSentinels !== undefined) {
+    const tls = security.filter((env) => env.startsWith("REDIS_TLS_"));
+    if (tls.length > 0) {
+      throw new ConfigError(
+        `${tls.join(", ")} ${tls.length > 1 ? "are" : "is"} not supported with REDIS_SENTINELS yet: Sentinel discovery connects without TLS`,
+      );
+    }
+    checkRedisCredentials(given, []);
+    return;
+  }
   if (config.redisUrl === undefined) {
     if (security.length > 0) {
       throw new ConfigError(
@@ -668,6 +778,14 @@ function checkRedisSecurity(config: Config, given: ReadonlySet<string>): void {
       );
     }
   }
+  checkRedisCredentials(given, urls);
+}
+
+/**
+ * The data nodes' user and password: each given in one place (the URLs or
+ * a setting), and a user only with a password.
+ */
+function checkRedisCredentials(given: ReadonlySet<string>, urls: readonly URL[]): void {
   // One place per credential: with two, which one wins would be a guess.
   const passwordSetting = ["REDIS_PASSWORD", "REDIS_PASSWORD_FILE"].find((env) => given.has(env));
   if (passwordSetting && urls.some((url) => url.password !== "")) {

@@ -25,7 +25,7 @@ const EXIT_UNAVAILABLE = 69;
 const EXIT_CANNOT_LISTEN = 71;
 
 async function openStore(config: Config, logger: Logger): Promise<SessionStore> {
-  if (config.redisUrl === undefined) {
+  if (config.redisUrl === undefined && config.redisSentinels === undefined) {
     logger.warn(
       "REDIS_URL is not set: using the embedded in-memory store; sessions will not survive a restart and are not shared between instances",
     );
@@ -36,8 +36,22 @@ async function openStore(config: Config, logger: Logger): Promise<SessionStore> 
   }
   const redis = await connectRedis(
     {
-      url: config.redisUrl,
+      url: config.redisUrl ?? "",
       cluster: config.redisCluster,
+      ...(config.redisSentinels !== undefined && config.redisSentinelName !== undefined
+        ? {
+            sentinel: {
+              addresses: config.redisSentinels,
+              name: config.redisSentinelName,
+              ...(config.redisSentinelUsername !== undefined
+                ? { username: config.redisSentinelUsername }
+                : {}),
+              ...(config.redisSentinelPassword !== undefined
+                ? { password: config.redisSentinelPassword }
+                : {}),
+            },
+          }
+        : {}),
       tls: {
         ...(config.redisTlsCa ? { ca: config.redisTlsCa } : {}),
         ...(config.redisTlsCert ? { cert: config.redisTlsCert } : {}),
@@ -152,7 +166,7 @@ async function main(): Promise<void> {
       address: address.address,
       port: address.port,
       adminPort: adminAddress?.port,
-      store: config.redisUrl ? "redis" : "memory",
+      store: config.redisUrl ? "redis" : config.redisSentinels ? "redis sentinel" : "memory",
     },
     `SessionStore listening (gRPC, gRPC-Web, Connect; HTTP/2 and HTTP/1.1 ${tls ? (tls.clientCa ? "over mutual TLS" : "over TLS") : "cleartext"})`,
   );

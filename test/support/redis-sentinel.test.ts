@@ -48,30 +48,20 @@ describe("the Sentinel fixture", () => {
   });
 
   it("fails over on SENTINEL FAILOVER: the replica becomes the primary", async () => {
-    const client = set.sentinels[0]?.client();
-    const replica = set.replicas[0];
-    if (!client || !replica) throw new Error("the fixture has no sentinel or no replica");
+    const promotedServer = await set.failover();
+    expect(promotedServer).toBe(set.replicas[0]);
+    expect(await set.primaryAddress()).toBe(`127.0.0.1:${promotedServer.port}`);
+    const promoted = promotedServer.client();
     try {
-      expect(await client.call("SENTINEL", "FAILOVER", set.name)).toBe("OK");
+      // Writes fail READONLY until the promotion reaches the replica itself.
       await waitFor(
-        "the sentinels to name the replica as primary",
-        async () => (await set.primaryAddress()) === `127.0.0.1:${replica.port}`,
-        { timeoutMs: 20_000, intervalMs: 100 },
+        "the replica to take writes",
+        async () => (await promoted.set("fixture:after-failover", "x")) === "OK",
+        { timeoutMs: 10_000, intervalMs: 50 },
       );
-      const promoted = replica.client();
-      try {
-        // Writes fail READONLY until the promotion reaches the replica itself.
-        await waitFor(
-          "the replica to take writes",
-          async () => (await promoted.set("fixture:after-failover", "x")) === "OK",
-          { timeoutMs: 10_000, intervalMs: 50 },
-        );
-        expect(await promoted.info("replication")).toMatch(/role:master/);
-      } finally {
-        promoted.disconnect();
-      }
+      expect(await promoted.info("replication")).toMatch(/role:master/);
     } finally {
-      client.disconnect();
+      promoted.disconnect();
     }
   }, 40_000);
 });

@@ -31,6 +31,10 @@ describe("loadConfig", () => {
       shutdownTimeoutMs: 10_000,
       redisUrl: undefined,
       redisCluster: false,
+      redisSentinels: undefined,
+      redisSentinelName: undefined,
+      redisSentinelUsername: undefined,
+      redisSentinelPassword: undefined,
       redisTlsCa: undefined,
       redisTlsCert: undefined,
       redisTlsKey: undefined,
@@ -517,6 +521,92 @@ describe("the Redis connection security settings", () => {
 
   it("never repeats REDIS_PASSWORD, and lists it in --help without a value", () => {
     expect(helpText()).toContain("--redis-password <value>, REDIS_PASSWORD");
+    expect(helpText()).not.toContain(secret);
+  });
+});
+
+describe("the Redis Sentinel settings", () => {
+  const secret = "s3ntinel-7d2a";
+  const SENTINELS = {
+    REDIS_SENTINELS: "10.0.0.1:26379, sentinel-b:26380,[::1]:26381",
+    REDIS_SENTINEL_NAME: "sessions",
+  };
+  let pki: TestPki;
+  let caFile: string;
+
+  beforeAll(() => {
+    pki = createTestPki();
+    caFile = pki.ca("sentinel-config-ca").certFile;
+  });
+
+  afterAll(() => {
+    pki?.remove();
+  });
+
+  it("reads the sentinels, the group name and both sets of credentials", () => {
+    const config = load({
+      ...SENTINELS,
+      REDIS_SENTINEL_USERNAME: "watcher",
+      REDIS_SENTINEL_PASSWORD: secret,
+      REDIS_USERNAME: "sessionstore",
+      REDIS_PASSWORD: "data-node-password",
+    });
+    expect(config).toMatchObject({
+      redisUrl: undefined,
+      redisSentinels: "10.0.0.1:26379,sentinel-b:26380,[::1]:26381",
+      redisSentinelName: "sessions",
+      redisSentinelUsername: "watcher",
+      redisSentinelPassword: secret,
+      redisUsername: "sessionstore",
+      redisPassword: "data-node-password",
+    });
+  });
+
+  it("refuses what is not host:port, naming the setting", () => {
+    for (const bad of [
+      "sentinel-a",
+      "sentinel-a:0",
+      "sentinel-a:70000",
+      "a:1,,b:2",
+      "redis://a:1",
+    ]) {
+      expect(failure({ ...SENTINELS, REDIS_SENTINELS: bad })).toMatch(
+        /^invalid REDIS_SENTINELS \(--redis-sentinels\).*expected host:port of each sentinel/,
+      );
+    }
+  });
+
+  it("refuses the combinations that cannot mean what the operator wants", () => {
+    expect(failure({ REDIS_SENTINELS: SENTINELS.REDIS_SENTINELS })).toMatch(
+      /^REDIS_SENTINELS needs REDIS_SENTINEL_NAME/,
+    );
+    expect(failure({ REDIS_SENTINEL_NAME: "sessions" })).toMatch(
+      /^REDIS_SENTINEL_NAME needs REDIS_SENTINELS/,
+    );
+    expect(failure({ REDIS_SENTINEL_PASSWORD: secret, REDIS_URL: "redis://r:6379" })).toMatch(
+      /^REDIS_SENTINEL_PASSWORD needs REDIS_SENTINELS/,
+    );
+    expect(failure({ ...SENTINELS, REDIS_URL: "redis://r:6379" })).toMatch(
+      /^REDIS_SENTINELS and REDIS_URL both say where Redis is/,
+    );
+    expect(failure({ ...SENTINELS, REDIS_CLUSTER: "true" })).toMatch(
+      /^REDIS_SENTINELS and REDIS_CLUSTER=true cannot go together/,
+    );
+    expect(failure({ ...SENTINELS, REDIS_SENTINEL_USERNAME: "watcher" })).toMatch(
+      /^REDIS_SENTINEL_USERNAME needs a password/,
+    );
+    expect(failure({ ...SENTINELS, REDIS_USERNAME: "sessionstore" })).toMatch(
+      /^a Redis user name needs a password/,
+    );
+    expect(failure({ ...SENTINELS, REDIS_TLS_CA_FILE: caFile })).toMatch(
+      /^REDIS_TLS_CA_FILE is not supported with REDIS_SENTINELS yet/,
+    );
+  });
+
+  it("never repeats REDIS_SENTINEL_PASSWORD", () => {
+    const message = failure({ REDIS_SENTINEL_PASSWORD: secret });
+    expect(message).not.toContain(secret);
+    expect(helpText()).toContain("--redis-sentinel-password <value>, REDIS_SENTINEL_PASSWORD");
     expect(helpText()).not.toContain(secret);
   });
 });

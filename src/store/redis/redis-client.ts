@@ -7,10 +7,13 @@ export interface RedisClientOptions {
   /**
    * One redis:// or rediss:// URL, or comma-separated seed nodes of a
    * cluster (all of one scheme). rediss:// connects with TLS, verifying the
-   * server's certificate against `tls.ca` or else the system CAs.
+   * server's certificate against `tls.ca` or else the system CAs. Empty
+   * with `sentinel`, which finds the primary instead.
    */
   readonly url: string;
   readonly cluster: boolean;
+  /** Find the primary through Redis Sentinel (instead of `url`). */
+  readonly sentinel?: RedisSentinelOptions;
   /** PEM files' contents for a rediss:// URL; ignored for redis://. */
   readonly tls?: {
     /** CA certificates the server's certificate must chain to, instead of the system CAs. */
@@ -27,6 +30,17 @@ export interface RedisClientOptions {
   readonly commandTimeoutMs: number;
   /** How long to wait for the first connection before giving up. */
   readonly connectTimeoutMs: number;
+}
+
+/** Where the sentinels are, which group to ask them for, and their own credentials. */
+export interface RedisSentinelOptions {
+  /** host:port of each sentinel, comma-separated. */
+  readonly addresses: string;
+  /** The master group name the sentinels monitor. */
+  readonly name: string;
+  readonly username?: string;
+  /** The sentinels' password (the data nodes' is `password`). Never logged. */
+  readonly password?: string;
 }
 
 /**
@@ -74,9 +88,11 @@ function failFastOptions(options: RedisClientOptions) {
  * Node's defaults (the system CAs, host name checks) hold otherwise.
  */
 function securityOptions(options: RedisClientOptions) {
-  const first = new URL(options.url.split(",")[0]?.trim() ?? "");
-  const username = options.username ?? (decodeURIComponent(first.username) || undefined);
-  const password = options.password ?? (decodeURIComponent(first.password) || undefined);
+  const firstUrl = options.url.split(",")[0]?.trim();
+  const first = firstUrl ? new URL(firstUrl) : undefined;
+  const fromUrl = (part: string | undefined) => (part ? decodeURIComponent(part) : undefined);
+  const username = options.username ?? fromUrl(first?.username);
+  const password = options.password ?? fromUrl(first?.password);
   const tls: ConnectionOptions = {
     ...(options.tls?.ca ? { ca: options.tls.ca } : {}),
     ...(options.tls?.cert ? { cert: options.tls.cert } : {}),
@@ -85,7 +101,7 @@ function securityOptions(options: RedisClientOptions) {
   return {
     ...(username !== undefined ? { username } : {}),
     ...(password !== undefined ? { password } : {}),
-    ...(first.protocol === "rediss:" ? { tls } : {}),
+    ...(first?.protocol === "rediss:" ? { tls } : {}),
   } satisfies RedisOptions;
 }
 
@@ -104,6 +120,9 @@ function withoutCredentials(url: string): string {
  * Where Redis is, for logs: host:port of each URL, never credentials.
  */
 function redisTargets(options: RedisClientOptions): string {
+  if (options.sentinel) {
+    return `the primary of ${options.sentinel.name} via sentinels ${options.sentinel.addresses}`;
+  }
   return options.url
     .split(",")
     .map((url) => {
@@ -129,14 +148,16 @@ export async function connectRedis(
   options: RedisClientOptions,
   logger: Logger,
 ): Promise<Redis | Cluster> {
-  const client = options.cluster
-    ? createCluster(options)
-    : new Redis(withoutCredentials(options.url), {
-        ...failFastOptions(options),
-        ...securityOptions(options),
-        enableOfflineQueue: false,
-        retryStrategy: reconnectDelay,
-      });
+  const client = options.sentinel
+    ? createSentinelClient(options, options.sentinel)
+    : options.cluster
+      ? createCluster(options)
+      : new Redis(withoutCredentials(options.url), {
+          ...failFastOptions(options),
+          ...securityOptions(options),
+          enableOfflineQueue: false,
+          retryStrategy: reconnectDelay,
+        });
   const target = redisTargets(options);
   let connected = false;
   let everConnected = false;
@@ -182,6 +203,37 @@ export async function connectRedis(
           (lastCause ? ` (${lastCause})` : "")
       : `Redis at ${target} refused the credentials: ${outcome.refused}`,
   );
+}
+
+/**
+ * A client of the primary the sentinels name: it asks them again whenever
+ * its connection drops, and drops it when they announce a failover (the
+ * failover detector) or when the node it reaches answers READONLY (a
+ * demoted primary), so that writes go to the new primary.
+ */
+function createSentinelClient(options: RedisClientOptions, sentinel: RedisSentinelOptions): Redis {
+  const sentinels = sentinel.addresses.split(",").map((address) => {
+    const at = address.lastIndexOf(":");
+    return {
+      host: address.slice(0, at).replace(/^\[(.*)\]$/, "$1"),
+      port: Number(address.slice(at + 1)),
+    };
+  });
+  return new Redis({
+    sentinels,
+    name: sentinel.name,
+    role: "master",
+    ...(sentinel.username !== undefined ? { sentinelUsername: sentinel.username } : {}),
+    ...(sentinel.password !== undefined ? { sentinelPassword: sentinel.password } : {}),
+    sentinelRetryStrategy: reconnectDelay,
+    sentinelCommandTimeout: options.commandTimeoutMs,
+    failoverDetector: true,
+    reconnectOnError: (error) => error.message.startsWith("READONLY"),
+    ...failFastOptions(options),
+    ...securityOptions(options),
+    enableOfflineQueue: false,
+    retryStrategy: reconnectDelay,
+  });
 }
 
 function createCluster(options: RedisClientOptions): Cluster {
