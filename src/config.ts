@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { LOG_LEVELS, type LogLevel } from "./observability/logger.js";
 import type { Rate } from "./pipeline/call.js";
 import { formatRate, parseRate, UNLIMITED } from "./pipeline/rate.js";
+import { parseSentinelAddresses } from "./store/redis/sentinel-addresses.js";
 
 /** The server's settings, read and validated once at startup. */
 export interface Config {
@@ -198,15 +199,16 @@ function oneOf<T extends string>(values: readonly T[]) {
         : new Invalid(`one of ${values.join(", ")}`);
 }
 
-/** Sentinel addresses: host:port, comma-separated (a host name, an IPv4 address, or [IPv6]). */
+/** Sentinel addresses (see parseSentinelAddresses), with the spaces around entries dropped. */
 function sentinelAddresses(raw: string | undefined): string | undefined | Invalid {
   if (raw === undefined) return undefined;
-  const entries = raw.split(",").map((entry) => entry.trim());
-  const valid = entries.every((entry) => {
-    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
-    return match !== null && Number(match[2]) >= 1 && Number(match[2]) <= 65535;
-  });
-  return valid ? entries.join(",") : new Invalid("host:port of each sentinel, comma-separated");
+  if (!parseSentinelAddresses(raw)) {
+    return new Invalid("host:port of each sentinel, comma-separated");
+  }
+  return raw
+    .split(",")
+    .map((entry) => entry.trim())
+    .join(",");
 }
 
 function redisUrls(raw: string | undefined): string | undefined | Invalid {

@@ -25,7 +25,8 @@ const EXIT_UNAVAILABLE = 69;
 const EXIT_CANNOT_LISTEN = 71;
 
 async function openStore(config: Config, logger: Logger): Promise<SessionStore> {
-  if (config.redisUrl === undefined && config.redisSentinels === undefined) {
+  const location = redisLocation(config);
+  if (location === undefined) {
     logger.warn(
       "REDIS_URL is not set: using the embedded in-memory store; sessions will not survive a restart and are not shared between instances",
     );
@@ -36,22 +37,7 @@ async function openStore(config: Config, logger: Logger): Promise<SessionStore> 
   }
   const redis = await connectRedis(
     {
-      url: config.redisUrl ?? "",
-      cluster: config.redisCluster,
-      ...(config.redisSentinels !== undefined && config.redisSentinelName !== undefined
-        ? {
-            sentinel: {
-              addresses: config.redisSentinels,
-              name: config.redisSentinelName,
-              ...(config.redisSentinelUsername !== undefined
-                ? { username: config.redisSentinelUsername }
-                : {}),
-              ...(config.redisSentinelPassword !== undefined
-                ? { password: config.redisSentinelPassword }
-                : {}),
-            },
-          }
-        : {}),
+      ...location,
       tls: {
         ...(config.redisTlsCa ? { ca: config.redisTlsCa } : {}),
         ...(config.redisTlsCert ? { cert: config.redisTlsCert } : {}),
@@ -69,6 +55,25 @@ async function openStore(config: Config, logger: Logger): Promise<SessionStore> 
     keyPrefix: config.keyPrefix,
     maxSessionsPerUser: config.maxSessionsPerUser,
   });
+}
+
+/** Where Redis is: the sentinels that name the primary, REDIS_URL, or nowhere (the embedded store). */
+function redisLocation(config: Config) {
+  const { redisSentinels, redisSentinelName, redisSentinelUsername, redisSentinelPassword } =
+    config;
+  if (redisSentinels === undefined || redisSentinelName === undefined) {
+    return config.redisUrl === undefined
+      ? undefined
+      : { url: config.redisUrl, cluster: config.redisCluster };
+  }
+  return {
+    sentinel: {
+      addresses: redisSentinels,
+      name: redisSentinelName,
+      ...(redisSentinelUsername !== undefined ? { username: redisSentinelUsername } : {}),
+      ...(redisSentinelPassword !== undefined ? { password: redisSentinelPassword } : {}),
+    },
+  };
 }
 
 /** The tokens file and TLS files as they are now, or why they cannot be used. */

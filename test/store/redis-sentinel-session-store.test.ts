@@ -33,8 +33,6 @@ async function openStore({
 }) {
   const client = await connectRedis(
     {
-      url: "",
-      cluster: false,
       sentinel: { addresses: set.addresses, name: set.name },
       commandTimeoutMs: 2000,
       connectTimeoutMs: 10_000,

@@ -1,19 +1,25 @@
 import type { ConnectionOptions } from "node:tls";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "../../observability/logger.js";
+import { parseSentinelAddresses } from "./sentinel-addresses.js";
 
-/** How to reach Redis. */
-export interface RedisClientOptions {
+/** How to reach Redis: where it is, and how to connect. */
+export type RedisClientOptions = (RedisUrls | { readonly sentinel: RedisSentinelOptions }) &
+  RedisConnectionOptions;
+
+/** Redis named by URL: one node, or a Cluster's seed nodes. */
+interface RedisUrls {
   /**
    * One redis:// or rediss:// URL, or comma-separated seed nodes of a
    * cluster (all of one scheme). rediss:// connects with TLS, verifying the
-   * server's certificate against `tls.ca` or else the system CAs. Empty
-   * with `sentinel`, which finds the primary instead.
+   * server's certificate against `tls.ca` or else the system CAs.
    */
   readonly url: string;
   readonly cluster: boolean;
-  /** Find the primary through Redis Sentinel (instead of `url`). */
-  readonly sentinel?: RedisSentinelOptions;
+}
+
+/** How to connect to the data nodes, wherever they are. */
+interface RedisConnectionOptions {
   /** PEM files' contents for a rediss:// URL; ignored for redis://. */
   readonly tls?: {
     /** CA certificates the server's certificate must chain to, instead of the system CAs. */
@@ -34,7 +40,7 @@ export interface RedisClientOptions {
 
 /** Where the sentinels are, which group to ask them for, and their own credentials. */
 export interface RedisSentinelOptions {
-  /** host:port of each sentinel, comma-separated. */
+  /** host:port of each sentinel, comma-separated (see parseSentinelAddresses). */
   readonly addresses: string;
   /** The master group name the sentinels monitor. */
   readonly name: string;
@@ -88,8 +94,7 @@ function failFastOptions(options: RedisClientOptions) {
  * Node's defaults (the system CAs, host name checks) hold otherwise.
  */
 function securityOptions(options: RedisClientOptions) {
-  const firstUrl = options.url.split(",")[0]?.trim();
-  const first = firstUrl ? new URL(firstUrl) : undefined;
+  const first = "url" in options ? new URL(options.url.split(",")[0]?.trim() ?? "") : undefined;
   const fromUrl = (part: string | undefined) => (part ? decodeURIComponent(part) : undefined);
   const username = options.username ?? fromUrl(first?.username);
   const password = options.password ?? fromUrl(first?.password);
@@ -120,7 +125,7 @@ function withoutCredentials(url: string): string {
  * Where Redis is, for logs: host:port of each URL, never credentials.
  */
 function redisTargets(options: RedisClientOptions): string {
-  if (options.sentinel) {
+  if ("sentinel" in options) {
     return `the primary of ${options.sentinel.name} via sentinels ${options.sentinel.addresses}`;
   }
   return options.url
@@ -148,16 +153,17 @@ export async function connectRedis(
   options: RedisClientOptions,
   logger: Logger,
 ): Promise<Redis | Cluster> {
-  const client = options.sentinel
-    ? createSentinelClient(options, options.sentinel)
-    : options.cluster
-      ? createCluster(options)
-      : new Redis(withoutCredentials(options.url), {
-          ...failFastOptions(options),
-          ...securityOptions(options),
-          enableOfflineQueue: false,
-          retryStrategy: reconnectDelay,
-        });
+  const client =
+    "sentinel" in options
+      ? createSentinelClient(options)
+      : options.cluster
+        ? createCluster(options)
+        : new Redis(withoutCredentials(options.url), {
+            ...failFastOptions(options),
+            ...securityOptions(options),
+            enableOfflineQueue: false,
+            retryStrategy: reconnectDelay,
+          });
   const target = redisTargets(options);
   let connected = false;
   let everConnected = false;
@@ -211,14 +217,12 @@ export async function connectRedis(
  * failover detector) or when the node it reaches answers READONLY (a
  * demoted primary), so that writes go to the new primary.
  */
-function createSentinelClient(options: RedisClientOptions, sentinel: RedisSentinelOptions): Redis {
-  const sentinels = sentinel.addresses.split(",").map((address) => {
-    const at = address.lastIndexOf(":");
-    return {
-      host: address.slice(0, at).replace(/^\[(.*)\]$/, "$1"),
-      port: Number(address.slice(at + 1)),
-    };
-  });
+function createSentinelClient(
+  options: { readonly sentinel: RedisSentinelOptions } & RedisConnectionOptions,
+): Redis {
+  const { sentinel } = options;
+  const sentinels = parseSentinelAddresses(sentinel.addresses);
+  if (!sentinels) throw new Error("the sentinels' addresses are not host:port, comma-separated");
   return new Redis({
     sentinels,
     name: sentinel.name,
@@ -236,7 +240,7 @@ function createSentinelClient(options: RedisClientOptions, sentinel: RedisSentin
   });
 }
 
-function createCluster(options: RedisClientOptions): Cluster {
+function createCluster(options: RedisUrls & RedisConnectionOptions): Cluster {
   const urls = options.url.split(",").map((url) => new URL(url.trim()));
   const nodes = urls.map((url) => ({ host: url.hostname, port: Number(url.port || 6379) }));
   // redisOptions apply to every node ioredis connects to, those it learns
