@@ -1,10 +1,10 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { freePort } from "./free-port.js";
-import { ping, type RedisServer, startRedisServer } from "./redis-server.js";
+import { onFreePorts } from "./free-port.js";
+import { type RedisServer, spawnAnswering, startRedisServer } from "./redis-server.js";
 import { waitFor } from "./wait-for.js";
 
 /** The master group name the fixture's sentinels monitor. */
@@ -15,6 +15,8 @@ export interface Sentinel {
   readonly port: number;
   /** A new client of this sentinel (the caller closes it). */
   client(): Redis;
+  /** The host:port this sentinel names as the group's primary now. */
+  primaryAddress(): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -31,7 +33,7 @@ export interface RedisSentinelSet {
   readonly name: string;
   /** host:port of every sentinel, comma-separated, as REDIS_SENTINELS takes them. */
   readonly addresses: string;
-  /** The host:port the sentinels name as the primary now. */
+  /** The host:port the (first) sentinel names as the primary now. */
   primaryAddress(): Promise<string>;
   /**
    * SENTINEL FAILOVER, resolving with the server the sentinels name as the
@@ -111,23 +113,12 @@ export async function startRedisSentinelSet({
       }),
     );
     const addresses = sentinelProcesses.map((s) => `127.0.0.1:${s.port}`).join(",");
-    const primaryAddress = async () => {
-      const client = (sentinelProcesses[0] as Sentinel).client();
-      try {
-        const [host, port] = (await client.call(
-          "SENTINEL",
-          "GET-MASTER-ADDR-BY-NAME",
-          SENTINEL_GROUP,
-        )) as [string, string];
-        return `${host}:${port}`;
-      } finally {
-        client.disconnect();
-      }
-    };
+    const first = sentinelProcesses[0] as Sentinel;
+    const primaryAddress = () => first.primaryAddress();
     const servers = [primary, ...replicaServers];
     const failover = async () => {
       const before = await primaryAddress();
-      const client = (sentinelProcesses[0] as Sentinel).client();
+      const client = first.client();
       try {
         const reply = await client.call("SENTINEL", "FAILOVER", SENTINEL_GROUP);
         if (reply !== "OK") throw new Error(`SENTINEL FAILOVER answered ${String(reply)}`);
@@ -178,64 +169,59 @@ async function infoOf(server: RedisServer, section: string): Promise<string> {
  */
 async function startSentinel(primaryPort: number, quorum: number): Promise<Sentinel> {
   const dir = mkdtempSync(join(tmpdir(), "sessionstore-sentinel-"));
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
-    const file = join(dir, "sentinel.conf");
-    writeFileSync(
-      file,
-      [
-        `port ${port}`,
-        "bind 127.0.0.1",
-        "protected-mode no",
-        `dir ${dir}`,
-        `sentinel monitor ${SENTINEL_GROUP} 127.0.0.1 ${primaryPort} ${quorum}`,
-        `sentinel down-after-milliseconds ${SENTINEL_GROUP} ${DOWN_AFTER_MS}`,
-        `sentinel failover-timeout ${SENTINEL_GROUP} ${FAILOVER_TIMEOUT_MS}`,
-        "",
-      ].join("\n"),
-    );
-    const child = spawn("redis-server", [file, "--sentinel"], { stdio: "ignore" });
-    const answers = await waitUntilAnswering(child, port);
-    if (answers) {
-      return {
-        port,
-        client: () => new Redis({ host: "127.0.0.1", port, lazyConnect: false }),
-        stop: async () => {
-          if (child.exitCode === null && child.signalCode === null) {
-            const exited = new Promise((resolve) => child.once("exit", resolve));
-            child.kill("SIGTERM");
-            await exited;
-          }
-          rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    }
-    child.kill("SIGKILL");
+  const file = join(dir, "sentinel.conf");
+  try {
+    return await onFreePorts(1, async ([port = 0]) => {
+      writeFileSync(
+        file,
+        [
+          `port ${port}`,
+          "bind 127.0.0.1",
+          "protected-mode no",
+          `dir ${dir}`,
+          `sentinel monitor ${SENTINEL_GROUP} 127.0.0.1 ${primaryPort} ${quorum}`,
+          `sentinel down-after-milliseconds ${SENTINEL_GROUP} ${DOWN_AFTER_MS}`,
+          `sentinel failover-timeout ${SENTINEL_GROUP} ${FAILOVER_TIMEOUT_MS}`,
+          "",
+        ].join("\n"),
+      );
+      const child = await spawnAnswering([file, "--sentinel"], { host: "127.0.0.1", port }).catch(
+        () => undefined,
+      );
+      return child && sentinelProcess(child, port, dir);
+    });
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
   }
-  rmSync(dir, { recursive: true, force: true });
-  throw new Error("could not start a sentinel on a free port");
 }
 
-/** Whether the process answers PING on `port` before it exits or 10 s pass. */
-async function waitUntilAnswering(child: ChildProcess, port: number): Promise<boolean> {
-  let exited = false;
-  child.once("exit", () => {
-    exited = true;
-  });
-  child.once("error", () => {
-    exited = true;
-  });
-  try {
-    await waitFor(
-      `sentinel on port ${port}`,
-      async () => {
-        if (exited) throw new Error("the sentinel exited");
-        return ping({ host: "127.0.0.1", port });
-      },
-      { timeoutMs: 10_000 },
-    );
-    return true;
-  } catch {
-    return false;
-  }
+/** The running sentinel `child` on `port`, whose directory `dir` goes when it stops. */
+function sentinelProcess(child: ChildProcess, port: number, dir: string): Sentinel {
+  const client = () => new Redis({ host: "127.0.0.1", port });
+  return {
+    port,
+    client,
+    primaryAddress: async () => {
+      const sentinel = client();
+      try {
+        const [host, primaryPort] = (await sentinel.call(
+          "SENTINEL",
+          "GET-MASTER-ADDR-BY-NAME",
+          SENTINEL_GROUP,
+        )) as [string, string];
+        return `${host}:${primaryPort}`;
+      } finally {
+        sentinel.disconnect();
+      }
+    },
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        child.kill("SIGTERM");
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

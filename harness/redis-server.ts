@@ -257,18 +257,31 @@ export async function startRedisServer(
  * Spawns redis-server with `args` (its port among them) and waits until a
  * client with `options` gets an answer; rejects if it exits first.
  */
-async function launch(
+function launch(
   options: HarnessClientOptions,
   args: readonly string[],
   dir: string,
 ): Promise<ChildProcess> {
-  const port = options.port;
-  const child = spawn("redis-server", ["--dir", dir, ...BASE_ARGS, ...args], { stdio: "ignore" });
+  return spawnAnswering(["--dir", dir, ...BASE_ARGS, ...args], options);
+}
+
+/**
+ * Spawns `redis-server argv` (a data node, or a sentinel) and resolves once
+ * a client with `options` gets an answer to PING; kills it and rejects if
+ * it exits first or does not answer within 10 s.
+ */
+export async function spawnAnswering(
+  argv: readonly string[],
+  options: HarnessClientOptions,
+): Promise<ChildProcess> {
+  const child = spawn("redis-server", argv, { stdio: "ignore" });
   const exited = new Promise<never>((_, reject) => {
     child.once("error", reject);
     child.once("exit", (code) => reject(new Error(`redis-server exited with ${code}`)));
   });
-  const ready = waitFor(`redis-server on port ${port}`, () => ping(options), { timeoutMs: 10_000 });
+  const ready = waitFor(`redis-server on port ${options.port}`, () => ping(options), {
+    timeoutMs: 10_000,
+  });
   try {
     await Promise.race([ready, exited]);
   } catch (error) {
@@ -284,7 +297,7 @@ async function launch(
  * LOADING, which counts as no: the caller polls again soon (ioredis's own
  * ready check would wait a whole second, or the load's estimate, instead).
  */
-export async function ping(options: HarnessClientOptions): Promise<boolean> {
+async function ping(options: HarnessClientOptions): Promise<boolean> {
   const client = new Redis({
     ...options,
     lazyConnect: true,

@@ -20,17 +20,7 @@ describe("the Sentinel fixture", () => {
     expect(set.sentinels).toHaveLength(3);
     expect(set.replicas).toHaveLength(1);
     for (const sentinel of set.sentinels) {
-      const client = sentinel.client();
-      try {
-        const [host, port] = (await client.call(
-          "SENTINEL",
-          "GET-MASTER-ADDR-BY-NAME",
-          set.name,
-        )) as [string, string];
-        expect(`${host}:${port}`).toBe(`127.0.0.1:${set.primary.port}`);
-      } finally {
-        client.disconnect();
-      }
+      expect(await sentinel.primaryAddress()).toBe(`127.0.0.1:${set.primary.port}`);
     }
     const primary = set.primary.client();
     const replica = set.replicas[0]?.client();
