@@ -1,3 +1,6 @@
+import { createLogger } from "../../src/observability/logger.js";
+import { connectRedis, type RedisClientOptions } from "../../src/store/redis/redis-client.js";
+import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
 import type { StoredSession, UpsertInput } from "../../src/store/session-store.js";
 
 /**
@@ -51,4 +54,23 @@ export function view(session: StoredSession | undefined) {
 /** Bytewise order of the UTF-8 encodings: the order listByUser promises. */
 export function byUtf8(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** What a test's store is opened with: the contract's cap, and a key prefix of its own if it wants one. */
+export interface RedisStoreOptions {
+  readonly maxSessionsPerUser: number;
+  readonly keyPrefix?: string;
+}
+
+/**
+ * A RedisSessionStore over a client that connectRedis makes from `client`,
+ * as the server makes it; the client is returned too, for a test to check
+ * what kind it is.
+ */
+export async function openRedisStore(
+  client: RedisClientOptions,
+  { maxSessionsPerUser, keyPrefix = "sessionstore" }: RedisStoreOptions,
+) {
+  const redis = await connectRedis(client, createLogger("silent"));
+  return { redis, store: new RedisSessionStore({ redis, keyPrefix, maxSessionsPerUser }) };
 }

@@ -1,14 +1,10 @@
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisCluster, startRedisCluster } from "../../harness/redis-server.js";
-import { createLogger } from "../../src/observability/logger.js";
-import { connectRedis } from "../../src/store/redis/redis-client.js";
 import { userKeys } from "../../src/store/redis/redis-keys.js";
-import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
-import { upsertInput } from "./fixtures.js";
+import { openRedisStore, type RedisStoreOptions, upsertInput } from "./fixtures.js";
 import { describeStoreContract } from "./session-store-contract.js";
 
-const logger = createLogger("silent");
 let cluster: RedisCluster;
 
 beforeAll(async () => {
@@ -19,19 +15,13 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-async function openStore({
-  maxSessionsPerUser,
-  keyPrefix = "sessionstore",
-}: {
-  maxSessionsPerUser: number;
-  keyPrefix?: string;
-}) {
-  const client = await connectRedis(
+async function openStore(options: RedisStoreOptions) {
+  const { redis, store } = await openRedisStore(
     { url: cluster.url, cluster: true, commandTimeoutMs: 2000, connectTimeoutMs: 10_000 },
-    logger,
+    options,
   );
-  expect(client).toBeInstanceOf(Cluster);
-  return new RedisSessionStore({ redis: client, keyPrefix, maxSessionsPerUser });
+  expect(redis).toBeInstanceOf(Cluster);
+  return store;
 }
 
 describe("on a three-node Redis Cluster", () => {

@@ -2,18 +2,14 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisSentinelSet, startRedisSentinelSet } from "../../harness/redis-sentinel.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { createLogger } from "../../src/observability/logger.js";
 import { StoreUnavailableError } from "../../src/store/errors.js";
-import { connectRedis } from "../../src/store/redis/redis-client.js";
-import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
-import { upsertInput } from "./fixtures.js";
+import { openRedisStore, type RedisStoreOptions, upsertInput } from "./fixtures.js";
 import { describeStoreContract } from "./session-store-contract.js";
 
 // The Redis store with its primary found through Redis Sentinel (a primary,
 // a replica and three sentinels, all started here): the whole contract,
 // then a failover the store must follow.
 
-const logger = createLogger("silent");
 let set: RedisSentinelSet;
 
 beforeAll(async () => {
@@ -24,23 +20,17 @@ afterAll(async () => {
   await set?.stop();
 });
 
-async function openStore({
-  maxSessionsPerUser,
-  keyPrefix = "sessionstore",
-}: {
-  maxSessionsPerUser: number;
-  keyPrefix?: string;
-}) {
-  const client = await connectRedis(
+async function openStore(options: RedisStoreOptions) {
+  const { redis, store } = await openRedisStore(
     {
       sentinel: { addresses: set.addresses, name: set.name },
       commandTimeoutMs: 2000,
       connectTimeoutMs: 10_000,
     },
-    logger,
+    options,
   );
-  expect(client).toBeInstanceOf(Redis);
-  return new RedisSessionStore({ redis: client, keyPrefix, maxSessionsPerUser });
+  expect(redis).toBeInstanceOf(Redis);
+  return store;
 }
 
 describe("through Redis Sentinel (a primary, a replica, three sentinels)", () => {
