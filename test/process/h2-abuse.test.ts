@@ -26,9 +26,10 @@ import { createGrpcJsClient, type GrpcJsClient } from "../support/test-server.js
  * attack: the process lives, the probe's p99 stays under 50 ms, the
  * server's RSS (VmRSS) grows by less than RSS_GROWTH_BOUND_MB and what
  * it retains after a full garbage collection by less than
- * RETAINED_GROWTH_BOUND_MB, the attacker is cut off where Node's or our limits say it should be, and a
- * connection the server sends a GOAWAY is closed by the server within
- * CLOSE_AFTER_GOAWAY_MS (not left open until IDLE_TIMEOUT).
+ * RETAINED_GROWTH_BOUND_MB, the attacker is cut off where Node's or our
+ * limits say it should be, and a connection the server sends a GOAWAY is
+ * closed by the server within CLOSE_AFTER_GOAWAY_MS (not left open until
+ * IDLE_TIMEOUT).
  */
 
 const CHAOS = process.env.CHAOS === "1";
@@ -44,7 +45,7 @@ const RSS_GROWTH_BOUND_MB = CHAOS ? 192 : 64;
  * outside it): what a leak would show, where RSS also shows the heap V8
  * grew for the attack and keeps. (Holding 4,000 streams, Node 24's RSS
  * reached +140 MB 15-25 s in and stayed there for the rest of a minute;
- * Node 20's about +43 MB; RSS then rose and fell by 25-40 MB between
+ * Node 20's +43 to +52 MB; RSS then rose and fell by 25-40 MB between
  * attacks on both.)
  */
 const RETAINED_GROWTH_BOUND_MB = 16;

@@ -603,11 +603,21 @@ describe("the Redis Sentinel settings", () => {
     );
   });
 
-  it("never repeats REDIS_SENTINEL_PASSWORD", () => {
-    const message = failure({ REDIS_SENTINEL_PASSWORD: secret });
-    expect(message).not.toContain(secret);
+  it("reads REDIS_SENTINEL_PASSWORD_FILE without its trailing newline, and takes one of the two", () => {
+    const passwordFile = join(pki.dir, "sentinel-password");
+    writeFileSync(passwordFile, `${secret}\n`);
+    expect(load({ ...SENTINELS, REDIS_SENTINEL_PASSWORD_FILE: passwordFile })).toMatchObject({
+      redisSentinelPassword: secret,
+    });
+    const both = failure({
+      ...SENTINELS,
+      REDIS_SENTINEL_PASSWORD: secret,
+      REDIS_SENTINEL_PASSWORD_FILE: passwordFile,
+    });
+    expect(both).toBe(
+      "REDIS_SENTINEL_PASSWORD and REDIS_SENTINEL_PASSWORD_FILE are both set; set only one of them",
+    );
     expect(helpText()).toContain("--redis-sentinel-password <value>, REDIS_SENTINEL_PASSWORD");
-    expect(helpText()).not.toContain(secret);
   });
 });
 
