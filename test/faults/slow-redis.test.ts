@@ -214,7 +214,7 @@ describe("slow Redis (200 ms round trip) and a 50 ms deadline", () => {
         // waves of calls are sometimes descheduled for 10-100 ms, so the fast
         // subset holds the median (and the server's own measure to 100 ms for
         // 95% of calls). The long run (CHAOS=1) holds 99% of calls to 60 ms:
-        // even on a quiet machine, 0.3-0.5% of them ended at 60-71 ms, in
+        // even on a quiet machine, 0.2-0.5% of them ended at 60-73 ms, in
         // waves of all the calls on one connection at once, while both the
         // client's and the server's event loops were held up for about 10 ms
         // (four busy processes on two cores), not calls the server overran.
