@@ -66,6 +66,10 @@ export interface Config {
   readonly redisCommandTimeoutMs: number;
   /** How long startup waits for Redis before giving up. */
   readonly redisConnectTimeoutMs: number;
+  /** Replicas that must acknowledge every write (Redis WAIT); 0: writes do not wait. */
+  readonly redisWaitReplicas: number;
+  /** How long a write waits for them before the RPC fails UNAVAILABLE, in ms. */
+  readonly redisWaitTimeoutMs: number;
   /** Serve plain gRPC unary calls on the fast path; false: connect-node serves every call. */
   readonly grpcFastPath: boolean;
   /** The tokens file (callers, scopes, secrets); undefined: every caller is trusted. */
@@ -530,6 +534,22 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     parse: integer(1, 3_600_000, 10_000),
   },
   {
+    key: "redisWaitReplicas",
+    env: "REDIS_WAIT_REPLICAS",
+    description:
+      "replicas that must acknowledge every write (Redis WAIT) before the RPC succeeds; 0: writes do not wait",
+    defaultText: "0",
+    parse: integer(0, 1000, 0),
+  },
+  {
+    key: "redisWaitTimeoutMs",
+    env: "REDIS_WAIT_TIMEOUT_MS",
+    description:
+      "time a write waits for REDIS_WAIT_REPLICAS replicas before the RPC fails UNAVAILABLE (the write may have been applied), in ms",
+    defaultText: "500",
+    parse: integer(1, 3_600_000, 500),
+  },
+  {
     key: "grpcFastPath",
     env: "GRPC_FAST_PATH",
     description:
@@ -641,6 +661,7 @@ export function loadConfig(
     }
   }
   checkRedisSecurity(config as unknown as Config, given);
+  checkRedisWait(config as unknown as Config, given);
   return Object.freeze(checkCombinations(config as unknown as Config));
 }
 
@@ -717,6 +738,32 @@ function checkRedisSentinels(config: Config, given: ReadonlySet<string>): void {
   if (given.has("REDIS_SENTINEL_USERNAME") && config.redisSentinelPassword === undefined) {
     throw new ConfigError(
       "REDIS_SENTINEL_USERNAME needs a password: set REDIS_SENTINEL_PASSWORD or REDIS_SENTINEL_PASSWORD_FILE",
+    );
+  }
+}
+
+/**
+ * Writes that wait for replicas: only against Redis, and with a WAIT
+ * timeout below the command timeout, or the command would time out first
+ * and the RPC would fail without saying the write may have been applied.
+ */
+function checkRedisWait(config: Config, given: ReadonlySet<string>): void {
+  if (config.redisWaitReplicas === 0) {
+    if (given.has("REDIS_WAIT_TIMEOUT_MS")) {
+      throw new ConfigError(
+        "REDIS_WAIT_TIMEOUT_MS needs REDIS_WAIT_REPLICAS, the replicas a write waits for",
+      );
+    }
+    return;
+  }
+  if (config.redisUrl === undefined && config.redisSentinels === undefined) {
+    throw new ConfigError(
+      "REDIS_WAIT_REPLICAS needs Redis (REDIS_URL or REDIS_SENTINELS): the embedded store has no replicas",
+    );
+  }
+  if (config.redisWaitTimeoutMs >= config.redisCommandTimeoutMs) {
+    throw new ConfigError(
+      `REDIS_WAIT_TIMEOUT_MS (${config.redisWaitTimeoutMs}) must be less than REDIS_COMMAND_TIMEOUT_MS (${config.redisCommandTimeoutMs}), or every WAIT that runs out would fail as a command timeout`,
     );
   }
 }

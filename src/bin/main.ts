@@ -11,8 +11,7 @@ import type { Credentials } from "../pipeline/credentials.js";
 import { readCredentials, readTlsCredentials, tokensFileExposure } from "../security-files.js";
 import { createServer } from "../server.js";
 import { MemorySessionStore } from "../store/memory/memory-session-store.js";
-import { connectRedis } from "../store/redis/redis-client.js";
-import { RedisSessionStore } from "../store/redis/redis-session-store.js";
+import { connectRedisSessionStore } from "../store/redis/connect-store.js";
 import type { SessionStore } from "../store/session-store.js";
 import { createAdminServer } from "../transport/admin-server.js";
 import type { TlsCredentials } from "../transport/listener.js";
@@ -35,7 +34,7 @@ async function openStore(config: Config, logger: Logger): Promise<SessionStore> 
       sweepIntervalMs: 10_000,
     });
   }
-  const redis = await connectRedis(
+  const { store } = await connectRedisSessionStore(
     {
       ...location,
       tls: {
@@ -48,13 +47,14 @@ async function openStore(config: Config, logger: Logger): Promise<SessionStore> 
       commandTimeoutMs: config.redisCommandTimeoutMs,
       connectTimeoutMs: config.redisConnectTimeoutMs,
     },
+    {
+      keyPrefix: config.keyPrefix,
+      maxSessionsPerUser: config.maxSessionsPerUser,
+      waitReplicas: { replicas: config.redisWaitReplicas, timeoutMs: config.redisWaitTimeoutMs },
+    },
     logger,
   );
-  return new RedisSessionStore({
-    redis,
-    keyPrefix: config.keyPrefix,
-    maxSessionsPerUser: config.maxSessionsPerUser,
-  });
+  return store;
 }
 
 /** Where Redis is: the sentinels that name the primary, REDIS_URL, or nowhere (the embedded store). */

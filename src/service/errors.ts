@@ -3,6 +3,7 @@ import type { Logger } from "../observability/logger.js";
 import type { StoreErrorKind } from "../observability/telemetry.js";
 import {
   ExpiresAtPassedError,
+  NotReplicatedError,
   SessionExistsError,
   SessionNotFoundError,
   StoreUnavailableError,
@@ -38,7 +39,13 @@ export function toConnectError(
   if (error instanceof StoreUnavailableError) {
     onStoreError("unavailable");
     outages.failed(error, method);
-    return new ConnectError("session storage is unavailable - retry later", Code.Unavailable);
+    // A write that replicas did not confirm happened on the primary, and
+    // may survive: a blind retry could apply it twice.
+    const message =
+      error instanceof NotReplicatedError
+        ? `${error.message} - read the session again, or retry with expected_version set to the version you know`
+        : "session storage is unavailable - retry later";
+    return new ConnectError(message, Code.Unavailable);
   }
   onStoreError("internal");
   logger.error({ err: error, method }, "unexpected error");

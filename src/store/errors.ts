@@ -42,8 +42,25 @@ export class ExpiresAtPassedError extends Error {
  * treat it as "no session".
  */
 export class StoreUnavailableError extends Error {
-  override readonly name = "StoreUnavailableError";
+  override readonly name: string = "StoreUnavailableError";
   constructor(cause: unknown) {
     super("session storage is unavailable", { cause });
+  }
+}
+
+/**
+ * A write was made on the primary, but fewer replicas than required
+ * acknowledged it in time: it may be kept, or lost if the primary fails
+ * before the replicas catch up. The caller should read the session again,
+ * or retry conditionally on the version it knows.
+ */
+export class NotReplicatedError extends StoreUnavailableError {
+  override readonly name = "NotReplicatedError";
+  constructor(
+    readonly acknowledged: number,
+    readonly required: number,
+  ) {
+    super(undefined);
+    this.message = `the write may have been applied: ${acknowledged} of ${required} replicas acknowledged it in time`;
   }
 }

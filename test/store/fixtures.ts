@@ -1,6 +1,9 @@
 import { createLogger } from "../../src/observability/logger.js";
-import { connectRedis, type RedisClientOptions } from "../../src/store/redis/redis-client.js";
-import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
+import {
+  connectRedisSessionStore,
+  type RedisStoreSettings,
+} from "../../src/store/redis/connect-store.js";
+import type { RedisClientOptions } from "../../src/store/redis/redis-client.js";
 import type { StoredSession, UpsertInput } from "../../src/store/session-store.js";
 
 /**
@@ -56,21 +59,22 @@ export function byUtf8(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
-/** What a test's store is opened with: the contract's cap, and a key prefix of its own if it wants one. */
-export interface RedisStoreOptions {
+/**
+ * What a test's store is opened with: the contract's cap, and a key prefix
+ * of its own and replicas to wait for if it wants them.
+ */
+export interface RedisStoreOptions extends Pick<RedisStoreSettings, "waitReplicas"> {
   readonly maxSessionsPerUser: number;
   readonly keyPrefix?: string;
 }
 
 /**
- * A RedisSessionStore over a client that connectRedis makes from `client`,
- * as the server makes it; the client is returned too, for a test to check
- * what kind it is.
+ * A RedisSessionStore connected from `client` as the server connects it;
+ * the client is returned too, for a test to check what kind it is.
  */
-export async function openRedisStore(
+export function openRedisStore(
   client: RedisClientOptions,
-  { maxSessionsPerUser, keyPrefix = "sessionstore" }: RedisStoreOptions,
+  { keyPrefix = "sessionstore", ...options }: RedisStoreOptions,
 ) {
-  const redis = await connectRedis(client, createLogger("silent"));
-  return { redis, store: new RedisSessionStore({ redis, keyPrefix, maxSessionsPerUser }) };
+  return connectRedisSessionStore(client, { keyPrefix, ...options }, createLogger("silent"));
 }

@@ -54,6 +54,8 @@ describe("loadConfig", () => {
       maxConnectionsPerPeer: 0,
       redisCommandTimeoutMs: 1000,
       redisConnectTimeoutMs: 10_000,
+      redisWaitReplicas: 0,
+      redisWaitTimeoutMs: 500,
       grpcFastPath: true,
       authTokensFile: undefined,
       tlsCertFile: undefined,
@@ -90,6 +92,8 @@ describe("loadConfig", () => {
         MAX_CONNECTIONS_PER_PEER: "10",
         REDIS_COMMAND_TIMEOUT_MS: "250",
         REDIS_CONNECT_TIMEOUT_MS: "500",
+        REDIS_WAIT_REPLICAS: "1",
+        REDIS_WAIT_TIMEOUT_MS: "200",
         GRPC_FAST_PATH: "false",
         AUTH_TOKENS_FILE: "/run/secrets/tokens",
         TLS_CERT_FILE: "/tls/tls.crt",
@@ -122,6 +126,8 @@ describe("loadConfig", () => {
       maxConnectionsPerPeer: 10,
       redisCommandTimeoutMs: 250,
       redisConnectTimeoutMs: 500,
+      redisWaitReplicas: 1,
+      redisWaitTimeoutMs: 200,
       grpcFastPath: false,
       authTokensFile: "/run/secrets/tokens",
       tlsCertFile: "/tls/tls.crt",
@@ -618,6 +624,75 @@ describe("the Redis Sentinel settings", () => {
       "REDIS_SENTINEL_PASSWORD and REDIS_SENTINEL_PASSWORD_FILE are both set; set only one of them",
     );
     expect(helpText()).toContain("--redis-sentinel-password <value>, REDIS_SENTINEL_PASSWORD");
+  });
+});
+
+describe("the settings of writes that wait for replicas", () => {
+  it("are off by default, and read with REDIS_URL or REDIS_SENTINELS", () => {
+    expect(load({ REDIS_URL: "redis://r:6379" })).toMatchObject({
+      redisWaitReplicas: 0,
+      redisWaitTimeoutMs: 500,
+    });
+    expect(
+      load({ REDIS_URL: "redis://r:6379", REDIS_WAIT_REPLICAS: "2", REDIS_WAIT_TIMEOUT_MS: "250" }),
+    ).toMatchObject({ redisWaitReplicas: 2, redisWaitTimeoutMs: 250 });
+    expect(
+      load({
+        REDIS_SENTINELS: "s:26379",
+        REDIS_SENTINEL_NAME: "sessions",
+        REDIS_WAIT_REPLICAS: "1",
+      }),
+    ).toMatchObject({ redisWaitReplicas: 1 });
+    expect(
+      load({
+        REDIS_URL: "redis://a:1,redis://b:2",
+        REDIS_CLUSTER: "true",
+        REDIS_WAIT_REPLICAS: "1",
+      }),
+    ).toMatchObject({ redisWaitReplicas: 1 });
+  });
+
+  it("refuse what is not a count or a time, naming the setting", () => {
+    for (const bad of ["-1", "one", "1.5", "1001"]) {
+      expect(failure({ REDIS_URL: "redis://r:6379", REDIS_WAIT_REPLICAS: bad })).toMatch(
+        /^invalid REDIS_WAIT_REPLICAS \(--redis-wait-replicas\)/,
+      );
+    }
+    for (const bad of ["0", "soon", "-5"]) {
+      expect(
+        failure({
+          REDIS_URL: "redis://r:6379",
+          REDIS_WAIT_REPLICAS: "1",
+          REDIS_WAIT_TIMEOUT_MS: bad,
+        }),
+      ).toMatch(/^invalid REDIS_WAIT_TIMEOUT_MS \(--redis-wait-timeout-ms\)/);
+    }
+  });
+
+  it("refuse the combinations that cannot work", () => {
+    expect(failure({ REDIS_WAIT_REPLICAS: "1" })).toMatch(
+      /^REDIS_WAIT_REPLICAS needs Redis \(REDIS_URL or REDIS_SENTINELS\)/,
+    );
+    expect(failure({ REDIS_URL: "redis://r:6379", REDIS_WAIT_TIMEOUT_MS: "100" })).toMatch(
+      /^REDIS_WAIT_TIMEOUT_MS needs REDIS_WAIT_REPLICAS/,
+    );
+    expect(
+      failure({
+        REDIS_URL: "redis://r:6379",
+        REDIS_WAIT_REPLICAS: "1",
+        REDIS_WAIT_TIMEOUT_MS: "1000",
+      }),
+    ).toBe(
+      "REDIS_WAIT_TIMEOUT_MS (1000) must be less than REDIS_COMMAND_TIMEOUT_MS (1000), or every WAIT that runs out would fail as a command timeout",
+    );
+    expect(
+      load({
+        REDIS_URL: "redis://r:6379",
+        REDIS_WAIT_REPLICAS: "1",
+        REDIS_WAIT_TIMEOUT_MS: "1000",
+        REDIS_COMMAND_TIMEOUT_MS: "1500",
+      }),
+    ).toMatchObject({ redisWaitTimeoutMs: 1000, redisCommandTimeoutMs: 1500 });
   });
 });
 

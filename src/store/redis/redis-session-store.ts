@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
-import type { Cluster, Redis, Result } from "ioredis";
+import { Cluster, type Redis, type Result } from "ioredis";
 import { abortable } from "../abortable.js";
 import {
   ExpiresAtPassedError,
+  NotReplicatedError,
   SessionExistsError,
   SessionNotFoundError,
   StoreUnavailableError,
@@ -16,6 +17,7 @@ import type {
   StoreSignal,
   UpsertInput,
 } from "../session-store.js";
+import { clusterSlot } from "./cluster-slot.js";
 import { type UserKeys, userKeys } from "./redis-keys.js";
 import { decodeRecord } from "./redis-record.js";
 
@@ -27,6 +29,28 @@ export interface RedisSessionStoreOptions {
   readonly keyPrefix: string;
   /** Cap on live sessions per user; 0 means unlimited. */
   readonly maxSessionsPerUser: number;
+  /** Make every write wait for replicas to acknowledge it; off when absent. */
+  readonly replication?: ReplicatedWrites;
+}
+
+/**
+ * Writes that count as done only once `replicas` replicas have them
+ * (Redis's WAIT), so that a failover to one of those replicas cannot lose
+ * an acknowledged write.
+ */
+export interface ReplicatedWrites {
+  /** Replicas that must acknowledge a write. */
+  readonly replicas: number;
+  /** How long WAIT waits for them, ms; then the write fails NotReplicatedError. */
+  readonly timeoutMs: number;
+  /**
+   * A client of the same Redis, of the same kind as `redis`, used for
+   * writes only. WAIT blocks the connection it is sent on until the
+   * replicas answer, and counts the writes made on that connection: writes
+   * and their WAIT therefore share a connection of their own, and reads
+   * never queue behind a WAIT.
+   */
+  readonly writer: Redis | Cluster;
 }
 
 /** Status codes the write scripts reply with (see lua/upsert.lua). */
@@ -124,15 +148,22 @@ const TRANSIENT_REPLY =
  */
 export class RedisSessionStore implements SessionStore {
   private readonly redis: Redis | Cluster;
+  /** Where writes go: `redis`, or replication's writer. */
+  private readonly writer: Redis | Cluster;
+  private readonly replication: ReplicatedWrites | undefined;
   private readonly keyPrefix: string;
   private readonly maxSessionsPerUser: number;
 
   constructor(options: RedisSessionStoreOptions) {
     this.redis = options.redis;
+    this.replication = options.replication;
+    this.writer = options.replication?.writer ?? options.redis;
     this.keyPrefix = options.keyPrefix;
     this.maxSessionsPerUser = options.maxSessionsPerUser;
-    for (const [name, definition] of Object.entries(COMMANDS)) {
-      this.redis.defineCommand(name, definition);
+    for (const client of new Set([this.redis, this.writer])) {
+      for (const [name, definition] of Object.entries(COMMANDS)) {
+        client.defineCommand(name, definition);
+      }
     }
   }
 
@@ -147,18 +178,22 @@ export class RedisSessionStore implements SessionStore {
   async upsert(input: UpsertInput, signal?: StoreSignal): Promise<StoredSession> {
     const user = this.locate(input.userId);
     const data = Buffer.from(input.data.buffer, input.data.byteOffset, input.data.byteLength);
-    const [status, version = "", storageExpiresAtMs = 0] = await this.call(signal, () =>
-      this.redis.sessionUpsert(
-        user.sessions,
-        user.byExpiry,
-        user.byId,
-        input.sessionId,
-        data,
-        input.ttlMs,
-        input.expiresAtMs ?? 0,
-        input.expectedVersion?.toString() ?? "",
-        this.maxSessionsPerUser,
-      ),
+    const [status, version = "", storageExpiresAtMs = 0] = await this.write(
+      signal,
+      user,
+      (redis) =>
+        redis.sessionUpsert(
+          user.sessions,
+          user.byExpiry,
+          user.byId,
+          input.sessionId,
+          data,
+          input.ttlMs,
+          input.expiresAtMs ?? 0,
+          input.expectedVersion?.toString() ?? "",
+          this.maxSessionsPerUser,
+        ),
+      (reply) => reply[0] === Status.Ok,
     );
     switch (status) {
       case Status.Ok:
@@ -183,8 +218,12 @@ export class RedisSessionStore implements SessionStore {
 
   async touch(userId: string, sessionId: string, ttlMs: number, signal?: StoreSignal) {
     const user = this.locate(userId);
-    const [status, record] = await this.call(signal, () =>
-      this.redis.sessionTouchBuffer(user.sessions, user.byExpiry, user.byId, sessionId, ttlMs),
+    const [status, record] = await this.write(
+      signal,
+      user,
+      (redis) =>
+        redis.sessionTouchBuffer(user.sessions, user.byExpiry, user.byId, sessionId, ttlMs),
+      (reply) => reply[0] === Status.Ok,
     );
     if (status !== Status.Ok || !record) throw new SessionNotFoundError();
     return decodeRecord(userId, sessionId, record);
@@ -197,14 +236,18 @@ export class RedisSessionStore implements SessionStore {
     signal?: StoreSignal,
   ): Promise<boolean> {
     const user = this.locate(userId);
-    const [status, deleted] = await this.call(signal, () =>
-      this.redis.sessionDelete(
-        user.sessions,
-        user.byExpiry,
-        user.byId,
-        sessionId,
-        expectedVersion?.toString() ?? "",
-      ),
+    const [status, deleted] = await this.write(
+      signal,
+      user,
+      (redis) =>
+        redis.sessionDelete(
+          user.sessions,
+          user.byExpiry,
+          user.byId,
+          sessionId,
+          expectedVersion?.toString() ?? "",
+        ),
+      (reply) => reply[1] === 1,
     );
     if (status === Status.VersionMismatch) throw new VersionMismatchError();
     return deleted === 1;
@@ -237,8 +280,12 @@ export class RedisSessionStore implements SessionStore {
     signal?: StoreSignal,
   ): Promise<number> {
     const user = this.locate(userId);
-    return this.call(signal, () =>
-      this.redis.sessionDeleteByUser(user.sessions, user.byExpiry, user.byId, ...exceptSessionIds),
+    return this.write(
+      signal,
+      user,
+      (redis) =>
+        redis.sessionDeleteByUser(user.sessions, user.byExpiry, user.byId, ...exceptSessionIds),
+      (deleted) => deleted > 0,
     );
   }
 
@@ -252,20 +299,46 @@ export class RedisSessionStore implements SessionStore {
    * on it.
    */
   async close(): Promise<void> {
+    const clients = [...new Set([this.redis, this.writer])];
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      this.redis.quit().catch(() => undefined),
+      Promise.all(clients.map((client) => client.quit().catch(() => undefined))),
       new Promise((resolve) => {
         timer = setTimeout(resolve, 500);
       }),
     ]);
     clearTimeout(timer);
-    this.redis.disconnect();
+    for (const client of clients) client.disconnect();
   }
 
   /** The names of one user's Redis keys (see redis-keys.ts). */
   private locate(userId: string): UserKeys {
     return userKeys(this.keyPrefix, userId);
+  }
+
+  /**
+   * Runs a write script on the writer. With replication, a reply that says
+   * the script wrote (`wrote`) is followed by WAIT on the same connection,
+   * and the write succeeds only once enough replicas have acknowledged it;
+   * a reply that says nothing was written needs no WAIT.
+   */
+  private async write<T>(
+    signal: StoreSignal | undefined,
+    user: UserKeys,
+    script: (writer: Redis | Cluster) => Promise<T>,
+    wrote: (reply: T) => boolean,
+  ): Promise<T> {
+    const reply = await this.call(signal, () => script(this.writer));
+    const { replication } = this;
+    if (!replication || !wrote(reply)) return reply;
+    const connection = connectionOf(this.writer, user.sessions);
+    const acknowledged = await this.call(signal, () =>
+      connection.wait(replication.replicas, replication.timeoutMs),
+    );
+    if (acknowledged < replication.replicas) {
+      throw new NotReplicatedError(acknowledged, replication.replicas);
+    }
+    return reply;
   }
 
   /** Runs one Redis call, translating connection-level failures. */
@@ -277,6 +350,22 @@ export class RedisSessionStore implements SessionStore {
       throw isUnavailable(error) ? new StoreUnavailableError(error) : error;
     }
   }
+}
+
+/**
+ * The connection a command on `key` went out on: the client itself, or for
+ * a Cluster the connection to the master that serves the key's slot (where
+ * ioredis sends it; a command redirected by ASK during a slot migration went
+ * to another, and its WAIT then covers the writes made here instead).
+ */
+function connectionOf(client: Redis | Cluster, key: string): Redis {
+  if (!(client instanceof Cluster)) return client;
+  const master = client.slots[clusterSlot(key)]?.[0];
+  const node = client
+    .nodes("master")
+    .find(({ options }) => `${options.host}:${options.port}` === master);
+  if (!node) throw new StoreUnavailableError(new Error("no master serves the slot"));
+  return node;
 }
 
 /**
