@@ -1,3 +1,4 @@
+import type { Clock } from "../../clock.js";
 import { compareUtf8 } from "../byte-order.js";
 import {
   ExpiresAtPassedError,
@@ -24,6 +25,13 @@ export interface MemorySessionStoreOptions {
    * user is written to).
    */
   readonly sweepIntervalMs: number;
+  /**
+   * The clock every expiry decision reads (default Date.now). Injected so
+   * that tests can move time without waiting, and so that the server's
+   * test-only clock offset reaches this store, the one that reads the
+   * process's clock.
+   */
+  readonly now?: Clock;
 }
 
 /**
@@ -34,15 +42,18 @@ export interface MemorySessionStoreOptions {
  * Every method runs synchronously inside one call, so each operation is
  * atomic with respect to the others, like the Redis store's Lua scripts.
  * A session is live while now <= storageExpiresAtMs, matching Redis key
- * expiry.
+ * expiry; "now" is this process's clock (`now`), where the Redis store
+ * reads Redis' own.
  */
 export class MemorySessionStore implements SessionStore {
   private readonly users = new Map<string, Map<string, StoredSession>>();
   private readonly maxSessionsPerUser: number;
   private readonly sweepTimer: NodeJS.Timeout | undefined;
+  private readonly now: Clock;
 
   constructor(options: MemorySessionStoreOptions) {
     this.maxSessionsPerUser = options.maxSessionsPerUser;
+    this.now = options.now ?? Date.now;
     if (options.sweepIntervalMs > 0) {
       this.sweepTimer = setInterval(() => this.sweep(), options.sweepIntervalMs);
       this.sweepTimer.unref();
@@ -60,7 +71,7 @@ export class MemorySessionStore implements SessionStore {
 
   /** Drops every expired session and every user left without sessions. */
   sweep(): void {
-    const now = Date.now();
+    const now = this.now();
     for (const userId of this.users.keys()) {
       this.prune(userId, now);
     }
@@ -68,12 +79,12 @@ export class MemorySessionStore implements SessionStore {
 
   async get(userId: string, sessionId: string, signal?: StoreSignal) {
     signal?.throwIfAborted();
-    return this.live(userId, sessionId, Date.now());
+    return this.live(userId, sessionId, this.now());
   }
 
   async upsert(input: UpsertInput, signal?: StoreSignal): Promise<StoredSession> {
     signal?.throwIfAborted();
-    const now = Date.now();
+    const now = this.now();
     if (input.expiresAtMs !== undefined && input.expiresAtMs <= now) {
       throw new ExpiresAtPassedError();
     }
@@ -102,7 +113,7 @@ export class MemorySessionStore implements SessionStore {
 
   async touch(userId: string, sessionId: string, ttlMs: number, signal?: StoreSignal) {
     signal?.throwIfAborted();
-    const now = Date.now();
+    const now = this.now();
     const current = this.live(userId, sessionId, now);
     if (!current) throw new SessionNotFoundError();
     const touched: StoredSession = {
@@ -121,7 +132,7 @@ export class MemorySessionStore implements SessionStore {
     signal?: StoreSignal,
   ): Promise<boolean> {
     signal?.throwIfAborted();
-    const now = Date.now();
+    const now = this.now();
     const current = this.live(userId, sessionId, now);
     if (current && expectedVersion !== undefined && expectedVersion !== current.version) {
       throw new VersionMismatchError();
@@ -133,7 +144,7 @@ export class MemorySessionStore implements SessionStore {
 
   async listByUser(userId: string, page: PageRequest, signal?: StoreSignal): Promise<SessionPage> {
     signal?.throwIfAborted();
-    const now = Date.now();
+    const now = this.now();
     const after = page.after;
     const candidates = [...(this.users.get(userId)?.values() ?? [])]
       .filter((s) => s.storageExpiresAtMs >= now)
@@ -151,7 +162,7 @@ export class MemorySessionStore implements SessionStore {
     signal?: StoreSignal,
   ): Promise<number> {
     signal?.throwIfAborted();
-    const sessions = this.prune(userId, Date.now());
+    const sessions = this.prune(userId, this.now());
     if (!sessions) return 0;
     const keep = new Set(exceptSessionIds);
     let deleted = 0;
