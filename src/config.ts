@@ -87,6 +87,14 @@ export interface Config {
   readonly adminTls: boolean;
   /** Require a bearer token with the admin scope for /metrics. */
   readonly metricsAuth: boolean;
+  /** Whether test-only settings may be used (SESSIONSTORE_ALLOW_TEST_SETTINGS). */
+  readonly allowTestSettings: boolean;
+  /**
+   * Test only: ms added to this process's wall clock wherever the server
+   * reads it (see src/clock.ts); 0 in production. Lets a test run one
+   * replica with a skewed clock to show that expiry follows Redis' clock.
+   */
+  readonly testClockOffsetMs: number;
 }
 
 /** An invalid setting or command line; the message names what is wrong. */
@@ -116,6 +124,9 @@ class Invalid {
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
+/** The largest SESSIONSTORE_TEST_CLOCK_OFFSET_MS either way: a year, far more than any skew to test. */
+const MAX_TEST_CLOCK_OFFSET_MS = 365 * 24 * 3600 * 1000;
+
 function integer(min: number, max: number, fallback: number) {
   return (raw: string | undefined): number | Invalid => {
     if (raw === undefined) return fallback;
@@ -123,6 +134,18 @@ function integer(min: number, max: number, fallback: number) {
     return value >= min && value <= max
       ? value
       : new Invalid(`an integer from ${min} to ${max === MAX_SAFE ? "2^53-1" : max}`);
+  };
+}
+
+/** A whole number, possibly negative, within [min, max]. */
+function signedInteger(min: number, max: number, fallback: number) {
+  return (raw: string | undefined): number | Invalid => {
+    if (raw === undefined) return fallback;
+    const value = /^-?\d+$/.test(raw) ? Number(raw) : Number.NaN;
+    // `|| 0`: "-0" is 0, not the -0 that Object.is tells apart.
+    return value >= min && value <= max
+      ? value || 0
+      : new Invalid(`an integer from ${min} to ${max}`);
   };
 }
 
@@ -617,6 +640,22 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     defaultText: "false",
     parse: boolean(false),
   },
+  // Test-only settings: refused unless SESSIONSTORE_ALLOW_TEST_SETTINGS=true.
+  {
+    key: "allowTestSettings",
+    env: "SESSIONSTORE_ALLOW_TEST_SETTINGS",
+    description: "test only: allow the SESSIONSTORE_TEST_* settings; never in production",
+    defaultText: "false",
+    parse: boolean(false),
+  },
+  {
+    key: "testClockOffsetMs",
+    env: "SESSIONSTORE_TEST_CLOCK_OFFSET_MS",
+    description:
+      "test only: ms (signed) added to this process's clock, to show that expiry follows Redis' clock; needs SESSIONSTORE_ALLOW_TEST_SETTINGS=true",
+    defaultText: "0",
+    parse: signedInteger(-MAX_TEST_CLOCK_OFFSET_MS, MAX_TEST_CLOCK_OFFSET_MS, 0),
+  },
 ];
 
 function flagName(setting: Setting<keyof Config>): string {
@@ -662,7 +701,27 @@ export function loadConfig(
   }
   checkRedisSecurity(config as unknown as Config, given);
   checkRedisWait(config as unknown as Config, given);
+  checkTestSettings(config as unknown as Config, given);
   return Object.freeze(checkCombinations(config as unknown as Config));
+}
+
+/** The settings that exist only for tests; see checkTestSettings. */
+const TEST_SETTINGS = ["SESSIONSTORE_TEST_CLOCK_OFFSET_MS"];
+
+/**
+ * Refuses a test-only setting unless SESSIONSTORE_ALLOW_TEST_SETTINGS=true
+ * says on purpose that this is a test: an offset clock makes the embedded
+ * store expire sessions at the wrong time, so it must never be switched on
+ * by a stray variable in a real deployment.
+ */
+function checkTestSettings(config: Config, given: ReadonlySet<string>): void {
+  if (config.allowTestSettings) return;
+  const used = TEST_SETTINGS.filter((env) => given.has(env));
+  if (used.length > 0) {
+    throw new ConfigError(
+      `${used.join(", ")} ${used.length > 1 ? "are test-only settings" : "is a test-only setting"}: set SESSIONSTORE_ALLOW_TEST_SETTINGS=true to use ${used.length > 1 ? "them" : "it"}, and never in production`,
+    );
+  }
 }
 
 /** Settings that only make sense together; fills in defaults that depend on others. */

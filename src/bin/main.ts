@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 // and the benchmark all run the server the same way: a 4 MB young-generation
 // semi-space and two malloc arenas keep the resident memory under load
 // about 25 MB lower for a few µs of CPU per call (see bench/RESULTS.md).
+import { type Clock, processClock } from "../clock.js";
 import { type Config, ConfigError, helpText, loadConfig } from "../config.js";
 import { createLogger, type Logger } from "../observability/logger.js";
 import { createTelemetry } from "../observability/telemetry.js";
@@ -23,7 +24,7 @@ const EXIT_UNAVAILABLE = 69;
 /** Exit code when a port cannot be bound (in use, not permitted). */
 const EXIT_CANNOT_LISTEN = 71;
 
-async function openStore(config: Config, logger: Logger): Promise<SessionStore> {
+async function openStore(config: Config, logger: Logger, now: Clock): Promise<SessionStore> {
   const location = redisLocation(config);
   if (location === undefined) {
     logger.warn(
@@ -32,6 +33,7 @@ async function openStore(config: Config, logger: Logger): Promise<SessionStore> 
     return new MemorySessionStore({
       maxSessionsPerUser: config.maxSessionsPerUser,
       sweepIntervalMs: 10_000,
+      now,
     });
   }
   const { store } = await connectRedisSessionStore(
@@ -116,9 +118,15 @@ async function main(): Promise<void> {
       "SECURITY WARNING: AUTH_TOKENS_FILE is not set, so callers are not authenticated: every client that can reach the port can read, change and delete every user's sessions. Set AUTH_TOKENS_FILE (and TLS_CERT_FILE/TLS_KEY_FILE) before production use; see SECURITY.md",
     );
   }
+  if (config.testClockOffsetMs !== 0) {
+    logger.warn(
+      { clockOffsetMs: config.testClockOffsetMs },
+      "TEST SETTING: SESSIONSTORE_TEST_CLOCK_OFFSET_MS offsets this process's clock; the embedded store's expiry follows it (the Redis store uses Redis' clock). Never use it in production",
+    );
+  }
   let store: SessionStore;
   try {
-    store = await openStore(config, logger);
+    store = await openStore(config, logger, processClock(config.testClockOffsetMs));
   } catch (error) {
     logger.fatal({ err: error }, "cannot reach Redis");
     process.exit(EXIT_UNAVAILABLE);

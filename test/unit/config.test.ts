@@ -65,6 +65,8 @@ describe("loadConfig", () => {
       healthAuth: false,
       adminTls: false,
       metricsAuth: false,
+      allowTestSettings: false,
+      testClockOffsetMs: 0,
     });
   });
 
@@ -103,6 +105,8 @@ describe("loadConfig", () => {
         HEALTH_AUTH: "true",
         ADMIN_TLS: "true",
         METRICS_AUTH: "true",
+        SESSIONSTORE_ALLOW_TEST_SETTINGS: "true",
+        SESSIONSTORE_TEST_CLOCK_OFFSET_MS: "-300000",
       }),
     ).toEqual({
       port: 7000,
@@ -137,6 +141,8 @@ describe("loadConfig", () => {
       healthAuth: true,
       adminTls: true,
       metricsAuth: true,
+      allowTestSettings: true,
+      testClockOffsetMs: -300_000,
     });
   });
 
@@ -281,6 +287,58 @@ describe("loadConfig", () => {
   it("answers --help and -h", () => {
     expect(loadConfig({}, ["--help"])).toBe("help");
     expect(loadConfig({ PORT: "bad" }, ["-h"])).toBe("help");
+  });
+});
+
+describe("the test-only clock offset", () => {
+  const allow = { SESSIONSTORE_ALLOW_TEST_SETTINGS: "true" };
+
+  it("is refused, naming the setting and the flag that allows it, unless tests are allowed", () => {
+    const refusal =
+      "SESSIONSTORE_TEST_CLOCK_OFFSET_MS is a test-only setting: set SESSIONSTORE_ALLOW_TEST_SETTINGS=true to use it, and never in production";
+    expect(failure({ SESSIONSTORE_TEST_CLOCK_OFFSET_MS: "300000" })).toBe(refusal);
+    // Any value given counts, even one that changes nothing, and as a flag too.
+    expect(failure({ SESSIONSTORE_TEST_CLOCK_OFFSET_MS: "0" })).toBe(refusal);
+    expect(failure({}, ["--sessionstore-test-clock-offset-ms", "-5"])).toBe(refusal);
+    expect(
+      failure({
+        SESSIONSTORE_TEST_CLOCK_OFFSET_MS: "300000",
+        SESSIONSTORE_ALLOW_TEST_SETTINGS: "false",
+      }),
+    ).toBe(refusal);
+  });
+
+  it("is read as signed milliseconds once tests are allowed", () => {
+    expect(load({ ...allow, SESSIONSTORE_TEST_CLOCK_OFFSET_MS: "300000" }).testClockOffsetMs).toBe(
+      300_000,
+    );
+    expect(load({ ...allow, SESSIONSTORE_TEST_CLOCK_OFFSET_MS: "-300000" }).testClockOffsetMs).toBe(
+      -300_000,
+    );
+    expect(load({ ...allow, SESSIONSTORE_TEST_CLOCK_OFFSET_MS: "-0" }).testClockOffsetMs).toBe(0);
+    expect(
+      load({}, ["--sessionstore-allow-test-settings", "--sessionstore-test-clock-offset-ms", "-42"])
+        .testClockOffsetMs,
+    ).toBe(-42);
+    // Allowing test settings changes nothing by itself.
+    expect(load(allow).testClockOffsetMs).toBe(0);
+  });
+
+  it.each(["5m", "1.5", "+300000", " 1", "31536000001", "-31536000001"])(
+    "rejects %o as an offset, naming the setting",
+    (raw) => {
+      const message = failure({ ...allow, SESSIONSTORE_TEST_CLOCK_OFFSET_MS: raw });
+      expect(message).toContain(
+        "SESSIONSTORE_TEST_CLOCK_OFFSET_MS (--sessionstore-test-clock-offset-ms)",
+      );
+      expect(message).toContain("expected an integer from -31536000000 to 31536000000");
+    },
+  );
+
+  it("is listed by --help as test only, with its default", () => {
+    expect(helpText()).toMatch(
+      /--sessionstore-test-clock-offset-ms <value>, SESSIONSTORE_TEST_CLOCK_OFFSET_MS\n\s+test only: .*\(default: 0\)/,
+    );
   });
 });
 
