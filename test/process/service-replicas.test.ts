@@ -180,18 +180,24 @@ async function casRaceAcrossReplicas(a: Replica, b: Replica): Promise<void> {
 }
 
 /**
- * A session written through `a` with a 2 s ttl: `a` and the skewed `b`
+ * A session written through `a` with a 2 s ttl, beside a longer-lived one
+ * of the same user: `a` and the skewed `b`
  * report the expiry Redis' clock gives, both serve it while Redis' clock is
  * at or before that expiry, and both answer NOT_FOUND after it. Each
  * observation is bracketed by Redis TIME read just before and just after
  * it, so the check is exact whatever the machine's speed: a session found
  * means Redis' time was at most its expiry when the call started; NOT_FOUND
- * means it had passed by the time the call ended.
+ * means it had passed by the time the call ended. Afterwards both list
+ * only the longer-lived session.
  */
 async function shortTtlExpiresTogether(a: Replica, b: Replica, redis: Redis): Promise<void> {
   const inA = a.sessions(GRPC);
   const inB = b.sessions(CONNECT);
   const userId = uniqueUserId();
+  // A longer-lived session of the same user keeps the user's keys in Redis
+  // (they expire with its longest-lived session), so that only the
+  // scripts' clock, not Redis expiring the keys, can end the short one.
+  await inA.upsert({ session: sessionFixture(userId, "keeper"), ttl: ttl(60_000) });
   const before = await redisNowMs(redis);
   const written = (await inA.upsert({ session: sessionFixture(userId, "s"), ttl: ttl(2000) }))
     .session;
@@ -240,6 +246,9 @@ async function shortTtlExpiresTogether(a: Replica, b: Replica, redis: Redis): Pr
     // Once gone, it stays gone.
     const firstGone = mine.findIndex((s) => !s.found);
     expect(mine.slice(firstGone).every((s) => !s.found)).toBe(true);
+  }
+  for (const client of [inA, inB]) {
+    expect((await client.listByUser({ userId })).sessions.map((s) => s.id)).toEqual(["keeper"]);
   }
 }
 
