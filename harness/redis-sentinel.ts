@@ -1,10 +1,16 @@
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { onFreePorts } from "./free-port.js";
-import { type RedisServer, spawnAnswering, startRedisServer } from "./redis-server.js";
+import {
+  type HarnessClientOptions,
+  type RedisServer,
+  type RedisServerTls,
+  spawnAnswering,
+  startRedisServer,
+} from "./redis-server.js";
 import { waitFor } from "./wait-for.js";
 
 /** The master group name the fixture's sentinels monitor. */
@@ -13,6 +19,8 @@ export const SENTINEL_GROUP = "sessionstore";
 /** One sentinel process this test run started. */
 export interface Sentinel {
   readonly port: number;
+  /** How the harness's clients connect (host, port, and TLS for a TLS set), for clients of one's own. */
+  readonly clientOptions: HarnessClientOptions;
   /** A new client of this sentinel (the caller closes it). */
   client(): Redis;
   /** The host:port this sentinel names as the group's primary now. */
@@ -33,6 +41,8 @@ export interface RedisSentinelSet {
   readonly name: string;
   /** host:port of every sentinel, comma-separated, as REDIS_SENTINELS takes them. */
   readonly addresses: string;
+  /** The TLS the set serves (every node and sentinel), if any. */
+  readonly tls: RedisServerTls | undefined;
   /** The host:port the (first) sentinel names as the primary now. */
   primaryAddress(): Promise<string>;
   /**
@@ -56,24 +66,39 @@ const FAILOVER_TIMEOUT_MS = 5000;
  * (`redis-server --sentinel`, quorum a majority of them) and resolves once
  * every sentinel knows the primary, every replica and every other
  * sentinel, so that a failover can begin at once.
+ *
+ * With `tls`, every data node and every sentinel serves TLS only (their
+ * plain ports closed) with its certificate and key, and they reach each
+ * other over TLS too (`tls-replication yes`): replication, the sentinels'
+ * links to the data nodes and to each other. So every address a sentinel
+ * names, the primary's included, is a TLS port. With `tls.authClients`,
+ * every one of them asks its clients for a certificate, and shows
+ * `tls.clientCertFile` itself when it connects to another (a certificate
+ * issued for servers only would be refused as a client's).
  */
 export async function startRedisSentinelSet({
   replicas = 1,
   sentinels = 3,
+  tls,
 }: {
   replicas?: number;
   sentinels?: number;
+  tls?: RedisServerTls;
 } = {}): Promise<RedisSentinelSet> {
   const started: { stop(): Promise<void> }[] = [];
   const stop = async () => {
     await Promise.all(started.map((process) => process.stop()));
   };
   try {
-    const primary = await startRedisServer();
+    const nodeArgs = tls ? ["--tls-replication", "yes", ...clientCertArgs(tls)] : [];
+    const primary = await startRedisServer(nodeArgs, tls ? { tls } : {});
     started.push(primary);
     const replicaServers: RedisServer[] = [];
     for (let i = 0; i < replicas; i++) {
-      const replica = await startRedisServer(["--replicaof", "127.0.0.1", String(primary.port)]);
+      const replica = await startRedisServer(
+        ["--replicaof", "127.0.0.1", String(primary.port), ...nodeArgs],
+        tls ? { tls } : {},
+      );
       started.push(replica);
       replicaServers.push(replica);
     }
@@ -88,7 +113,7 @@ export async function startRedisSentinelSet({
     const quorum = Math.floor(sentinels / 2) + 1;
     const sentinelProcesses: Sentinel[] = [];
     for (let i = 0; i < sentinels; i++) {
-      const sentinel = await startSentinel(primary.port, quorum);
+      const sentinel = await startSentinel(primary.port, quorum, tls);
       started.push(sentinel);
       sentinelProcesses.push(sentinel);
     }
@@ -143,6 +168,7 @@ export async function startRedisSentinelSet({
       sentinels: sentinelProcesses,
       name: SENTINEL_GROUP,
       addresses,
+      tls,
       primaryAddress,
       failover,
       stop,
@@ -163,11 +189,68 @@ async function infoOf(server: RedisServer, section: string): Promise<string> {
 }
 
 /**
+ * The settings that make a node or sentinel show the client certificate
+ * when it connects to another (under tls-auth-clients), as name and value.
+ */
+function clientCertSettings(tls: RedisServerTls): [string, string][] {
+  if (!tls.authClients) return [];
+  if (!(tls.clientCertFile && tls.clientKeyFile)) {
+    throw new Error("tls.authClients needs tls.clientCertFile and tls.clientKeyFile");
+  }
+  return [
+    ["tls-client-cert-file", tls.clientCertFile],
+    ["tls-client-key-file", tls.clientKeyFile],
+  ];
+}
+
+/** clientCertSettings as redis-server arguments. */
+function clientCertArgs(tls: RedisServerTls): string[] {
+  return clientCertSettings(tls).flatMap(([name, value]) => [`--${name}`, value]);
+}
+
+/** A sentinel's configuration lines that serve TLS only, on `port`, and speak it to the others. */
+function sentinelTlsLines(port: number, tls: RedisServerTls | undefined): string[] {
+  if (!tls) return [`port ${port}`];
+  return [
+    "port 0",
+    `tls-port ${port}`,
+    `tls-cert-file ${tls.certFile}`,
+    `tls-key-file ${tls.keyFile}`,
+    `tls-ca-cert-file ${tls.caFile}`,
+    `tls-auth-clients ${tls.authClients ? "yes" : "no"}`,
+    // The sentinels' own links, to the data nodes and to each other, over TLS.
+    "tls-replication yes",
+    ...clientCertSettings(tls).map(([name, value]) => `${name} ${value}`),
+  ];
+}
+
+/** How the harness's clients reach a sentinel: over TLS with the set's CA (and client certificate). */
+function sentinelClientOptions(
+  port: number,
+  tls: RedisServerTls | undefined,
+): HarnessClientOptions {
+  if (!tls) return { host: "127.0.0.1", port };
+  return {
+    host: "127.0.0.1",
+    port,
+    tls: {
+      ca: readFileSync(tls.caFile),
+      ...(tls.clientCertFile ? { cert: readFileSync(tls.clientCertFile) } : {}),
+      ...(tls.clientKeyFile ? { key: readFileSync(tls.clientKeyFile) } : {}),
+    },
+  };
+}
+
+/**
  * Starts one sentinel on a free port, watching the primary on
  * `primaryPort`. A sentinel rewrites its configuration file as it learns
  * the group, so each gets a file of its own in a directory of its own.
  */
-async function startSentinel(primaryPort: number, quorum: number): Promise<Sentinel> {
+async function startSentinel(
+  primaryPort: number,
+  quorum: number,
+  tls: RedisServerTls | undefined,
+): Promise<Sentinel> {
   const dir = mkdtempSync(join(tmpdir(), "sessionstore-sentinel-"));
   const file = join(dir, "sentinel.conf");
   try {
@@ -175,7 +258,7 @@ async function startSentinel(primaryPort: number, quorum: number): Promise<Senti
       writeFileSync(
         file,
         [
-          `port ${port}`,
+          ...sentinelTlsLines(port, tls),
           "bind 127.0.0.1",
           "protected-mode no",
           `dir ${dir}`,
@@ -185,10 +268,9 @@ async function startSentinel(primaryPort: number, quorum: number): Promise<Senti
           "",
         ].join("\n"),
       );
-      const child = await spawnAnswering([file, "--sentinel"], { host: "127.0.0.1", port }).catch(
-        () => undefined,
-      );
-      return child && sentinelProcess(child, port, dir);
+      const options = sentinelClientOptions(port, tls);
+      const child = await spawnAnswering([file, "--sentinel"], options).catch(() => undefined);
+      return child && sentinelProcess(child, options, dir);
     });
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
@@ -196,11 +278,16 @@ async function startSentinel(primaryPort: number, quorum: number): Promise<Senti
   }
 }
 
-/** The running sentinel `child` on `port`, whose directory `dir` goes when it stops. */
-function sentinelProcess(child: ChildProcess, port: number, dir: string): Sentinel {
-  const client = () => new Redis({ host: "127.0.0.1", port });
+/** The running sentinel `child`, reached with `options`, whose directory `dir` goes when it stops. */
+function sentinelProcess(
+  child: ChildProcess,
+  options: HarnessClientOptions,
+  dir: string,
+): Sentinel {
+  const client = () => new Redis(options);
   return {
-    port,
+    port: options.port,
+    clientOptions: options,
     client,
     primaryAddress: async () => {
       const sentinel = client();
