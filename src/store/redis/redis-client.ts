@@ -1,7 +1,8 @@
 import type { ConnectionOptions } from "node:tls";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "../../observability/logger.js";
-import { parseSentinelAddresses } from "./sentinel-addresses.js";
+import { parseSentinelAddresses, type SentinelAddress } from "./sentinel-addresses.js";
+import { probeSentinels, type SentinelConnection } from "./sentinel-probe.js";
 
 /** How to reach Redis: where it is, and how to connect. */
 export type RedisClientOptions = (RedisUrls | { readonly sentinel: RedisSentinelOptions }) &
@@ -20,7 +21,11 @@ interface RedisUrls {
 
 /** How to connect to the data nodes, wherever they are. */
 interface RedisConnectionOptions {
-  /** PEM files' contents for a rediss:// URL; ignored for redis://. */
+  /**
+   * PEM files' contents for every TLS connection: to a rediss:// URL, and
+   * through Sentinel to the sentinels (`sentinel.tls`) and the data nodes
+   * (`sentinel.nodesTls`). Ignored for connections without TLS.
+   */
   readonly tls?: {
     /** CA certificates the server's certificate must chain to, instead of the system CAs. */
     readonly ca?: Buffer;
@@ -47,6 +52,13 @@ export interface RedisSentinelOptions {
   readonly username?: string;
   /** The sentinels' password (the data nodes' is `password`). Never logged. */
   readonly password?: string;
+  /** The sentinels serve TLS: verify them as `tls` says (REDIS_SENTINEL_TLS). */
+  readonly tls?: boolean;
+  /**
+   * The data nodes the sentinels name serve TLS (REDIS_TLS): what the
+   * scheme of a URL says, for nodes that have no URL.
+   */
+  readonly nodesTls?: boolean;
 }
 
 /**
@@ -88,25 +100,31 @@ function failFastOptions(options: RedisClientOptions) {
 }
 
 /**
+ * Node's TLS options with only the PEM contents given, so that Node's
+ * defaults (the system CAs, host name checks) hold otherwise.
+ */
+function tlsOptions(options: RedisConnectionOptions): ConnectionOptions {
+  return {
+    ...(options.tls?.ca ? { ca: options.tls.ca } : {}),
+    ...(options.tls?.cert ? { cert: options.tls.cert } : {}),
+    ...(options.tls?.key ? { key: options.tls.key } : {}),
+  };
+}
+
+/**
  * Who to be and how to verify the server, for every connection (every
  * cluster node too): the credentials from the options, else from the
- * (first) URL, and TLS for rediss:// with only the PEM contents given, so
- * Node's defaults (the system CAs, host name checks) hold otherwise.
+ * (first) URL, and TLS for rediss:// (see tlsOptions).
  */
 function securityOptions(options: RedisClientOptions) {
   const first = "url" in options ? new URL(options.url.split(",")[0]?.trim() ?? "") : undefined;
   const fromUrl = (part: string | undefined) => (part ? decodeURIComponent(part) : undefined);
   const username = options.username ?? fromUrl(first?.username);
   const password = options.password ?? fromUrl(first?.password);
-  const tls: ConnectionOptions = {
-    ...(options.tls?.ca ? { ca: options.tls.ca } : {}),
-    ...(options.tls?.cert ? { cert: options.tls.cert } : {}),
-    ...(options.tls?.key ? { key: options.tls.key } : {}),
-  };
   return {
     ...(username !== undefined ? { username } : {}),
     ...(password !== undefined ? { password } : {}),
-    ...(first?.protocol === "rediss:" ? { tls } : {}),
+    ...(first?.protocol === "rediss:" ? { tls: tlsOptions(options) } : {}),
   } satisfies RedisOptions;
 }
 
@@ -138,13 +156,18 @@ function redisTargets(options: RedisClientOptions): string {
 }
 
 /**
- * Connects to Redis (standalone or Cluster) and resolves once it is ready.
- * Connection state changes are logged without credentials or data: while
- * the first connection fails, once per distinct cause at warn, naming the
- * address it waits for and why (ECONNREFUSED, a DNS failure, an untrusted
- * TLS certificate), so a wrong REDIS_URL shows at once rather than at the
- * timeout. Refused credentials end the wait at once: retrying them cannot
- * succeed, and the operator should hear so without waiting.
+ * Connects to Redis (standalone, through Sentinel, or Cluster) and
+ * resolves once it is ready. Connection state changes are logged without
+ * credentials or data: while the first connection fails, once per
+ * distinct cause at warn, naming the address it waits for and why
+ * (ECONNREFUSED, a DNS failure, an untrusted TLS certificate), so a wrong
+ * REDIS_URL shows at once rather than at the timeout. Refused credentials
+ * end the wait at once: retrying them cannot succeed, and the operator
+ * should hear so without waiting. Through Sentinel, a round in which no
+ * sentinel named the primary is looked into by asking the sentinels
+ * directly (probeSentinels), since ioredis keeps only "Connection is
+ * closed." of why: the cause then names the sentinel and what failed (an
+ * untrusted certificate, a missing client one).
  *
  * @throws Error when Redis refuses the credentials, or is not ready within
  *   connectTimeoutMs, naming the address and the cause (never a password).
@@ -167,15 +190,21 @@ export async function connectRedis(
   const target = redisTargets(options);
   let connected = false;
   let everConnected = false;
+  let settled = false;
   let lastCause: string | undefined;
   let refuse: ((cause: string) => void) | undefined;
+  /**
+   * A look for the cause ioredis lost when no sentinel named the primary:
+   * one at a time, at most one a second (rounds fail every 250 ms).
+   */
+  let probe: Promise<void> | undefined;
+  let nextProbeAt = 0;
   client.on("ready", () => {
     connected = true;
     everConnected = true;
     logger.info({ redis: target }, "connected to Redis");
   });
-  client.on("error", (err: Error) => {
-    const cause = causeOf(err);
+  const report = (err: Error, cause: string) => {
     if (connected) {
       logger.warn({ err, redis: target }, "lost connection to Redis, reconnecting");
     } else if (!everConnected && cause !== lastCause) {
@@ -187,6 +216,35 @@ export async function connectRedis(
     lastCause = cause;
     connected = false;
     if (!everConnected && cause.startsWith(AUTHENTICATION_FAILED)) refuse?.(cause);
+  };
+  client.on("error", (err: Error) => {
+    if (!("sentinel" in options) || everConnected || !SENTINEL_ROUND.test(err.message)) {
+      report(err, causeOf(err));
+      return;
+    }
+    if (probe || performance.now() < nextProbeAt) {
+      logger.debug({ err }, "Redis connection attempt failed");
+      return;
+    }
+    probe = probeSentinels(
+      sentinelAddresses(options.sentinel),
+      options.sentinel.name,
+      sentinelConnection(options),
+      causeOf,
+    ).then(
+      (found) => {
+        probe = undefined;
+        nextProbeAt = performance.now() + 1000;
+        const cause = found ?? causeOf(err);
+        // Once the wait is over, the cause is only for its error message.
+        if (settled) lastCause = cause;
+        else if (!everConnected) report(err, cause);
+      },
+      () => {
+        probe = undefined;
+        nextProbeAt = performance.now() + 1000;
+      },
+    );
   });
   const outcome = await new Promise<"ready" | "timed out" | { refused: string }>((resolve) => {
     if (client.status === "ready") return resolve("ready");
@@ -201,8 +259,11 @@ export async function connectRedis(
     client.once("ready", onReady);
     refuse = (cause) => settle({ refused: cause });
   });
+  settled = true;
   if (outcome === "ready") return client;
   client.disconnect();
+  // A look into why no sentinel answered may still be under way: its cause says more.
+  await probe;
   throw new Error(
     outcome === "timed out"
       ? `Redis at ${target} was not ready within ${options.connectTimeoutMs} ms` +
@@ -216,28 +277,62 @@ export async function connectRedis(
  * its connection drops, and drops it when they announce a failover (the
  * failover detector) or when the node it reaches answers READONLY (a
  * demoted primary), so that writes go to the new primary.
+ *
+ * TLS is chosen separately for the sentinels (`sentinelTLS`: every
+ * connection to them, the failover detector's too) and for the primary
+ * (`tls` with `enableTLSForSentinelMode`, without which ioredis would
+ * connect to the node in cleartext), as Redis lets them differ; both are
+ * verified against the same CA and show the same client certificate.
+ * Host names are checked against the address a sentinel names, so the
+ * data nodes' certificates must carry what the sentinels announce.
  */
 function createSentinelClient(
   options: { readonly sentinel: RedisSentinelOptions } & RedisConnectionOptions,
 ): Redis {
   const { sentinel } = options;
-  const sentinels = parseSentinelAddresses(sentinel.addresses);
-  if (!sentinels) throw new Error("the sentinels' addresses are not host:port, comma-separated");
+  const { username, password, tls } = sentinelConnection(options);
   return new Redis({
-    sentinels,
+    sentinels: sentinelAddresses(sentinel),
     name: sentinel.name,
     role: "master",
-    ...(sentinel.username !== undefined ? { sentinelUsername: sentinel.username } : {}),
-    ...(sentinel.password !== undefined ? { sentinelPassword: sentinel.password } : {}),
+    ...(username !== undefined ? { sentinelUsername: username } : {}),
+    ...(password !== undefined ? { sentinelPassword: password } : {}),
+    ...(tls !== undefined ? { sentinelTLS: tls } : {}),
     sentinelRetryStrategy: reconnectDelay,
     sentinelCommandTimeout: options.commandTimeoutMs,
     failoverDetector: true,
     reconnectOnError: (error) => error.message.startsWith("READONLY"),
     ...failFastOptions(options),
     ...securityOptions(options),
+    ...(sentinel.nodesTls ? { tls: tlsOptions(options), enableTLSForSentinelMode: true } : {}),
     enableOfflineQueue: false,
     retryStrategy: reconnectDelay,
   });
+}
+
+/** The sentinels to ask, from the addresses the settings' check has already read. */
+function sentinelAddresses(sentinel: RedisSentinelOptions): SentinelAddress[] {
+  const addresses = parseSentinelAddresses(sentinel.addresses);
+  if (!addresses) throw new Error("the sentinels' addresses are not host:port, comma-separated");
+  return addresses;
+}
+
+/**
+ * How every connection to a sentinel is made (the client's, its failover
+ * detector's, a probe's): the sentinels' own credentials, TLS when they
+ * serve it, and the command timeouts.
+ */
+function sentinelConnection(
+  options: { readonly sentinel: RedisSentinelOptions } & RedisConnectionOptions,
+): SentinelConnection {
+  const { sentinel } = options;
+  return {
+    ...(sentinel.username !== undefined ? { username: sentinel.username } : {}),
+    ...(sentinel.password !== undefined ? { password: sentinel.password } : {}),
+    ...(sentinel.tls ? { tls: tlsOptions(options) } : {}),
+    connectTimeout: failFastOptions(options).connectTimeout,
+    commandTimeout: options.commandTimeoutMs,
+  };
 }
 
 function createCluster(options: RedisUrls & RedisConnectionOptions): Cluster {
@@ -253,6 +348,12 @@ function createCluster(options: RedisUrls & RedisConnectionOptions): Cluster {
     clusterNodeRetryStrategy: reconnectDelay,
   });
 }
+
+/**
+ * ioredis's error when a whole round of sentinels named no primary; it
+ * carries the last sentinel client's reply, not the cause behind it.
+ */
+const SENTINEL_ROUND = /^All sentinels are unreachable\b/;
 
 /** How causeOf begins the cause of refused credentials. */
 const AUTHENTICATION_FAILED = "authentication failed";
@@ -275,6 +376,11 @@ function causeOf(error: Error): string {
   const nodeError = (error as { lastNodeError?: unknown }).lastNodeError;
   if (nodeError instanceof Error) return causeOf(nodeError);
   const code = (error as { code?: unknown }).code;
+  if (SENTINEL_ROUND.test(error.message)) {
+    // Without the retry delay, which changes from round to round.
+    const last = /Last error: (.*)$/s.exec(error.message)?.[1];
+    return `no sentinel named the primary${last ? ` (last error: ${last})` : ""}`;
+  }
   if (/^(WRONGPASS|NOAUTH)\b/.test(error.message)) {
     return `${AUTHENTICATION_FAILED} (${error.message})`;
   }
