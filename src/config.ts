@@ -25,7 +25,14 @@ export interface Config {
   readonly redisSentinelUsername: string | undefined;
   /** Password for the sentinels. A secret: never logged. */
   readonly redisSentinelPassword: string | undefined;
-  /** PEM CA certificates that Redis' certificate must chain to; undefined: the system CAs. */
+  /** Whether the sentinels serve TLS (verified as the redisTls* files say). */
+  readonly redisSentinelTls: boolean;
+  /**
+   * Whether the data nodes the sentinels name serve TLS; false with
+   * redisUrl, whose scheme says it instead (rediss://).
+   */
+  readonly redisTls: boolean;
+  /** PEM CA certificates that Redis' (and TLS sentinels') certificates must chain to; undefined: the system CAs. */
   readonly redisTlsCa: Buffer | undefined;
   /** PEM client certificate shown to Redis (for tls-auth-clients); set together with redisTlsKey. */
   readonly redisTlsCert: Buffer | undefined;
@@ -386,10 +393,26 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     parse: passwordFile,
   },
   {
+    key: "redisSentinelTls",
+    env: "REDIS_SENTINEL_TLS",
+    description:
+      "the sentinels serve TLS: connect to them over TLS, verified with REDIS_TLS_* (needs REDIS_SENTINELS; REDIS_TLS is the data nodes')",
+    defaultText: "false",
+    parse: boolean(false),
+  },
+  {
+    key: "redisTls",
+    env: "REDIS_TLS",
+    description:
+      "the data nodes the sentinels name serve TLS: connect to them over TLS, verified with REDIS_TLS_* (needs REDIS_SENTINELS; with REDIS_URL, rediss:// says so)",
+    defaultText: "false",
+    parse: boolean(false),
+  },
+  {
     key: "redisTlsCa",
     env: "REDIS_TLS_CA_FILE",
     description:
-      "PEM file of the CA certificates that Redis' certificate must chain to (needs a rediss:// REDIS_URL; unset: the system CAs)",
+      "PEM file of the CA certificates that Redis' certificate must chain to (needs a rediss:// REDIS_URL, or REDIS_TLS or REDIS_SENTINEL_TLS; unset: the system CAs)",
     defaultText: undefined,
     parse: pemCertificatesFile,
   },
@@ -771,6 +794,7 @@ function checkRedisSentinels(config: Config, given: ReadonlySet<string>): void {
       "REDIS_SENTINEL_USERNAME",
       "REDIS_SENTINEL_PASSWORD",
       "REDIS_SENTINEL_PASSWORD_FILE",
+      "REDIS_SENTINEL_TLS",
     ].filter((env) => given.has(env));
     if (orphan.length > 0) {
       throw new ConfigError(
@@ -827,7 +851,10 @@ function checkRedisWait(config: Config, given: ReadonlySet<string>): void {
   }
 }
 
-/** Settings that secure the connection to Redis, so they need REDIS_URL (or REDIS_SENTINELS). */
+/**
+ * Settings that secure the connection to Redis, so they need REDIS_URL (or
+ * REDIS_SENTINELS). REDIS_SENTINEL_TLS and REDIS_TLS are checked on their own.
+ */
 const REDIS_SECURITY = [
   "REDIS_TLS_CA_FILE",
   "REDIS_TLS_CERT_FILE",
@@ -846,13 +873,19 @@ const REDIS_SECURITY = [
 function checkRedisSecurity(config: Config, given: ReadonlySet<string>): void {
   checkRedisSentinels(config, given);
   const security = REDIS_SECURITY.filter((env) => given.has(env));
+  const tls = security.filter((env) => env.startsWith("REDIS_TLS_"));
+  if (given.has("REDIS_TLS") && config.redisSentinels === undefined) {
+    throw new ConfigError(
+      "REDIS_TLS needs REDIS_SENTINELS: it says whether the data nodes the sentinels name serve TLS; with REDIS_URL, its scheme says so (rediss://)",
+    );
+  }
   if (config.redisSentinels !== undefined) {
-    const tls = security.filter((env) => env.startsWith("REDIS_TLS_"));
-    if (tls.length > 0) {
+    if (tls.length > 0 && !config.redisTls && !config.redisSentinelTls) {
       throw new ConfigError(
-        `${tls.join(", ")} ${tls.length > 1 ? "are" : "is"} not supported with REDIS_SENTINELS yet: Sentinel discovery connects without TLS`,
+        `${tls.join(", ")} ${tls.length > 1 ? "need" : "needs"} a TLS connection: set REDIS_TLS=true (the data nodes serve TLS) or REDIS_SENTINEL_TLS=true (the sentinels do), or both`,
       );
     }
+    checkRedisTlsFiles(config, given);
     checkRedisCredentials(given, []);
     return;
   }
@@ -865,12 +898,17 @@ function checkRedisSecurity(config: Config, given: ReadonlySet<string>): void {
     return;
   }
   const urls = config.redisUrl.split(",").map((url) => new URL(url.trim()));
-  const tls = security.filter((env) => env.startsWith("REDIS_TLS_"));
   if (tls.length > 0 && urls[0]?.protocol !== "rediss:") {
     throw new ConfigError(
       `${tls.join(", ")} ${tls.length > 1 ? "need" : "needs"} a rediss:// REDIS_URL (TLS); REDIS_URL uses redis://`,
     );
   }
+  checkRedisTlsFiles(config, given);
+  checkRedisCredentials(given, urls);
+}
+
+/** The client certificate and its key: both or neither, and one the other's. */
+function checkRedisTlsFiles(config: Config, given: ReadonlySet<string>): void {
   if (given.has("REDIS_TLS_CERT_FILE") !== given.has("REDIS_TLS_KEY_FILE")) {
     throw new ConfigError(
       given.has("REDIS_TLS_CERT_FILE")
@@ -886,7 +924,6 @@ function checkRedisSecurity(config: Config, given: ReadonlySet<string>): void {
       );
     }
   }
-  checkRedisCredentials(given, urls);
 }
 
 /**

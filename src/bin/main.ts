@@ -59,7 +59,10 @@ async function openStore(config: Config, logger: Logger, now: Clock): Promise<Se
   return store;
 }
 
-/** Where Redis is: the sentinels that name the primary, REDIS_URL, or nowhere (the embedded store). */
+/**
+ * Where Redis is: the sentinels that name the primary (and whether they and
+ * the data nodes serve TLS), REDIS_URL, or nowhere (the embedded store).
+ */
 function redisLocation(config: Config) {
   const { redisSentinels, redisSentinelName, redisSentinelUsername, redisSentinelPassword } =
     config;
@@ -74,6 +77,8 @@ function redisLocation(config: Config) {
       name: redisSentinelName,
       ...(redisSentinelUsername !== undefined ? { username: redisSentinelUsername } : {}),
       ...(redisSentinelPassword !== undefined ? { password: redisSentinelPassword } : {}),
+      tls: config.redisSentinelTls,
+      nodesTls: config.redisTls,
     },
   };
 }

@@ -35,6 +35,8 @@ describe("loadConfig", () => {
       redisSentinelName: undefined,
       redisSentinelUsername: undefined,
       redisSentinelPassword: undefined,
+      redisSentinelTls: false,
+      redisTls: false,
       redisTlsCa: undefined,
       redisTlsCert: undefined,
       redisTlsKey: undefined,
@@ -116,6 +118,8 @@ describe("loadConfig", () => {
       shutdownTimeoutMs: 1500,
       redisUrl: "redis://localhost:6380/2",
       redisCluster: true,
+      redisSentinelTls: false,
+      redisTls: false,
       keyPrefix: "app:sessions",
       logLevel: "debug",
       maxTtlSeconds: 3600,
@@ -367,6 +371,8 @@ describe("helpText", () => {
       ["MAX_CONNECTIONS_PER_PEER", "--max-connections-per-peer", "0"],
       ["REDIS_COMMAND_TIMEOUT_MS", "--redis-command-timeout-ms", "1000"],
       ["REDIS_CONNECT_TIMEOUT_MS", "--redis-connect-timeout-ms", "10000"],
+      ["REDIS_SENTINEL_TLS", "--redis-sentinel-tls", "false"],
+      ["REDIS_TLS", "--redis-tls", "false"],
       ["REDIS_TLS_CA_FILE", "--redis-tls-ca-file", "unset"],
       ["REDIS_TLS_CERT_FILE", "--redis-tls-cert-file", "unset"],
       ["REDIS_TLS_KEY_FILE", "--redis-tls-key-file", "unset"],
@@ -596,11 +602,22 @@ describe("the Redis Sentinel settings", () => {
     REDIS_SENTINEL_NAME: "sessions",
   };
   let pki: TestPki;
-  let caFile: string;
+  let files: { ca: string; cert: string; key: string; otherKey: string };
 
   beforeAll(() => {
     pki = createTestPki();
-    caFile = pki.ca("sentinel-config-ca").certFile;
+    const ca = pki.ca("sentinel-config-ca");
+    const client = ca.issue("sentinel-config-client", {
+      san: ["DNS:sessionstore"],
+      usage: "client",
+    });
+    const other = ca.issue("sentinel-config-other", { san: ["DNS:other"], usage: "client" });
+    files = {
+      ca: ca.certFile,
+      cert: client.certFile,
+      key: client.keyFile,
+      otherKey: other.keyFile,
+    };
   });
 
   afterAll(() => {
@@ -662,9 +679,129 @@ describe("the Redis Sentinel settings", () => {
     expect(failure({ ...SENTINELS, REDIS_USERNAME: "sessionstore" })).toMatch(
       /^a Redis user name needs a password/,
     );
-    expect(failure({ ...SENTINELS, REDIS_TLS_CA_FILE: caFile })).toMatch(
-      /^REDIS_TLS_CA_FILE is not supported with REDIS_SENTINELS yet/,
+  });
+
+  it("reads TLS to the sentinels and to the data nodes, each on its own, with the TLS files", () => {
+    const tlsFiles = {
+      REDIS_TLS_CA_FILE: files.ca,
+      REDIS_TLS_CERT_FILE: files.cert,
+      REDIS_TLS_KEY_FILE: files.key,
+    };
+    const both = load({
+      ...SENTINELS,
+      REDIS_SENTINEL_TLS: "true",
+      REDIS_TLS: "true",
+      ...tlsFiles,
+    });
+    expect(both).toMatchObject({ redisSentinelTls: true, redisTls: true });
+    expect(both.redisTlsCa?.toString()).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    expect(both.redisTlsCert?.toString()).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    expect(both.redisTlsKey?.toString()).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+    // Either alone: Redis lets the sentinels and the data nodes differ.
+    expect(load({ ...SENTINELS, REDIS_SENTINEL_TLS: "true", ...tlsFiles })).toMatchObject({
+      redisSentinelTls: true,
+      redisTls: false,
+    });
+    expect(load({ ...SENTINELS, REDIS_TLS: "1", REDIS_TLS_CA_FILE: files.ca })).toMatchObject({
+      redisSentinelTls: false,
+      redisTls: true,
+    });
+    // Without a CA file: the system CAs.
+    expect(load({ ...SENTINELS, REDIS_TLS: "true" }).redisTlsCa).toBeUndefined();
+    // As flags, which may stand alone.
+    expect(
+      load({}, [
+        "--redis-sentinels",
+        SENTINELS.REDIS_SENTINELS,
+        "--redis-sentinel-name=sessions",
+        "--redis-sentinel-tls",
+        "--redis-tls",
+        "--redis-tls-ca-file",
+        files.ca,
+      ]),
+    ).toMatchObject({ redisSentinelTls: true, redisTls: true });
+  });
+
+  it.each([
+    [
+      "REDIS_SENTINEL_TLS without REDIS_SENTINELS",
+      { REDIS_SENTINEL_TLS: "true" },
+      "REDIS_SENTINEL_TLS needs REDIS_SENTINELS, the sentinels to ask for the primary",
+    ],
+    [
+      "REDIS_SENTINEL_TLS with REDIS_URL",
+      { REDIS_URL: "rediss://r:6380", REDIS_SENTINEL_TLS: "true" },
+      "REDIS_SENTINEL_TLS needs REDIS_SENTINELS, the sentinels to ask for the primary",
+    ],
+    [
+      "REDIS_TLS without REDIS_SENTINELS",
+      { REDIS_TLS: "true" },
+      "REDIS_TLS needs REDIS_SENTINELS: it says whether the data nodes the sentinels name serve TLS; with REDIS_URL, its scheme says so (rediss://)",
+    ],
+    [
+      "REDIS_TLS with a redis:// REDIS_URL, where the scheme decides",
+      { REDIS_URL: "redis://r:6379", REDIS_TLS: "true" },
+      "REDIS_TLS needs REDIS_SENTINELS: it says whether the data nodes the sentinels name serve TLS; with REDIS_URL, its scheme says so (rediss://)",
+    ],
+    [
+      "REDIS_TLS=false with a rediss:// REDIS_URL, where the scheme decides",
+      { REDIS_URL: "rediss://r:6380", REDIS_TLS: "false" },
+      "REDIS_TLS needs REDIS_SENTINELS: it says whether the data nodes the sentinels name serve TLS; with REDIS_URL, its scheme says so (rediss://)",
+    ],
+    [
+      "TLS files with sentinels and no TLS connection",
+      { ...SENTINELS, REDIS_TLS_CA_FILE: "ca" },
+      "REDIS_TLS_CA_FILE needs a TLS connection: set REDIS_TLS=true (the data nodes serve TLS) or REDIS_SENTINEL_TLS=true (the sentinels do), or both",
+    ],
+    [
+      "TLS files with sentinels and TLS switched off for both",
+      {
+        ...SENTINELS,
+        REDIS_TLS: "false",
+        REDIS_SENTINEL_TLS: "false",
+        REDIS_TLS_CERT_FILE: "cert",
+        REDIS_TLS_KEY_FILE: "key",
+      },
+      "REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE need a TLS connection: set REDIS_TLS=true (the data nodes serve TLS) or REDIS_SENTINEL_TLS=true (the sentinels do), or both",
+    ],
+    [
+      "a client certificate without its key, through Sentinel",
+      { ...SENTINELS, REDIS_SENTINEL_TLS: "true", REDIS_TLS_CERT_FILE: "cert" },
+      "REDIS_TLS_CERT_FILE needs REDIS_TLS_KEY_FILE, the certificate's private key",
+    ],
+    [
+      "a key without its certificate, through Sentinel",
+      { ...SENTINELS, REDIS_TLS: "true", REDIS_TLS_KEY_FILE: "key" },
+      "REDIS_TLS_KEY_FILE needs REDIS_TLS_CERT_FILE, the certificate of the key",
+    ],
+    [
+      "a key that is not the certificate's, through Sentinel",
+      {
+        ...SENTINELS,
+        REDIS_TLS: "true",
+        REDIS_TLS_CERT_FILE: "cert",
+        REDIS_TLS_KEY_FILE: "otherKey",
+      },
+      "REDIS_TLS_KEY_FILE is not the private key of the certificate in REDIS_TLS_CERT_FILE",
+    ],
+    [
+      "REDIS_SENTINEL_TLS that is not a boolean",
+      { ...SENTINELS, REDIS_SENTINEL_TLS: "yes" },
+      'invalid REDIS_SENTINEL_TLS (--redis-sentinel-tls) "yes": expected true or false',
+    ],
+    [
+      "REDIS_TLS that is not a boolean",
+      { ...SENTINELS, REDIS_TLS: "on" },
+      'invalid REDIS_TLS (--redis-tls) "on": expected true or false',
+    ],
+  ] as const)("refuses %s, naming the settings", (_, env, message) => {
+    // Names of files in the table stand for the files made above.
+    const resolved = Object.fromEntries(
+      Object.entries(env).map(([name, value]) =>
+        name.startsWith("REDIS_TLS_") ? [name, files[value as keyof typeof files]] : [name, value],
+      ),
     );
+    expect(failure(resolved)).toBe(message);
   });
 
   it("reads REDIS_SENTINEL_PASSWORD_FILE without its trailing newline, and takes one of the two", () => {
