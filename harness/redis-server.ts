@@ -1,12 +1,15 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ConnectionOptions } from "node:tls";
+import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { freePort } from "./free-port.js";
 import { waitFor } from "./wait-for.js";
+
+const execFileAsync = promisify(execFile);
 
 /** Throws, saying how to install them, when redis-server or redis-cli cannot be run. */
 export function assertRedisServerInstalled(): void {
@@ -98,6 +101,11 @@ export interface RedisServer {
   resume(): void;
   /** Starts the process again on the same port, after kill(). */
   restart(): Promise<void>;
+  /**
+   * Whether the process runs now: not killed, stopped or exited (a
+   * suspended one runs), so a fixture can skip the nodes a test took down.
+   */
+  readonly running: boolean;
   /** Stops the process and removes its directory. */
   stop(): Promise<void>;
 }
@@ -241,6 +249,9 @@ export async function startRedisServer(
     resume: () => {
       current?.kill("SIGCONT");
     },
+    get running() {
+      return current !== undefined && current.exitCode === null && current.signalCode === null;
+    },
     restart: async () => {
       current = await waitFor(`redis-server to restart on port ${port}`, () =>
         launch(clientOptions, [...tlsArgs(port, tls), ...args], dir).catch(() => undefined),
@@ -317,67 +328,331 @@ async function ping(options: HarnessClientOptions): Promise<boolean> {
   }
 }
 
-/** A Redis Cluster of several master nodes, all started by this test run. */
-export interface RedisCluster {
-  readonly nodes: readonly RedisServer[];
-  /** Comma-separated node URLs, as REDIS_URL takes them in cluster mode. */
-  readonly url: string;
-  stop(): Promise<void>;
+/**
+ * How long a cluster node may be silent before the others count it down
+ * (cluster-node-timeout): short, so that a killed master's replica takes
+ * over within seconds in the tests, not the default 15 s.
+ */
+export const CLUSTER_NODE_TIMEOUT_MS = 2000;
+
+/** One master of a Redis Cluster as the cluster sees it now: its replicas and its slots. */
+export interface ClusterShard {
+  readonly master: RedisServer;
+  readonly replicas: readonly RedisServer[];
+  /** The slot ranges it serves, [first, last] each, in slot order. */
+  readonly slots: readonly (readonly [number, number])[];
 }
 
 /**
- * Starts `size` cluster-enabled redis-servers, joins them into one cluster
- * with `redis-cli --cluster create` (slots spread evenly, no replicas) and
- * resolves once every node reports the cluster as ok. Every node gets the
- * same ACL `users`.
+ * A Redis Cluster of several masters, with replicas of them if asked for,
+ * all started by this test run. Roles change when a replica takes over, so
+ * they are asked of the cluster when needed (shards()), never remembered.
+ */
+export interface RedisCluster {
+  /** Every node, masters and replicas, in the order they were started. */
+  readonly nodes: readonly RedisServer[];
+  /** Comma-separated node URLs, as REDIS_URL takes them in cluster mode. */
+  readonly url: string;
+  /** A node's cluster id, as redis-cli --cluster reshard takes it; restart() keeps it. */
+  nodeId(node: RedisServer): string;
+  /**
+   * The masters now, each with its replicas and slots, in order of their
+   * first slot (masters without slots last), as a running node's CLUSTER
+   * NODES says. A killed master stays in it until its replica takes over.
+   */
+  shards(): Promise<ClusterShard[]>;
+  /** The hash slot of `key` (CLUSTER KEYSLOT): with shardOf, the node that serves a key. */
+  keySlot(key: string): Promise<number>;
+  /** The shard serving `slot` now. */
+  shardOf(slot: number): Promise<ClusterShard>;
+  /**
+   * Resolves once every running node reports cluster_state:ok and the same
+   * layout (which master serves which slots, which replicates which), and
+   * every running replica master_link_status:up: the state
+   * startRedisCluster resolves in, and the one to wait for after a
+   * restart() or a reshard.
+   */
+  ready(timeoutMs?: number): Promise<void>;
+  /** Resolves once `replica` reports role:master and the cluster is ready() again. */
+  promoted(replica: RedisServer, timeoutMs?: number): Promise<void>;
+  /**
+   * SIGKILLs `master` and resolves with its (running) replica once that
+   * replica has taken over: promoted(). For a test that times the takeover
+   * itself, kill() and promoted() do the same in two steps.
+   */
+  failover(master: RedisServer): Promise<RedisServer>;
+  stop(): Promise<void>;
+}
+
+/** How startRedisCluster forms the cluster, besides how many masters it has. */
+export interface RedisClusterOptions {
+  /** Replicas of every master (`redis-cli --cluster create --cluster-replicas`); default 0. */
+  readonly replicas?: number;
+  /** ACL users every node gets (see RedisServerOptions.users). */
+  readonly users?: readonly RedisUser[];
+}
+
+/**
+ * Starts `masters` × (1 + `replicas`) cluster-enabled redis-servers on free
+ * ports (each with its bus port), joins them with `redis-cli --cluster
+ * create` (slots spread evenly over the masters, `replicas` replicas of
+ * each) and resolves once the cluster is ready(): every node reports it ok
+ * and every replica has synced with its master. Everything it started is
+ * stopped if it fails.
  */
 export async function startRedisCluster(
-  size = 3,
-  { users }: Pick<RedisServerOptions, "users"> = {},
+  masters = 3,
+  { replicas = 0, users }: RedisClusterOptions = {},
 ): Promise<RedisCluster> {
-  const nodes = await Promise.all(
-    Array.from({ length: size }, () =>
-      startRedisServer(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"], {
-        busPort: true,
-        ...(users ? { users } : {}),
-      }),
+  const args = [
+    "--cluster-enabled",
+    "yes",
+    "--cluster-node-timeout",
+    String(CLUSTER_NODE_TIMEOUT_MS),
+    // Redis 7 waits 5 s for more replicas before a diskless full sync:
+    // each master here has its replicas from the start, so sync at once.
+    "--repl-diskless-sync-delay",
+    "0",
+  ];
+  const started = await Promise.allSettled(
+    Array.from({ length: masters * (1 + replicas) }, () =>
+      startRedisServer(args, { busPort: true, ...(users ? { users } : {}) }),
     ),
   );
-  const admin = users?.find((user) => user.name === "default");
+  const nodes = started.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
   const stop = async () => {
     await Promise.all(nodes.map((node) => node.stop()));
   };
   try {
-    const create = spawnSync(
-      "redis-cli",
-      [
-        ...(admin ? ["--no-auth-warning", "-a", admin.password] : []),
-        "--cluster",
-        "create",
-        ...nodes.map((n) => `127.0.0.1:${n.port}`),
-        "--cluster-yes",
-      ],
-      { encoding: "utf8", timeout: 30_000 },
-    );
-    if (create.status !== 0)
-      throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
-    await Promise.all(
-      nodes.map(async (node) => {
-        const client = node.client();
-        try {
-          await waitFor(
-            `cluster state ok on port ${node.port}`,
-            async () => (await client.cluster("INFO")).includes("cluster_state:ok"),
-            { timeoutMs: 20_000, intervalMs: 50 },
-          );
-        } finally {
-          client.disconnect();
-        }
-      }),
-    );
+    const failed = started.find((result) => result.status === "rejected");
+    if (failed) throw failed.reason;
+    const admin = users?.find((user) => user.name === "default");
+    await redisCli([
+      ...(admin ? ["--no-auth-warning", "-a", admin.password] : []),
+      "--cluster",
+      "create",
+      ...nodes.map((n) => `127.0.0.1:${n.port}`),
+      "--cluster-replicas",
+      String(replicas),
+      "--cluster-yes",
+    ]);
+    const ids = new Map<RedisServer, string>();
+    for (const node of nodes) {
+      ids.set(node, String(await ask(node, (client) => client.cluster("MYID"))));
+    }
+    const cluster = clusterOf(nodes, ids, stop);
+    // Once every node agrees on the layout, it is the one redis-cli made.
+    await cluster.ready(30_000);
+    const shards = await cluster.shards();
+    if (shards.length !== masters || shards.some((s) => s.replicas.length !== replicas)) {
+      throw new Error(
+        `the cluster formed ${shards.length} masters, not ${masters} with ${replicas} replicas each`,
+      );
+    }
+    return cluster;
   } catch (error) {
     await stop();
     throw error;
   }
-  return { nodes, url: nodes.map((n) => n.url).join(","), stop };
+}
+
+/** The RedisCluster of `nodes`, whose cluster ids are `ids`. */
+function clusterOf(
+  nodes: readonly RedisServer[],
+  ids: ReadonlyMap<RedisServer, string>,
+  stop: () => Promise<void>,
+): RedisCluster {
+  const byId = new Map([...ids].map(([node, id]) => [id, node]));
+  const running = () => {
+    const live = nodes.filter((node) => node.running);
+    if (live.length === 0) throw new Error("no node of the cluster runs");
+    return live;
+  };
+  const shards = async () => {
+    const table = parseClusterNodes(
+      await ask(running()[0] as RedisServer, (c) => c.cluster("NODES") as Promise<string>),
+    );
+    const node = (id: string) => {
+      const found = byId.get(id);
+      if (!found) throw new Error(`the cluster has a node the fixture did not start: ${id}`);
+      return found;
+    };
+    return table
+      .filter((entry) => entry.role === "master" && (entry.slots.length > 0 || !entry.failed))
+      .sort((a, b) => (a.slots[0]?.[0] ?? 16384) - (b.slots[0]?.[0] ?? 16384))
+      .map((entry) => ({
+        master: node(entry.id),
+        replicas: table.filter((r) => r.masterId === entry.id).map((r) => node(r.id)),
+        slots: entry.slots,
+      }));
+  };
+  const ready = async (timeoutMs = 20_000) => {
+    await waitFor(
+      "every node to report the cluster ok, with one slot map, and every replica in sync",
+      async () => {
+        const views = await Promise.all(running().map(nodeView));
+        return views.every((view) => view.ok) && new Set(views.map((v) => v.layout)).size === 1;
+      },
+      { timeoutMs, intervalMs: 50 },
+    );
+  };
+  const promoted = async (replica: RedisServer, timeoutMs = 30_000) => {
+    const deadline = Date.now() + timeoutMs;
+    await waitFor(
+      `the replica on port ${replica.port} to report role:master`,
+      async () => /^role:master$/m.test(await ask(replica, (c) => c.info("replication"))),
+      { timeoutMs, intervalMs: 50 },
+    );
+    await ready(Math.max(0, deadline - Date.now()));
+  };
+  return {
+    nodes,
+    url: nodes.map((n) => n.url).join(","),
+    nodeId: (node) => {
+      const id = ids.get(node);
+      if (!id) throw new Error(`port ${node.port} is not a node of this cluster`);
+      return id;
+    },
+    shards,
+    keySlot: async (key) =>
+      Number(await ask(running()[0] as RedisServer, (c) => c.cluster("KEYSLOT", key))),
+    shardOf: async (slot) => {
+      const shard = (await shards()).find((s) =>
+        s.slots.some(([first, last]) => first <= slot && slot <= last),
+      );
+      if (!shard) throw new Error(`no master serves slot ${slot}`);
+      return shard;
+    },
+    ready,
+    promoted,
+    failover: async (master) => {
+      const shard = (await shards()).find((s) => s.master === master);
+      const replica = shard?.replicas.find((r) => r.running);
+      if (!replica) throw new Error(`port ${master.port} is not a master with a running replica`);
+      await master.kill();
+      await promoted(replica);
+      return replica;
+    },
+    stop,
+  };
+}
+
+/**
+ * What one node says of the cluster: whether it is ok for it (cluster
+ * state ok and, for a replica, its link to its master up), and its
+ * layout (slots and replicas), for comparing with the others'.
+ */
+async function nodeView(node: RedisServer): Promise<{ ok: boolean; layout: string }> {
+  return ask(node, async (client) => {
+    const [info, replication, table] = await Promise.all([
+      client.cluster("INFO"),
+      client.info("replication"),
+      client.cluster("NODES") as Promise<string>,
+    ]);
+    const ok =
+      /^cluster_state:ok$/m.test(info) &&
+      (/^role:master$/m.test(replication) || /^master_link_status:up$/m.test(replication));
+    // Who serves which slots and who replicates whom; not the failure
+    // flags, which each node sets on its own first.
+    const layout = parseClusterNodes(table)
+      .map((entry) => `${entry.id} ${entry.masterId ?? "-"} ${entry.slots.join(" ")}`)
+      .sort()
+      .join("\n");
+    return { ok, layout };
+  });
+}
+
+/** One line of CLUSTER NODES, the parts the fixture uses. */
+interface ClusterNodesEntry {
+  readonly id: string;
+  readonly role: "master" | "replica";
+  /** Marked failing (fail, or fail? for suspected). */
+  readonly failed: boolean;
+  /** A replica's master's id. */
+  readonly masterId: string | undefined;
+  readonly slots: [number, number][];
+}
+
+/**
+ * Parses CLUSTER NODES: `<id> <ip:port@bus> <flags> <master> <ping> <pong>
+ * <epoch> <link> <slot ranges...>`, where a slot being moved shows as
+ * `[slot->-id]` or `[slot-<-id]` (skipped: it is still served by the node
+ * whose range holds it).
+ */
+function parseClusterNodes(text: string): ClusterNodesEntry[] {
+  return text
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => {
+      const [id = "", , flags = "", master = "-", , , , , ...slots] = line.trim().split(" ");
+      const flagSet = new Set(flags.split(","));
+      return {
+        id,
+        role: flagSet.has("slave") ? "replica" : "master",
+        failed: flagSet.has("fail") || flagSet.has("fail?"),
+        masterId: master === "-" ? undefined : master,
+        slots: slots
+          .filter((slot) => !slot.startsWith("["))
+          .map((slot) => {
+            const [first = "", last = first] = slot.split("-");
+            return [Number(first), Number(last)];
+          }),
+      };
+    });
+}
+
+/**
+ * Runs `use` with a short-lived admin client of `node` that gives up
+ * rather than waiting: a node killed or suspended meanwhile fails the
+ * call, and a readiness poll simply asks again.
+ */
+async function ask<T>(node: RedisServer, use: (client: Redis) => Promise<T>): Promise<T> {
+  const client = new Redis({
+    ...node.clientOptions,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    commandTimeout: 2000,
+  });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    return await use(client);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
+ * Runs redis-cli with `args` (without blocking the event loop, as
+ * `--cluster` commands take seconds) and resolves with its output; rejects
+ * with the output if it fails or takes over `timeoutMs`.
+ */
+export async function redisCli(args: readonly string[], timeoutMs = 60_000): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync("redis-cli", args, {
+      encoding: "utf8",
+      timeout: timeoutMs,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return stdout;
+  } catch (error) {
+    // Not the error itself as the cause: its message holds the whole
+    // command line, a password given with -a included.
+    const {
+      stdout = "",
+      stderr = "",
+      code,
+      signal,
+    } = error as {
+      stdout?: string;
+      stderr?: string;
+      code?: unknown;
+      signal?: unknown;
+    };
+    const cluster = args.indexOf("--cluster");
+    const what = cluster >= 0 ? `--cluster ${args[cluster + 1]}` : "";
+    throw new Error(`redis-cli ${what} failed (${String(signal ?? code)}): ${stdout}${stderr}`);
+  }
 }
