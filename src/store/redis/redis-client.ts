@@ -335,17 +335,49 @@ function sentinelConnection(
   };
 }
 
+/**
+ * How many times ioredis sends one Cluster command on after an answer
+ * that is not its reply (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a closed
+ * connection) before failing it: ioredis's default, named because
+ * clusterRetryDelay divides by it.
+ */
+const MAX_REDIRECTIONS = 16;
+
+/**
+ * How long ioredis waits before sending a Cluster command again after
+ * TRYAGAIN (its slot is migrating, and the keys a script needs are not all
+ * on one node), CLUSTERDOWN or a closed connection: a 32nd of the command
+ * timeout (at most ioredis's default of 100 ms), so that all of a
+ * command's retries fit in half of its timeout and ioredis gives up
+ * ("Too many Cluster redirections", UNAVAILABLE) before the timeout fires.
+ * It matters because ioredis (6.0.0) still sends a retry it queued before
+ * the timeout, although the caller was told the command failed (the queued
+ * retry does not check whether the command was settled; the same family
+ * as redis/ioredis#2130): with the default delays, up to 1.6 s of
+ * retries against a 1 s timeout, a write failed UNAVAILABLE was applied
+ * tens of ms after a stalled migration or a CLUSTERDOWN ended, behind the
+ * back of a caller who may already have written again.
+ */
+function clusterRetryDelay(commandTimeoutMs: number): number {
+  return Math.max(1, Math.min(100, Math.floor(commandTimeoutMs / (2 * MAX_REDIRECTIONS))));
+}
+
 function createCluster(options: RedisUrls & RedisConnectionOptions): Cluster {
   const urls = options.url.split(",").map((url) => new URL(url.trim()));
   const nodes = urls.map((url) => ({ host: url.hostname, port: Number(url.port || 6379) }));
   // redisOptions apply to every node ioredis connects to, those it learns
   // from CLUSTER SLOTS included: each gets the same credentials and TLS.
   const redisOptions = { ...failFastOptions(options), ...securityOptions(options) };
+  const retryDelay = clusterRetryDelay(options.commandTimeoutMs);
   return new Cluster(nodes, {
     redisOptions,
     enableOfflineQueue: false,
     clusterRetryStrategy: reconnectDelay,
     clusterNodeRetryStrategy: reconnectDelay,
+    maxRedirections: MAX_REDIRECTIONS,
+    retryDelayOnTryAgain: retryDelay,
+    retryDelayOnClusterDown: retryDelay,
+    retryDelayOnFailover: retryDelay,
   });
 }
 
