@@ -7,6 +7,10 @@
  *   P:{tag(U)}:l   a sorted set of the same ids, all scored 0: ZRANGE BYLEX
  *                  pages through it in byte-wise order in O(log n + page)
  *
+ * and P:{tag(U)}:never-written, which nothing writes: a script reads it to
+ * learn whether it may create the user's keys while a Cluster slot
+ * migrates (see can_create_keys in lua/common.lua).
+ *
  * One hash rather than one key per session so that DeleteByUser can make
  * every session of a user unreadable at once, in O(1), by UNLINKing three
  * keys (see lua/delete_by_user.lua). All three expire with the user's

@@ -77,25 +77,59 @@ local function storage_expiry(now, ttl, expires_at)
   return expiry
 end
 
--- Removes sessions (a non-empty list of ids) from all three keys.
+-- On a Redis Cluster whose slot is migrating, Redis checks every command a
+-- script runs, not only the script's declared keys: a command that names a
+-- key missing at that moment is redirected, ASK on the node the slot leaves
+-- (for any such key) and TRYAGAIN on the node it goes to (for several keys
+-- at once), and the script ends there with its earlier writes done. Redis
+-- deletes a hash or sorted set once it is empty, so a script never names a
+-- key after it may have emptied it (it counts what the keys hold, see
+-- settle), and never writes again keys it emptied without asking
+-- can_create_keys first, before its first write. A script that runs at all
+-- during a migration found all three keys on its node (Redis redirects it
+-- otherwise before it starts), so what it finds at its start is safe.
+
+-- How many sessions, live or expired, the user's keys hold (0: no keys).
+local function stored(e)
+  return redis.call('ZCOUNT', e, '-inf', '+inf')
+end
+
+-- Whether this script may write keys that do not exist: always, except
+-- on the node a Cluster slot is migrating away from, which redirects any
+-- command naming a key it lacks (see above). A key of the user's hash tag
+-- that nothing ever writes tells which node this is; redis.pcall returns
+-- the redirection rather than ending the script.
+local function can_create_keys(h)
+  local reply = redis.pcall('HGET', string.sub(h, 1, -2) .. 'never-written', 'x')
+  return type(reply) ~= 'table'
+end
+
+-- The reply that makes the client send the script again shortly (as Redis
+-- answers a command whose keys are split by a migration): for a write that
+-- must empty the user's keys and write them again where it cannot.
+local function try_again()
+  return redis.error_reply("TRYAGAIN the user's keys are being migrated")
+end
+
+-- Removes sessions (a non-empty list of ids) from all three keys; returns
+-- how many were there.
 local function forget(h, e, l, ids)
   redis.call('HDEL', h, unpack(ids))
-  redis.call('ZREM', e, unpack(ids))
+  local removed = redis.call('ZREM', e, unpack(ids))
   redis.call('ZREM', l, unpack(ids))
+  return removed
 end
 
--- Removes up to PRUNE_BATCH expired sessions, those that expired first.
-local function prune(h, e, l, now)
-  local dead = redis.call('ZRANGE', e, '-inf', '(' .. digits(now), 'BYSCORE', 'LIMIT', 0, PRUNE_BATCH)
-  if #dead > 0 then
-    forget(h, e, l, dead)
-  end
+-- Up to PRUNE_BATCH expired sessions, those that expired first.
+local function expired(e, now)
+  return redis.call('ZRANGE', e, '-inf', '(' .. digits(now), 'BYSCORE', 'LIMIT', 0, PRUNE_BATCH)
 end
 
--- Makes the user's keys expire with their longest-lived session, so an idle
--- user's keys disappear on their own. When none is live they go now, by
--- UNLINK: Redis frees a large value in a background thread, where a
--- PEXPIREAT in the past or a DEL would free it inside this script.
+-- Makes the user's keys (which must exist) expire with their longest-lived
+-- session, so an idle user's keys disappear on their own. When none is
+-- live they go now, by UNLINK: Redis frees a large value in a background
+-- thread, where a PEXPIREAT in the past or a DEL would free it inside this
+-- script.
 local function expire_keys(h, e, l, now)
   local last = redis.call('ZRANGE', e, -1, -1, 'WITHSCORES')
   if last[2] and tonumber(last[2]) >= now then
@@ -107,7 +141,17 @@ local function expire_keys(h, e, l, now)
   end
 end
 
-local function settle(h, e, l, now)
-  prune(h, e, l, now)
-  expire_keys(h, e, l, now)
+-- Prunes expired sessions and sets the keys' expiry, given how many
+-- sessions the keys hold now (`left`): none, and the keys are gone and
+-- must not be named again.
+local function settle(h, e, l, now, left)
+  if left > 0 then
+    local dead = expired(e, now)
+    if #dead > 0 then
+      left = left - forget(h, e, l, dead)
+    end
+  end
+  if left > 0 then
+    expire_keys(h, e, l, now)
+  end
 end

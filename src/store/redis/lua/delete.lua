@@ -7,6 +7,7 @@ local h, e, l = KEYS[1], KEYS[2], KEYS[3]
 local id, expected = ARGV[1], ARGV[2]
 
 local now = now_ms()
+local left = stored(e)
 local current = redis.call('HGET', h, id)
 if not live(current, now) then
   current = false
@@ -14,6 +15,6 @@ end
 if current and expected ~= '' and expected ~= parse(current) then
   return {2}
 end
-forget(h, e, l, {id})
-settle(h, e, l, now)
+left = left - forget(h, e, l, {id})
+settle(h, e, l, now, left)
 return {0, current and 1 or 0}

@@ -22,6 +22,11 @@ for i = 1, #ARGV do
   end
 end
 
+-- The kept sessions are written back into keys this script removes: ask
+-- whether it may before removing anything (see common.lua).
+if #kept > 0 and not can_create_keys(h) then
+  return try_again()
+end
 -- Every live session has an entry scored by its storage expiry, so this
 -- counts exactly the live ones, in O(log n).
 local deleted = redis.call('ZCOUNT', e, digits(now), '+inf') - #kept
@@ -33,5 +38,8 @@ for _, session in ipairs(kept) do
   redis.call('ZADD', e, digits(expiry), id)
   redis.call('ZADD', l, 0, id)
 end
-expire_keys(h, e, l, now)
+-- Nothing kept: the keys are gone, and must not be named again.
+if #kept > 0 then
+  expire_keys(h, e, l, now)
+end
 return deleted

@@ -15,5 +15,6 @@ local expiry = storage_expiry(now, ttl, expires_at)
 local updated = record(version, expiry, expires_at, string.sub(current, data_start))
 redis.call('HSET', h, id, updated)
 redis.call('ZADD', e, digits(expiry), id)
-settle(h, e, l, now)
+-- The touched session is live, so the keys hold at least it.
+settle(h, e, l, now, stored(e))
 return {0, updated}

@@ -32,20 +32,32 @@ elseif expected ~= '' and expected ~= '0' then
   return {1}
 end
 
--- Before the write: pruning may remove this id's own expired entry.
-prune(h, e, l, now)
+-- What goes before the write: expired sessions (this id's own expired
+-- entry among them), and the live ones that expire soonest when a new
+-- session would exceed the cap. The two never overlap.
+local dead = expired(e, now)
+local victims = {}
 if not current and cap > 0 then
   -- Live sessions only (an expired entry of this id among the rest is not
   -- counted); ZCOUNT is O(log n).
   local excess = redis.call('ZCOUNT', e, digits(now), '+inf') - cap + 1
   if excess > 0 then
     -- The live sessions that expire soonest; this one is not among them yet.
-    local victims = redis.call('ZRANGE', e, digits(now), '+inf', 'BYSCORE', 'LIMIT', 0,
+    victims = redis.call('ZRANGE', e, digits(now), '+inf', 'BYSCORE', 'LIMIT', 0,
       math.min(excess, EVICT_BATCH))
-    if #victims > 0 then
-      forget(h, e, l, victims)
-    end
   end
+end
+-- Removing all the user holds and writing the keys again cannot be done
+-- where they cannot be created (see common.lua): ask before any change.
+local left = stored(e)
+if left > 0 and #dead + #victims >= left and not can_create_keys(h) then
+  return try_again()
+end
+if #dead > 0 then
+  forget(h, e, l, dead)
+end
+if #victims > 0 then
+  forget(h, e, l, victims)
 end
 
 local expiry = storage_expiry(now, ttl, expires_at)
