@@ -10,6 +10,7 @@ import { waitFor } from "../../harness/wait-for.js";
 import { StoreUnavailableError } from "../../src/store/errors.js";
 import { clusterSlot } from "../../src/store/redis/cluster-slot.js";
 import { userKeys } from "../../src/store/redis/redis-keys.js";
+import type { SessionStore } from "../../src/store/session-store.js";
 import { uniqueUserId } from "../support/ids.js";
 import { openRedisStore, type RedisStoreOptions, upsertInput } from "./fixtures.js";
 import { describeStoreContract } from "./session-store-contract.js";
@@ -200,6 +201,93 @@ describe("on a Cluster slot while it migrates", () => {
       await store.close();
     }
   });
+
+  /**
+   * Writes that empty a user's keys, or empty and write them again, in a
+   * slot that is migrating, with the keys still on the node the slot
+   * leaves or already on the node it goes to. Redis checks every command a
+   * script runs against the migration and redirects one that names a key
+   * missing at that moment (the node the slot leaves: ASK; the node it goes
+   * to: TRYAGAIN for several keys), which ends the script there with its
+   * earlier writes done: a script must never name a key it has emptied,
+   * and must not empty keys it then writes again where it cannot create
+   * them. Each write must end as it would anywhere else.
+   */
+  const emptying: {
+    name: string;
+    cap: number;
+    sessions: string[];
+    write: (store: SessionStore, userId: string) => Promise<unknown>;
+    result: unknown;
+    left: string[];
+  }[] = [
+    {
+      name: "Delete of the last session",
+      cap: 0,
+      sessions: ["a"],
+      write: (store, userId) => store.delete(userId, "a", undefined),
+      result: true,
+      left: [],
+    },
+    {
+      name: "DeleteByUser of every session",
+      cap: 0,
+      sessions: ["a", "b"],
+      write: (store, userId) => store.deleteByUser(userId, []),
+      result: 2,
+      left: [],
+    },
+    {
+      name: "DeleteByUser keeping one session",
+      cap: 0,
+      sessions: ["a", "b"],
+      write: (store, userId) => store.deleteByUser(userId, ["b"]),
+      result: 1,
+      left: ["b"],
+    },
+    {
+      name: "Upsert evicting the only session (cap 1)",
+      cap: 1,
+      sessions: ["a"],
+      write: async (store, userId) => (await store.upsert(upsertInput(userId, "b"))).version,
+      result: 1n,
+      left: ["b"],
+    },
+  ];
+  for (const keysMoved of [false, true]) {
+    for (const { name, cap, sessions, write, result, left } of emptying) {
+      it(`${name}, the keys ${keysMoved ? "moved (ASK)" : "not moved yet"}: ends as anywhere else`, async () => {
+        const store = await openStore({ maxSessionsPerUser: cap, keyPrefix: prefix });
+        const user = uniqueUserId();
+        for (const sessionId of sessions) await store.upsert(upsertInput(user, sessionId));
+        const migration = await migrate(clusterSlot(keysOf(user)[0] as string));
+        try {
+          if (keysMoved) await migration.move(...keysOf(user));
+          const before = await migration.tryAgains();
+          let settled = false;
+          const outcome = write(store, user).then(
+            (value) => ({ value }),
+            (error: unknown) => ({ error }),
+          );
+          void outcome.then(() => {
+            settled = true;
+          });
+          // Done at once, or told to try again until the keys have moved.
+          await waitFor(
+            "the write to end or meet TRYAGAIN",
+            async () => settled || (await migration.tryAgains()) > before,
+          );
+          await migration.finish();
+          expect(await outcome).toEqual({ value: result });
+          const listed = await store.listByUser(user, { after: undefined, limit: 10 });
+          expect(listed.sessions.map((s) => s.sessionId)).toEqual(left);
+        } finally {
+          migration.close();
+          await store.close();
+        }
+      });
+    }
+  }
 
   /**
    * A write that cannot be served while `stall` lasts must fail
