@@ -37,6 +37,18 @@ export interface LoadOptions {
   /** Sessions per caller, all of one user of its own. */
   readonly sessionsPerCaller?: number;
   /**
+   * Caller n's user is userIds[n] (default, and past its end: a user id no
+   * other test uses), for a test that needs users in particular places,
+   * such as the Cluster slots it moves. One caller per user still.
+   */
+  readonly userIds?: readonly string[];
+  /**
+   * Each caller alternates Upsert and Delete of one session (s0), so that
+   * its user's keys keep going and coming back: to Redis, every Upsert is
+   * a new user's (default: the mixed pattern of startLoad).
+   */
+  readonly churn?: boolean;
+  /**
    * Each call goes through the next client rather than the caller's own:
    * with clients of several server instances, a caller's consecutive calls
    * reach Redis over different connections, as behind a load balancer.
@@ -63,14 +75,14 @@ export function startLoad(options: LoadOptions): Load {
   const perCaller = options.sessionsPerCaller ?? 3;
   let stopping = false;
   const caller = async (n: number) => {
-    const userId = uniqueUserId();
+    const userId = options.userIds?.[n] ?? uniqueUserId();
     for (let i = 0; !stopping; i++) {
       const pick = options.switchClients ? n + i : n;
       const { name, client } = options.clients[
         pick % options.clients.length
       ] as LoadOptions["clients"][number];
-      const sessionId = `s${i % perCaller}`;
-      const op: CallRecord["op"] = i % 10 === 9 ? "delete" : i % 2 === 0 ? "upsert" : "get";
+      const sessionId = options.churn ? "s0" : `s${i % perCaller}`;
+      const op = operation(i, options.churn ?? false);
       const startedAt = Date.now();
       const callOptions = { timeoutMs: options.deadlineMs };
       let result: Pick<CallRecord, "code" | "version" | "deleted">;
@@ -112,6 +124,12 @@ export function startLoad(options: LoadOptions): Load {
       return records;
     },
   };
+}
+
+/** A caller's i-th operation: see startLoad, and LoadOptions.churn. */
+function operation(i: number, churn: boolean): CallRecord["op"] {
+  if (churn) return i % 2 === 0 ? "upsert" : "delete";
+  return i % 10 === 9 ? "delete" : i % 2 === 0 ? "upsert" : "get";
 }
 
 /** What one session may be, given the calls so far: absent, and/or present with a version in [lo, hi]. */
