@@ -6,7 +6,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { sessionFixture, ttl } from "../support/fixtures.js";
 import { uniqueUserId } from "../support/ids.js";
-import { createTestPki, type Issued, type TestCa, type TestPki } from "../support/pki.js";
+import {
+  createTestPki,
+  type Issued,
+  mutualRedisTls,
+  type TestCa,
+  type TestPki,
+} from "../support/pki.js";
 import { readmeAclRule } from "../support/readme-acl.js";
 import {
   logLines,
@@ -50,20 +56,13 @@ function secureRedisEnv(): Record<string, string> {
 beforeAll(async () => {
   pki = createTestPki();
   ca = pki.ca("redis-ca");
-  const server = ca.issue("redis-server", { san: ["IP:127.0.0.1"], usage: "server" });
-  client = ca.issue("sessionstore", { san: ["DNS:sessionstore"], usage: "client" });
+  const files = mutualRedisTls(ca, "redis");
+  client = files.client;
   passwordFile = join(pki.dir, "redis-password");
   // As an orchestrator's secret often is: with a trailing newline.
   writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
   redis = await startRedisServer([], {
-    tls: {
-      certFile: server.certFile,
-      keyFile: server.keyFile,
-      caFile: ca.certFile,
-      authClients: true,
-      clientCertFile: client.certFile,
-      clientKeyFile: client.keyFile,
-    },
+    tls: files.tls,
     users: [{ name: acl.user, password, rules: acl.rules }],
   });
 });

@@ -2,14 +2,19 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisSentinelSet, startRedisSentinelSet } from "../../harness/redis-sentinel.js";
-import { waitFor } from "../../harness/wait-for.js";
 import { createLogger } from "../../src/observability/logger.js";
-import { StoreUnavailableError } from "../../src/store/errors.js";
 import { connectRedis, type RedisClientOptions } from "../../src/store/redis/redis-client.js";
 import { uniqueUserId } from "../support/ids.js";
-import { createTestPki, type Issued, type TestCa, type TestPki } from "../support/pki.js";
+import {
+  createTestPki,
+  type Issued,
+  mutualRedisTls,
+  type TestCa,
+  type TestPki,
+} from "../support/pki.js";
 import { LogCapture } from "../support/test-server.js";
 import { openRedisStore, type RedisStoreOptions, upsertInput } from "./fixtures.js";
+import { expectFailoverFollowed } from "./sentinel-failover.js";
 
 // The Redis store through Redis Sentinel over TLS: the sentinels and the
 // data nodes (a primary and a replica) serve TLS only and ask for client
@@ -25,18 +30,9 @@ let set: RedisSentinelSet;
 beforeAll(async () => {
   pki = createTestPki();
   ca = pki.ca("sentinel-tls-ca");
-  const server = ca.issue("sentinel-tls-server", { san: ["IP:127.0.0.1"], usage: "server" });
-  client = ca.issue("sentinel-tls-client", { san: ["DNS:sessionstore"], usage: "client" });
-  set = await startRedisSentinelSet({
-    tls: {
-      certFile: server.certFile,
-      keyFile: server.keyFile,
-      caFile: ca.certFile,
-      authClients: true,
-      clientCertFile: client.certFile,
-      clientKeyFile: client.keyFile,
-    },
-  });
+  const files = mutualRedisTls(ca, "sentinel-tls");
+  client = files.client;
+  set = await startRedisSentinelSet({ tls: files.tls });
 }, 60_000);
 
 afterAll(async () => {
@@ -149,41 +145,9 @@ describe("through Redis Sentinel over TLS, with client certificates", () => {
 
   it("follows SENTINEL FAILOVER to the new primary over TLS, keeping what was replicated", async () => {
     const store = await openStore({ maxSessionsPerUser: 0, keyPrefix: "tls-failover" });
-    const primary = set.primary.client();
     try {
-      const before = await store.upsert(upsertInput("failover-user", "before"));
-      // Acknowledged by the replica too, so the failover cannot lose it.
-      expect(await primary.wait(1, 5000)).toBe(1);
-      const promotedServer = await set.failover();
-      expect(promotedServer).toBe(set.replicas[0]);
-      const promoted = promotedServer.client();
-      try {
-        const refusals: string[] = [];
-        let attempt = 0;
-        // Writes fail UNAVAILABLE (or land on the old primary) until the
-        // store, told by the sentinels over TLS, reconnects to the new one.
-        await waitFor(
-          "a write through the store to reach the new primary",
-          async () => {
-            const sessionId = `after-${attempt++}`;
-            try {
-              await store.upsert(upsertInput("failover-user", sessionId));
-            } catch (error) {
-              refusals.push(error instanceof StoreUnavailableError ? "unavailable" : String(error));
-              return false;
-            }
-            return (await promoted.hexists("tls-failover:{failover-user}:h", sessionId)) === 1;
-          },
-          { timeoutMs: 10_000, intervalMs: 50 },
-        );
-        expect(refusals.filter((refusal) => refusal !== "unavailable")).toEqual([]);
-        expect(await promoted.info("replication")).toMatch(/role:master/);
-        expect((await store.get("failover-user", "before"))?.version).toBe(before.version);
-      } finally {
-        promoted.disconnect();
-      }
+      await expectFailoverFollowed(store, set, "tls-failover");
     } finally {
-      primary.disconnect();
       await store.close();
     }
   }, 60_000);

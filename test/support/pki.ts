@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { RedisServerTls } from "../../harness/redis-server.js";
 
 /** A key and certificate on disk, with their PEM text. */
 export interface Issued {
@@ -121,6 +122,27 @@ export function createTestPki(): TestPki {
     },
     remove() {
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * What a TLS-only Redis that verifies its clients needs, from `ca`: its own
+ * certificate for 127.0.0.1 (where every test client connects) and a client
+ * certificate, shown by the harness's clients and by the store under test.
+ */
+export function mutualRedisTls(ca: TestCa, name: string): { tls: RedisServerTls; client: Issued } {
+  const server = ca.issue(`${name}-server`, { san: ["IP:127.0.0.1"], usage: "server" });
+  const client = ca.issue(`${name}-client`, { san: ["DNS:sessionstore"], usage: "client" });
+  return {
+    client,
+    tls: {
+      certFile: server.certFile,
+      keyFile: server.keyFile,
+      caFile: ca.certFile,
+      authClients: true,
+      clientCertFile: client.certFile,
+      clientKeyFile: client.keyFile,
     },
   };
 }

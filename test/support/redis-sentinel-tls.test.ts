@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisSentinelSet, startRedisSentinelSet } from "../../harness/redis-sentinel.js";
 import type { HarnessClientOptions } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { createTestPki, type TestPki } from "./pki.js";
+import { createTestPki, mutualRedisTls, type TestPki } from "./pki.js";
 
 // The Sentinel fixture with TLS: every data node and sentinel serves TLS
 // only and asks its clients for a certificate, replication and the
@@ -16,18 +16,7 @@ let set: RedisSentinelSet;
 beforeAll(async () => {
   pki = createTestPki();
   const ca = pki.ca("sentinel-fixture-ca");
-  const server = ca.issue("sentinel-fixture-server", { san: ["IP:127.0.0.1"], usage: "server" });
-  const client = ca.issue("sentinel-fixture-client", { san: ["DNS:harness"], usage: "client" });
-  set = await startRedisSentinelSet({
-    tls: {
-      certFile: server.certFile,
-      keyFile: server.keyFile,
-      caFile: ca.certFile,
-      authClients: true,
-      clientCertFile: client.certFile,
-      clientKeyFile: client.keyFile,
-    },
-  });
+  set = await startRedisSentinelSet({ tls: mutualRedisTls(ca, "sentinel-fixture").tls });
 }, 60_000);
 
 afterAll(async () => {
