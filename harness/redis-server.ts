@@ -119,6 +119,10 @@ const BASE_ARGS = [
   "no",
   "--protected-mode",
   "no",
+  // Redis 7 waits 5 s for more replicas before a diskless full sync; a
+  // replica here (Sentinel sets, clusters, tests of their own) syncs at once.
+  "--repl-diskless-sync-delay",
+  "0",
 ];
 
 /** The redis-server arguments that serve TLS only, on `port`. */
@@ -409,10 +413,6 @@ export async function startRedisCluster(
     "yes",
     "--cluster-node-timeout",
     String(CLUSTER_NODE_TIMEOUT_MS),
-    // Redis 7 waits 5 s for more replicas before a diskless full sync:
-    // each master here has its replicas from the start, so sync at once.
-    "--repl-diskless-sync-delay",
-    "0",
   ];
   const started = await Promise.allSettled(
     Array.from({ length: masters * (1 + replicas) }, () =>
