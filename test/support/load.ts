@@ -20,6 +20,8 @@ export interface CallRecord {
   readonly endedAt: number;
   readonly deadlineMs: number;
   readonly code: Code | "ok";
+  /** The error's message, for a call that failed. */
+  readonly message?: string;
   /** upsert: the version stored; get: the version read. */
   readonly version?: bigint;
   /** delete: whether a session was deleted. */
@@ -54,6 +56,13 @@ export interface LoadOptions {
    * reach Redis over different connections, as behind a load balancer.
    */
   readonly switchClients?: boolean;
+  /**
+   * Of the callers, how many (the first ones) write a new session on every
+   * call and never read or delete it (default 0). Every one they get
+   * acknowledged must be there at the end, so their lost writes are counted
+   * exactly, where the other callers' histories can only bound them.
+   */
+  readonly insertOnlyCallers?: number;
 }
 
 /** A running load: every call's record, and how to stop it. */
@@ -68,7 +77,8 @@ export interface Load {
  * Upsert, Get, Upsert, Get ... and a Delete every tenth call, each with the
  * same deadline, every outcome recorded with its timestamps. One caller per
  * user and one call at a time per caller make each session's history a
- * sequence, which checkHistories can hold to the contract.
+ * sequence, which checkHistories can hold to the contract. Insert-only
+ * callers (see LoadOptions) write a session of their own per call instead.
  */
 export function startLoad(options: LoadOptions): Load {
   const records: CallRecord[] = [];
@@ -81,11 +91,12 @@ export function startLoad(options: LoadOptions): Load {
       const { name, client } = options.clients[
         pick % options.clients.length
       ] as LoadOptions["clients"][number];
-      const sessionId = options.churn ? "s0" : `s${i % perCaller}`;
-      const op = operation(i, options.churn ?? false);
+      const insertOnly = n < (options.insertOnlyCallers ?? 0);
+      const sessionId = insertOnly ? `w${i}` : options.churn ? "s0" : `s${i % perCaller}`;
+      const op = insertOnly ? "upsert" : operation(i, options.churn ?? false);
       const startedAt = Date.now();
       const callOptions = { timeoutMs: options.deadlineMs };
-      let result: Pick<CallRecord, "code" | "version" | "deleted">;
+      let result: Pick<CallRecord, "code" | "message" | "version" | "deleted">;
       try {
         if (op === "upsert") {
           const { session } = await client.upsert(
@@ -101,7 +112,8 @@ export function startLoad(options: LoadOptions): Load {
           result = { code: "ok", deleted };
         }
       } catch (error) {
-        result = { code: ConnectError.from(error).code };
+        const { code, rawMessage } = ConnectError.from(error);
+        result = { code, message: rawMessage };
       }
       const record = {
         caller: n,
@@ -157,16 +169,8 @@ export function checkHistories(
   records: readonly CallRecord[],
   finalReads: readonly CallRecord[] = [],
 ): Violation[] {
-  const sessions = new Map<string, CallRecord[]>();
-  for (const record of [...records, ...finalReads]) {
-    const key = `${record.userId}\0${record.sessionId}`;
-    const history = sessions.get(key) ?? [];
-    history.push(record);
-    sessions.set(key, history);
-  }
   const violations: Violation[] = [];
-  for (const history of sessions.values()) {
-    history.sort((a, b) => a.startedAt - b.startedAt);
+  for (const history of histories(records, finalReads)) {
     let state: Possible = { absent: true, present: undefined };
     for (const record of history) {
       const fail = (kind: Violation["kind"]) => violations.push({ kind, record });
@@ -221,6 +225,96 @@ export function checkHistories(
 }
 
 /**
+ * The acknowledged writes whose effect a later call or final read of their
+ * session shows gone. Each acknowledged write is held against what follows
+ * it up to the session's next acknowledged write (whose reply says what it
+ * built on): from the state it left, failed writes may or may not have
+ * applied, and a read, or the next write's reply, that no such sequence can
+ * give means it was lost. An Upsert acknowledged with version v is lost when
+ * the session is later read older than v, or absent with no Delete sent since
+ * (a failed one may have applied); a Delete, when the session is later read
+ * with a version no failed Upsert since could have made. Reads do not narrow
+ * what is possible here, unlike in checkHistories: a primary about to be
+ * demoted can serve a write that was never acknowledged and is then dropped,
+ * and only acknowledged writes count. Versions a failed write could not have
+ * made ("phantom") are checkHistories' business, not a loss.
+ */
+export function lostAcknowledgedWrites(
+  records: readonly CallRecord[],
+  finalReads: readonly CallRecord[] = [],
+): CallRecord[] {
+  const lost: CallRecord[] = [];
+  for (const history of histories(records, finalReads)) {
+    // The latest acknowledged write not yet judged, and what may have followed it.
+    let pending: { write: CallRecord; state: Possible } | undefined;
+    for (const record of history) {
+      if (pending && showsUndone(pending, record)) {
+        lost.push(pending.write);
+        pending = undefined;
+      }
+      if (record.code === "ok" && record.op === "upsert") {
+        const version = record.version ?? -1n;
+        pending = {
+          write: record,
+          state: { absent: false, present: { lo: version, hi: version } },
+        };
+      } else if (record.code === "ok" && record.op === "delete") {
+        pending = { write: record, state: { absent: true, present: undefined } };
+      } else if (pending && record.code !== "ok" && record.op !== "get") {
+        pending.state = mayHaveApplied(pending.state, record.op);
+      }
+    }
+  }
+  return lost;
+}
+
+/** The states a session may be in after a failed `op`, applied or not, from `state`. */
+function mayHaveApplied({ absent, present }: Possible, op: "upsert" | "delete"): Possible {
+  if (op === "delete") return { absent: true, present };
+  // Applied on an absent session it makes version 1, on a present one one more.
+  const lo = absent || !present ? 1n : present.lo;
+  const hi = present ? present.hi + 1n : 1n;
+  return { absent, present: { lo, hi } };
+}
+
+/**
+ * Whether `record` shows the session in none of the states `pending` (an
+ * acknowledged write and what may have followed it) allows, in the way a
+ * lost write does: after an Upsert, an older version or none; after a
+ * Delete, a session no failed Upsert since could have made. A version
+ * above what an Upsert allows is a phantom (checkHistories), not a loss.
+ */
+function showsUndone(
+  { write, state: { absent, present } }: { write: CallRecord; state: Possible },
+  record: CallRecord,
+): boolean {
+  if (record.code === Code.NotFound && record.op === "get") return !absent;
+  if (record.code !== "ok") return false;
+  if (record.op === "delete") return record.deleted ? !present : !absent;
+  // What the call found: an Upsert's reply is one more than the version it built on.
+  const found = (record.version ?? -1n) - (record.op === "upsert" ? 1n : 0n);
+  if (found === 0n) return !absent;
+  if (!present) return true;
+  return write.op === "delete" ? found > present.hi : found < present.lo;
+}
+
+/** Every session's calls (and final read), each in the order they began. */
+function histories(
+  records: readonly CallRecord[],
+  finalReads: readonly CallRecord[],
+): CallRecord[][] {
+  const sessions = new Map<string, CallRecord[]>();
+  for (const record of [...records, ...finalReads]) {
+    const key = `${record.userId}\0${record.sessionId}`;
+    const history = sessions.get(key) ?? [];
+    history.push(record);
+    sessions.set(key, history);
+  }
+  for (const history of sessions.values()) history.sort((a, b) => a.startedAt - b.startedAt);
+  return [...sessions.values()];
+}
+
+/**
  * Whether a record's outcome is one the load expects whatever Redis does:
  * OK, or NOT_FOUND from a Get (checkHistories says whether the session
  * could really be absent).
@@ -240,7 +334,10 @@ export function failuresByCode(records: readonly CallRecord[]): Record<string, n
   return counts;
 }
 
-/** The latest Get of every session the load touched, made after it (for checkHistories). */
+/**
+ * The latest Get of every session the load touched, made after it (for
+ * checkHistories), 16 at a time: insert-only callers leave thousands.
+ */
 export async function finalReads(
   records: readonly CallRecord[],
   client: SessionsClient,
@@ -248,19 +345,24 @@ export async function finalReads(
   const keys = new Map<string, { userId: string; sessionId: string }>();
   for (const { userId, sessionId } of records)
     keys.set(`${userId}\0${sessionId}`, { userId, sessionId });
+  const pending = [...keys.values()];
   const reads: CallRecord[] = [];
-  for (const { userId, sessionId } of keys.values()) {
-    const startedAt = Date.now();
-    let result: Pick<CallRecord, "code" | "version">;
-    try {
-      const { session } = await client.get({ userId, sessionId }, { timeoutMs: 5000 });
-      result = { code: "ok", version: session?.version ?? -1n };
-    } catch (error) {
-      result = { code: ConnectError.from(error).code };
+  const reader = async () => {
+    for (let next = pending.pop(); next; next = pending.pop()) {
+      const { userId, sessionId } = next;
+      const startedAt = Date.now();
+      let result: Pick<CallRecord, "code" | "version">;
+      try {
+        const { session } = await client.get({ userId, sessionId }, { timeoutMs: 5000 });
+        result = { code: "ok", version: session?.version ?? -1n };
+      } catch (error) {
+        result = { code: ConnectError.from(error).code };
+      }
+      const base = { caller: -1, via: "final", op: "get", userId, sessionId, startedAt } as const;
+      reads.push({ ...base, endedAt: Date.now(), deadlineMs: 5000, ...result });
     }
-    const base = { caller: -1, via: "final", op: "get", userId, sessionId, startedAt } as const;
-    reads.push({ ...base, endedAt: Date.now(), deadlineMs: 5000, ...result });
-  }
+  };
+  await Promise.all(Array.from({ length: 16 }, reader));
   return reads;
 }
 
