@@ -59,8 +59,10 @@ export class NotReplicatedError extends StoreUnavailableError {
   constructor(
     readonly acknowledged: number,
     readonly required: number,
+    /** Why no count came back, when WAIT itself failed (the connection closed, the primary was demoted). */
+    cause?: unknown,
   ) {
-    super(undefined);
+    super(cause);
     this.message = `the write may have been applied: ${acknowledged} of ${required} replicas acknowledged it in time`;
   }
 }

@@ -1,5 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../harness/free-port.js";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
 import {
@@ -46,13 +47,12 @@ afterAll(async () => {
 });
 
 /**
- * A store whose writes wait for one replica, with the given key prefix. Its
- * command timeout leaves room for five WAITs in a row (see "leave reads
- * free").
+ * A store of the Redis at `url` (the file's primary unless given) whose
+ * writes wait for one replica, with REDIS_COMMAND_TIMEOUT_MS's default.
  */
-async function openStore(options: RedisStoreOptions) {
+async function openStore(options: RedisStoreOptions, url = primary.url) {
   const { store } = await openRedisStore(
-    { url: primary.url, cluster: false, commandTimeoutMs: 5000, connectTimeoutMs: 5000 },
+    { url, cluster: false, commandTimeoutMs: 1000, connectTimeoutMs: 5000 },
     { ...options, waitReplicas: { replicas: 1, timeoutMs: WAIT_TIMEOUT_MS } },
   );
   return store;
@@ -62,15 +62,19 @@ describe("writes that wait for a replica", () => {
   describeStoreContract("redis, writes waiting for a replica", openStore);
 
   let opened: RedisSessionStore | undefined;
+  /** Redis servers a test starts for itself. */
+  let own: RedisServer[] = [];
   afterEach(async () => {
     replica.resume();
     await opened?.close();
     opened = undefined;
+    await Promise.all(own.map((server) => server.stop()));
+    own = [];
   });
 
   /** openStore, closed after the test. */
-  async function openTestStore(keyPrefix: string) {
-    opened = await openStore({ maxSessionsPerUser: 0, keyPrefix });
+  async function openTestStore(keyPrefix: string, url?: string) {
+    opened = await openStore({ maxSessionsPerUser: 0, keyPrefix }, url);
     return opened;
   }
 
@@ -151,9 +155,8 @@ describe("writes that wait for a replica", () => {
     const waiting = Array.from({ length: 5 }, (_, i) =>
       store.upsert(upsertInput(userId, `w${i}`)).catch((error: unknown) => error),
     );
-    // Five writes queue behind each other's WAIT on the writes' connection
-    // (each runs out in turn, 2 s in all); reads go on their own connection,
-    // at once.
+    // Five writes wait for their WAIT on the writes' connection (one batch,
+    // or two); reads go on their own connection, at once.
     const [session, readMs] = await timed(() => store.get(userId, "s"));
     expect(session?.sessionId).toBe("s");
     expect(readMs).toBeLessThan(WAIT_TIMEOUT_MS / 2);
@@ -185,5 +188,98 @@ describe("writes that wait for a replica", () => {
       pool.close();
       await server.stop();
     }
+  });
+
+  it("under many writers, each failed write was applied before it failed, never after: none waits in Redis behind another's WAIT", async () => {
+    // Before writes went out in batches, each was sent as soon as it came:
+    // behind a WAIT that runs out (400 ms) Redis runs nothing else from the
+    // connection, so with a dozen writers the scripts queued in Redis behind
+    // a growing row of WAITs, failed at the command timeout (1 s) unsent to
+    // the script engine, and were applied seconds later, after a read had
+    // found them absent: 26 of 50 such writes in a trial.
+    const store = await openTestStore("many");
+    const userId = uniqueUserId();
+    await store.upsert(upsertInput(userId, "warm"));
+    replica.suspend();
+    const startedAt = performance.now();
+    const outcomes: { error: unknown; applied: boolean; tookMs: number }[] = [];
+    await Promise.all(
+      Array.from({ length: 12 }, async (_, writer) => {
+        for (let i = 0; performance.now() - startedAt < 1500; i++) {
+          const sessionId = `w${writer}-${i}`;
+          const sentAt = performance.now();
+          const error = await store.upsert(upsertInput(userId, sessionId)).then(
+            () => undefined,
+            (failure: unknown) => failure,
+          );
+          const tookMs = performance.now() - sentAt;
+          // Read at once, on the reads' connection: a failed write is there
+          // now or never.
+          const applied = (await store.get(userId, sessionId)) !== undefined;
+          outcomes.push({ error, applied, tookMs });
+        }
+      }),
+    );
+    replica.resume();
+    expect(outcomes.length).toBeGreaterThanOrEqual(24);
+    expect(outcomes.filter(({ applied }) => !applied).length).toBe(0);
+    for (const { error } of outcomes) expect(error).toBeInstanceOf(NotReplicatedError);
+    // A write waits for the batch in flight, then for its own: two WAITs.
+    expect(Math.max(...outcomes.map((o) => o.tookMs))).toBeLessThan(2 * WAIT_TIMEOUT_MS + 300);
+  });
+
+  it("fail NotReplicatedError, never an unexpected error, when the primary is demoted while they wait", async () => {
+    // A primary of its own with a replica that does not answer, so that the
+    // write's WAIT blocks; then the primary is made a replica (of a port
+    // nothing listens on), as a failover does to the old primary: Redis
+    // ends the blocked WAIT with "UNBLOCKED ... (master -> replica?)".
+    const demoted = await startRedisServer();
+    own.push(demoted);
+    const frozen = await startRedisServer(["--replicaof", "127.0.0.1", String(demoted.port)]);
+    own.push(frozen);
+    const admin = demoted.client();
+    try {
+      await waitFor(
+        "the replica to be in sync",
+        async () => (await admin.info("replication")).includes("state=online"),
+        { timeoutMs: 10_000, intervalMs: 20 },
+      );
+      const store = await openTestStore("demoted", demoted.url);
+      const userId = uniqueUserId();
+      frozen.suspend();
+      const write = store.upsert(upsertInput(userId, "s")).catch((error: unknown) => error);
+      await waitFor("the write's WAIT to block", async () =>
+        /blocked_clients:1\b/.test(await admin.info("clients")),
+      );
+      await admin.call("REPLICAOF", "127.0.0.1", String(await freePort()));
+      const failure = await write;
+      expect(failure).toBeInstanceOf(NotReplicatedError);
+      expect(String((failure as NotReplicatedError).cause)).toMatch(/^ReplyError: UNBLOCKED/);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it("fail NotReplicatedError, never an unexpected error, when the node they reach is already a replica", async () => {
+    // A replica that takes writes (replica-read-only no) stands for a
+    // primary demoted between a write and its WAIT: the script runs, and
+    // WAIT answers "WAIT cannot be used with replica instances".
+    const writable = await startRedisServer([
+      "--replicaof",
+      "127.0.0.1",
+      String(await freePort()),
+      "--replica-read-only",
+      "no",
+    ]);
+    own.push(writable);
+    const store = await openTestStore("replica", writable.url);
+    const userId = uniqueUserId();
+    const failure = await store.upsert(upsertInput(userId, "s")).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(NotReplicatedError);
+    expect(String((failure as NotReplicatedError).cause)).toMatch(
+      /WAIT cannot be used with replica instances/,
+    );
+    // Applied where it ran: "may have been applied" is what happened.
+    expect(await store.get(userId, "s")).toBeDefined();
   });
 });

@@ -1,9 +1,8 @@
 import { readFileSync } from "node:fs";
-import { Cluster, type Redis, type Result } from "ioredis";
+import type { Cluster, Redis, Result } from "ioredis";
 import { abortable } from "../abortable.js";
 import {
   ExpiresAtPassedError,
-  NotReplicatedError,
   SessionExistsError,
   SessionNotFoundError,
   StoreUnavailableError,
@@ -17,9 +16,9 @@ import type {
   StoreSignal,
   UpsertInput,
 } from "../session-store.js";
-import { clusterSlot } from "./cluster-slot.js";
 import { type UserKeys, userKeys } from "./redis-keys.js";
 import { decodeRecord } from "./redis-record.js";
+import { ReplicatedWriter } from "./replicated-writer.js";
 
 /** Options of {@link RedisSessionStore}. */
 export interface RedisSessionStoreOptions {
@@ -48,7 +47,8 @@ export interface ReplicatedWrites {
    * writes only. WAIT blocks the connection it is sent on until the
    * replicas answer, and counts the writes made on that connection: writes
    * and their WAIT therefore share a connection of their own, and reads
-   * never queue behind a WAIT.
+   * never queue behind a WAIT. Writes go out on it in batches, each
+   * followed by one WAIT (see ReplicatedWriter).
    */
   readonly writer: Redis | Cluster;
 }
@@ -150,13 +150,14 @@ export class RedisSessionStore implements SessionStore {
   private readonly redis: Redis | Cluster;
   /** Where writes go: `redis`, or replication's writer. */
   private readonly writer: Redis | Cluster;
-  private readonly replication: ReplicatedWrites | undefined;
+  /** Sends writes that wait for replicas; undefined when writes do not wait. */
+  private readonly replicated: ReplicatedWriter | undefined;
   private readonly keyPrefix: string;
   private readonly maxSessionsPerUser: number;
 
   constructor(options: RedisSessionStoreOptions) {
     this.redis = options.redis;
-    this.replication = options.replication;
+    this.replicated = options.replication && new ReplicatedWriter(options.replication);
     this.writer = options.replication?.writer ?? options.redis;
     this.keyPrefix = options.keyPrefix;
     this.maxSessionsPerUser = options.maxSessionsPerUser;
@@ -318,27 +319,19 @@ export class RedisSessionStore implements SessionStore {
 
   /**
    * Runs a write script on the writer. With replication, a reply that says
-   * the script wrote (`wrote`) is followed by WAIT on the same connection,
-   * and the write succeeds only once enough replicas have acknowledged it;
-   * a reply that says nothing was written needs no WAIT.
+   * the script wrote (`wrote`) counts only once enough replicas have
+   * acknowledged it (ReplicatedWriter's batches and their WAIT); a reply
+   * that says nothing was written needs no WAIT.
    */
-  private async write<T>(
+  private write<T>(
     signal: StoreSignal | undefined,
     user: UserKeys,
     script: (writer: Redis | Cluster) => Promise<T>,
     wrote: (reply: T) => boolean,
   ): Promise<T> {
-    const reply = await this.call(signal, () => script(this.writer));
-    const { replication } = this;
-    if (!replication || !wrote(reply)) return reply;
-    const connection = connectionOf(this.writer, user.sessions);
-    const acknowledged = await this.call(signal, () =>
-      connection.wait(replication.replicas, replication.timeoutMs),
-    );
-    if (acknowledged < replication.replicas) {
-      throw new NotReplicatedError(acknowledged, replication.replicas);
-    }
-    return reply;
+    const { replicated } = this;
+    if (!replicated) return this.call(signal, () => script(this.writer));
+    return this.call(signal, () => replicated.write(user.sessions, script, wrote, signal));
   }
 
   /** Runs one Redis call, translating connection-level failures. */
@@ -347,25 +340,11 @@ export class RedisSessionStore implements SessionStore {
       return await abortable(signal, operation);
     } catch (error) {
       if (signal?.aborted && error === signal.reason) throw error;
+      // Already said (a write that replicas did not acknowledge): keep what it says.
+      if (error instanceof StoreUnavailableError) throw error;
       throw isUnavailable(error) ? new StoreUnavailableError(error) : error;
     }
   }
-}
-
-/**
- * The connection a command on `key` went out on: the client itself, or for
- * a Cluster the connection to the master that serves the key's slot (where
- * ioredis sends it; a command redirected by ASK during a slot migration went
- * to another, and its WAIT then covers the writes made here instead).
- */
-function connectionOf(client: Redis | Cluster, key: string): Redis {
-  if (!(client instanceof Cluster)) return client;
-  const master = client.slots[clusterSlot(key)]?.[0];
-  const node = client
-    .nodes("master")
-    .find(({ options }) => `${options.host}:${options.port}` === master);
-  if (!node) throw new StoreUnavailableError(new Error("no master serves the slot"));
-  return node;
 }
 
 /**
