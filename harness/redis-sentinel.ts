@@ -25,6 +25,13 @@ export interface Sentinel {
   client(): Redis;
   /** The host:port this sentinel names as the group's primary now. */
   primaryAddress(): Promise<string>;
+  /**
+   * Freezes the process (SIGSTOP): connections to it open, as the kernel
+   * accepts them, but nothing answers, as a stuck host would.
+   */
+  suspend(): void;
+  /** Lets a suspended sentinel run again (SIGCONT). */
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -45,11 +52,27 @@ export interface RedisSentinelSet {
   readonly tls: RedisServerTls | undefined;
   /** The host:port the (first) sentinel names as the primary now. */
   primaryAddress(): Promise<string>;
+  /** The data node the (first) sentinel names as the primary now. */
+  primaryServer(): Promise<RedisServer>;
   /**
    * SENTINEL FAILOVER, resolving with the server the sentinels name as the
    * primary afterwards, once they do (not yet once it takes writes).
    */
   failover(): Promise<RedisServer>;
+  /**
+   * Resolves with the server the (first) sentinel names as the primary once
+   * it is another than `old` (after `old` was killed: their own failover).
+   */
+  promotedOver(old: RedisServer, options?: { timeoutMs?: number }): Promise<RedisServer>;
+  /**
+   * Resolves with the primary once the group is whole again, ready for the
+   * next failover: every sentinel names it, every other data node is its
+   * replica in sync, and every sentinel sees each replica as one, up and
+   * linked. After a failover the old primary rejoins as a replica only when
+   * a sentinel reconfigures it, about 8 s after it is seen claiming to be a
+   * primary (a fixed delay of Sentinel's), and then resynchronises.
+   */
+  whole(options?: { timeoutMs?: number }): Promise<RedisServer>;
   stop(): Promise<void>;
 }
 
@@ -141,6 +164,40 @@ export async function startRedisSentinelSet({
     const first = sentinelProcesses[0] as Sentinel;
     const primaryAddress = () => first.primaryAddress();
     const servers = [primary, ...replicaServers];
+    const serverAt = (address: string) => {
+      const server = servers.find((candidate) => `127.0.0.1:${candidate.port}` === address);
+      if (!server) throw new Error("the sentinels name a primary the fixture did not start");
+      return server;
+    };
+    const primaryServer = async () => serverAt(await primaryAddress());
+    const promotedOver = async (old: RedisServer, { timeoutMs = 20_000 } = {}) =>
+      serverAt(
+        await waitFor(
+          "the sentinels to name another primary",
+          async () => {
+            const address = await primaryAddress();
+            return address === `127.0.0.1:${old.port}` ? undefined : address;
+          },
+          { timeoutMs, intervalMs: 10 },
+        ),
+      );
+    const whole = async ({ timeoutMs = 60_000 } = {}) =>
+      waitFor(
+        "the group to be whole again",
+        async () => {
+          const named = await Promise.all(sentinelProcesses.map((s) => s.primaryAddress()));
+          if (new Set(named).size !== 1) return undefined;
+          const current = serverAt(named[0] as string);
+          const info = await infoOf(current, "replication");
+          const inSync = info.match(/^slave\d+:.*state=online/gm) ?? [];
+          if (!info.includes("role:master") || inSync.length !== replicas) return undefined;
+          for (const sentinel of sentinelProcesses) {
+            if (!(await seesReplicasUp(sentinel, replicas))) return undefined;
+          }
+          return current;
+        },
+        { timeoutMs, intervalMs: 100 },
+      );
     const failover = async () => {
       const before = await primaryAddress();
       const client = first.client();
@@ -156,11 +213,9 @@ export async function startRedisSentinelSet({
           const address = await primaryAddress();
           return address === before ? undefined : address;
         },
-        { timeoutMs: 20_000, intervalMs: 100 },
+        { timeoutMs: 20_000, intervalMs: 10 },
       );
-      const promoted = servers.find((server) => `127.0.0.1:${server.port}` === after);
-      if (!promoted) throw new Error("the sentinels name a primary the fixture did not start");
-      return promoted;
+      return serverAt(after);
     };
     return {
       primary,
@@ -170,12 +225,32 @@ export async function startRedisSentinelSet({
       addresses,
       tls,
       primaryAddress,
+      primaryServer,
       failover,
+      promotedOver,
+      whole,
       stop,
     };
   } catch (error) {
     await stop();
     throw error;
+  }
+}
+
+/**
+ * Whether `sentinel` lists `replicas` replicas of the group, none of them
+ * down or disconnected: what it needs to fail over to one of them. (What a
+ * replica reports of itself, role and link, a sentinel reads only every
+ * 10 s; the primary's own INFO tells sooner that they are in sync.)
+ */
+async function seesReplicasUp(sentinel: Sentinel, replicas: number): Promise<boolean> {
+  const client = sentinel.client();
+  try {
+    const listed = (await client.call("SENTINEL", "REPLICAS", SENTINEL_GROUP)) as string[][];
+    const up = listed.filter((fields) => fields[fields.indexOf("flags") + 1] === "slave");
+    return listed.length === replicas && up.length === replicas;
+  } finally {
+    client.disconnect();
   }
 }
 
@@ -302,9 +377,17 @@ function sentinelProcess(
         sentinel.disconnect();
       }
     },
+    suspend: () => {
+      child.kill("SIGSTOP");
+    },
+    resume: () => {
+      child.kill("SIGCONT");
+    },
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((resolve) => child.once("exit", resolve));
+        // A suspended process ignores SIGTERM until it runs again.
+        child.kill("SIGCONT");
         child.kill("SIGTERM");
         await exited;
       }
