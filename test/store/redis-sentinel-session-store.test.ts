@@ -1,13 +1,14 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisSentinelSet, startRedisSentinelSet } from "../../harness/redis-sentinel.js";
-import { openRedisStore, type RedisStoreOptions } from "./fixtures.js";
+import { waitFor } from "../../harness/wait-for.js";
+import { openRedisStore, type RedisStoreOptions, upsertInput } from "./fixtures.js";
 import { expectFailoverFollowed } from "./sentinel-failover.js";
 import { describeStoreContract } from "./session-store-contract.js";
 
 // The Redis store with its primary found through Redis Sentinel (a primary,
 // a replica and three sentinels, all started here): the whole contract,
-// then a failover the store must follow.
+// then failovers the store must follow.
 
 let set: RedisSentinelSet;
 
@@ -19,11 +20,19 @@ afterAll(async () => {
   await set?.stop();
 });
 
-async function openStore(options: RedisStoreOptions) {
+/**
+ * A store through the set's sentinels (asked in the order of `addresses`),
+ * whose commands, those to the sentinels included, time out after
+ * `commandTimeoutMs`.
+ */
+async function openStore(
+  options: RedisStoreOptions,
+  { addresses = set.addresses, commandTimeoutMs = 2000 } = {},
+) {
   const { redis, store } = await openRedisStore(
     {
-      sentinel: { addresses: set.addresses, name: set.name },
-      commandTimeoutMs: 2000,
+      sentinel: { addresses, name: set.name },
+      commandTimeoutMs,
       connectTimeoutMs: 10_000,
     },
     options,
@@ -47,4 +56,58 @@ describe("through Redis Sentinel (a primary, a replica, three sentinels)", () =>
       await store.close();
     }
   }, 60_000);
+
+  it("follows the sentinels' own failover after its primary was killed, also when they announce it while the store is asking a sentinel", async () => {
+    // ioredis's failover detector, left subscribed by the connection that
+    // died, answered the announcement (+switch-master) by closing the
+    // connector; if that happened while the reconnection was still asking
+    // a sentinel for the primary, the attempt failed "Connection is
+    // closed." and ioredis ended the client for good: UNAVAILABLE until a
+    // restart. Freezing the first sentinel the store asks keeps every
+    // reconnection waiting on it for a command timeout (5 s here), so the
+    // announcement from the other two (2-3 s after the kill) lands in the
+    // first such wait.
+    // The fixture asks its first sentinel: the store asks the last one first.
+    const first = set.sentinels.at(-1);
+    if (!first) throw new Error("the set has no sentinel");
+    const order = [first, ...set.sentinels.slice(0, -1)].map((s) => `127.0.0.1:${s.port}`);
+    const store = await openStore(
+      { maxSessionsPerUser: 0, keyPrefix: "killed" },
+      { addresses: order.join(","), commandTimeoutMs: 5000 },
+    );
+    const old = await set.whole();
+    try {
+      await store.upsert(upsertInput("killed-user", "before"));
+      first.suspend();
+      await old.kill();
+      const promoted = await set.promotedOver(old, { timeoutMs: 30_000 });
+      const promotedAt = performance.now();
+      await waitFor(
+        "a write through the store to succeed again",
+        async () => {
+          try {
+            await store.upsert(upsertInput("killed-user", "after"));
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
+      console.info(
+        `sentinel kill: ${JSON.stringify({ backAfterPromotionMs: Math.round(performance.now() - promotedAt) })}`,
+      );
+      const onPromoted = promoted.client();
+      try {
+        expect(await onPromoted.hexists("killed:{killed-user}:h", "after")).toBe(1);
+      } finally {
+        onPromoted.disconnect();
+      }
+    } finally {
+      first.resume();
+      await store.close();
+      if (!old.running) await old.restart();
+      await set.whole();
+    }
+  }, 90_000);
 });

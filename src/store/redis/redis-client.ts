@@ -1,6 +1,7 @@
 import type { ConnectionOptions } from "node:tls";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "../../observability/logger.js";
+import { followPrimarySwitches } from "./primary-switch.js";
 import { parseSentinelAddresses, type SentinelAddress } from "./sentinel-addresses.js";
 import { probeSentinels, type SentinelConnection } from "./sentinel-probe.js";
 
@@ -274,12 +275,12 @@ export async function connectRedis(
 
 /**
  * A client of the primary the sentinels name: it asks them again whenever
- * its connection drops, and drops it when they announce a failover (the
- * failover detector) or when the node it reaches answers READONLY (a
- * demoted primary), so that writes go to the new primary.
+ * its connection drops, and drops it when they announce a failover to
+ * another node (followPrimarySwitches) or when the node it reaches answers
+ * READONLY (a demoted primary), so that writes go to the new primary.
  *
- * TLS is chosen separately for the sentinels (`sentinelTLS`: every
- * connection to them, the failover detector's too) and for the primary
+ * TLS is chosen separately for the sentinels (`sentinelTLS`, and the
+ * connections that watch for failovers) and for the primary
  * (`tls` with `enableTLSForSentinelMode`, without which ioredis would
  * connect to the node in cleartext), as Redis lets them differ; both are
  * verified against the same CA and show the same client certificate.
@@ -290,8 +291,9 @@ function createSentinelClient(
   options: { readonly sentinel: RedisSentinelOptions } & RedisConnectionOptions,
 ): Redis {
   const { sentinel } = options;
-  const { username, password, tls } = sentinelConnection(options);
-  return new Redis({
+  const connection = sentinelConnection(options);
+  const { username, password, tls } = connection;
+  const client = new Redis({
     sentinels: sentinelAddresses(sentinel),
     name: sentinel.name,
     role: "master",
@@ -300,7 +302,8 @@ function createSentinelClient(
     ...(tls !== undefined ? { sentinelTLS: tls } : {}),
     sentinelRetryStrategy: reconnectDelay,
     sentinelCommandTimeout: options.commandTimeoutMs,
-    failoverDetector: true,
+    // followPrimarySwitches instead: ioredis's detector can end the client.
+    failoverDetector: false,
     reconnectOnError: (error) => error.message.startsWith("READONLY"),
     ...failFastOptions(options),
     ...securityOptions(options),
@@ -308,6 +311,13 @@ function createSentinelClient(
     enableOfflineQueue: false,
     retryStrategy: reconnectDelay,
   });
+  followPrimarySwitches(client, {
+    sentinels: sentinelAddresses(sentinel),
+    group: sentinel.name,
+    connection,
+    reconnectDelay,
+  });
+  return client;
 }
 
 /** The sentinels to ask, from the addresses the settings' check has already read. */
