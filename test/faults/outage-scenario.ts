@@ -11,6 +11,7 @@ import {
   checkHistories,
   failuresByCode,
   finalReads,
+  lostAcknowledgedWrites,
   quantile,
   rssMb,
   startLoad,
@@ -51,10 +52,22 @@ export const LOAD = {
  */
 export type Fault = () => Promise<{
   readonly faultAt: number;
-  /** When the restore began (a restarted Redis spawned, a stopped one continued). */
+  /**
+   * When the restore began (a restarted Redis spawned, a stopped one
+   * continued; a failover: its group whole again, a replica in sync with
+   * the new primary).
+   */
   readonly restoredAt: number;
   /** When Redis first answered again (default restoredAt): health is timed from here. */
   readonly readyAt?: number;
+  /**
+   * When the service first reached a Redis that serves it after the fault
+   * (default readyAt): a failover's new primary, long before its group is
+   * whole again. The first success after the fault counts from here.
+   */
+  readonly servedAt?: number;
+  /** Other moments of the fault worth reporting (Date.now()), such as a promotion. */
+  readonly marks?: Readonly<Record<string, number>>;
   readonly blip?: boolean;
 }>;
 
@@ -80,6 +93,12 @@ export function timedFault(breakIt: () => unknown, ms: number, restore: () => un
 export interface OutageFigures {
   readonly calls: number;
   readonly failures: Record<string, number>;
+  /** Failed calls by their error message. */
+  readonly failureMessages: Record<string, number>;
+  /** Acknowledged writes that later calls or the final reads show lost (lostAcknowledgedWrites). */
+  readonly lostAcknowledged: number;
+  /** When the first and the last of them were acknowledged, from the fault, ms. */
+  readonly lostAcknowledgedAfterFaultMs: readonly [number, number] | undefined;
   /** Contract violations in the sessions' histories (lost, resurrected, phantom writes, wrong codes). */
   readonly violations: Violation[];
   /** The longest any call took beyond its deadline, client side and server side (from the RPC log), ms. */
@@ -94,6 +113,20 @@ export interface OutageFigures {
   readonly outageMs: number;
   readonly firstOkAfterRestoreMs: number | undefined;
   readonly lastFailureAfterRestoreMs: number | undefined;
+  /**
+   * From the fault to the first success of a call begun once the service
+   * was served again (servedAt), and to the end of the last failed call, ms.
+   */
+  readonly firstOkAfterFaultMs: number | undefined;
+  readonly lastFailureAfterFaultMs: number | undefined;
+  /** From the fault to health SERVING again after it was not (undefined: it never was not), ms. */
+  readonly healthBackAfterFaultMs: number | undefined;
+  /** Health when the calls ended. */
+  readonly healthAtEnd: string;
+  /** The fault's marks (see Fault), from the fault, ms. */
+  readonly marksMs: Record<string, number>;
+  /** The figures of each of OutageOptions.groups' calls. */
+  readonly groups: Record<string, GroupFigures>;
   /** Calls begun 2 s or more after the fault ended, and the share of them that succeeded. */
   readonly callsAfterRecovery: number;
   readonly successAfterRecovery: number;
@@ -108,14 +141,37 @@ export interface OutageFigures {
    */
   readonly retainedGrowthMb: number;
   readonly p99Ms: number;
+  /** The 99th percentile of the writes acknowledged before the fault, ms: what a write costs. */
+  readonly writeP99BeforeFaultMs: number;
   readonly blip: boolean;
+}
+
+/** What the calls of one of OutageOptions.groups met. */
+export interface GroupFigures {
+  readonly calls: number;
+  readonly failures: Record<string, number>;
+  /** As OutageFigures' of the same names, for these calls. */
+  readonly firstOkAfterFaultMs: number | undefined;
+  readonly lastFailureAfterFaultMs: number | undefined;
+  readonly lostAcknowledged: number;
+  /** The longest a failed call took, ms: how fast calls fail. */
+  readonly slowestFailureMs: number;
+  /** Calls begun from the fault to the restore's end, and the share of them that succeeded. */
+  readonly callsDuringFault: number;
+  readonly successDuringFault: number;
 }
 
 /** Options of {@link runOutage}. */
 export interface OutageOptions {
-  /** The REDIS_URL the server uses (Redis itself, or a proxy in front of it). */
-  readonly redisUrl: string;
+  /**
+   * The server's Redis settings: REDIS_URL (Redis itself, or a proxy in
+   * front of it), or REDIS_SENTINELS and REDIS_SENTINEL_NAME, and any other
+   * REDIS_* setting (REDIS_WAIT_REPLICAS...).
+   */
+  readonly redisEnv: Readonly<Record<string, string>>;
   readonly callers: number;
+  /** Of the callers, those that insert a new session per call (see LoadOptions). */
+  readonly insertOnlyCallers?: number;
   readonly deadlineMs: number;
   /** Faults, one after another, each followed by a recovery window. */
   readonly faults: readonly Fault[];
@@ -127,10 +183,23 @@ export interface OutageOptions {
    * calls of one caller reach Redis over different connections.
    */
   readonly instances?: number;
+  /**
+   * The callers' users (see LoadOptions.userIds), asked anew for every load
+   * (the warm-up, each fault's), so that each load's sessions are its own
+   * and their histories start empty: users in chosen places, such as a
+   * Cluster's slots.
+   */
+  readonly users?: () => readonly string[];
+  /**
+   * Calls to measure apart as well (see OutageFigures.groups), each group
+   * named and told by its records, such as the users of the slots a
+   * failover moves and the others.
+   */
+  readonly groups?: Readonly<Record<string, (record: CallRecord) => boolean>>;
 }
 
 /**
- * Runs the server (the real entry point) against `redisUrl` under a load of
+ * Runs the server (the real entry point) against `redisEnv` under a load of
  * gRPC, gRPC-Web and Connect (HTTP/1.1) callers, applies each fault in turn
  * while watching health, waits until enough calls have run after recovery,
  * then reads every session back and measures what happened.
@@ -142,7 +211,7 @@ export async function runOutage(options: OutageOptions): Promise<OutageFigures[]
       {
         PORT: "0",
         HOST: "127.0.0.1",
-        REDIS_URL: options.redisUrl,
+        ...options.redisEnv,
         RPC_LOG_LEVEL: "info",
       },
       { collectableGarbage: true },
@@ -163,7 +232,7 @@ export async function runOutage(options: OutageOptions): Promise<OutageFigures[]
       const other = await runServerWithAdmin({
         PORT: "0",
         HOST: "127.0.0.1",
-        REDIS_URL: options.redisUrl,
+        ...options.redisEnv,
       });
       cleanup.push(() => other.server.kill());
       const otherPool = clientPool(`http://127.0.0.1:${other.port}`);
@@ -176,7 +245,13 @@ export async function runOutage(options: OutageOptions): Promise<OutageFigures[]
     }
     const switchClients = (options.instances ?? 1) > 1;
     // Warm-up, so the RSS baseline is the server's working size, not its start.
-    const warmUp = startLoad({ ...options, clients, switchClients });
+    const loadOptions = () => ({
+      ...options,
+      clients,
+      switchClients,
+      ...(options.users ? { userIds: options.users() } : {}),
+    });
+    const warmUp = startLoad(loadOptions());
     await waitFor("the warm-up", () => warmUp.records.length >= (CHAOS ? 5000 : 1000), {
       timeoutMs: 30_000,
     });
@@ -186,11 +261,18 @@ export async function runOutage(options: OutageOptions): Promise<OutageFigures[]
 
     const figures: OutageFigures[] = [];
     for (const fault of options.faults) {
-      const load = startLoad({ ...options, clients, switchClients });
+      const load = startLoad(loadOptions());
       await waitFor("calls before the fault", () => load.records.length >= 100, {
         timeoutMs: 10_000,
       });
-      const { faultAt, restoredAt, readyAt = restoredAt, blip = false } = await fault();
+      const {
+        faultAt,
+        restoredAt,
+        readyAt = restoredAt,
+        servedAt = readyAt,
+        marks = {},
+        blip = false,
+      } = await fault();
       const recovered = restoredAt + 2000;
       await waitFor(
         "calls after recovery",
@@ -199,13 +281,29 @@ export async function runOutage(options: OutageOptions): Promise<OutageFigures[]
         { timeoutMs: 60_000 },
       );
       const records = await load.stop();
+      const healthAtEnd = ServingStatus[health.current() ?? ServingStatus.UNKNOWN];
       const reads = await finalReads(records, clients[0]?.client as (typeof clients)[0]["client"]);
       figures.push({
         ...measure(records, reads, health.changes, server, options.deadlineMs, {
           faultAt,
           restoredAt,
           readyAt,
+          servedAt,
         }),
+        healthAtEnd,
+        groups: Object.fromEntries(
+          Object.entries(options.groups ?? {}).map(([name, member]) => [
+            name,
+            measureGroup(records.filter(member), reads.filter(member), {
+              faultAt,
+              restoredAt,
+              servedAt,
+            }),
+          ]),
+        ),
+        marksMs: Object.fromEntries(
+          Object.entries({ ...marks, served: servedAt }).map(([name, at]) => [name, at - faultAt]),
+        ),
         rssBeforeMb,
         rssAfterMb: rssMb(server.child.pid as number),
         retainedGrowthMb: megabytes(retained(await server.collectGarbage()) - retainedBefore),
@@ -224,13 +322,28 @@ function measure(
   changes: readonly { at: number; status: ServingStatus }[],
   server: ServerProcess,
   deadlineMs: number,
-  { faultAt, restoredAt, readyAt }: { faultAt: number; restoredAt: number; readyAt: number },
-): Omit<OutageFigures, "rssBeforeMb" | "rssAfterMb" | "retainedGrowthMb" | "blip"> {
+  {
+    faultAt,
+    restoredAt,
+    readyAt,
+    servedAt,
+  }: { faultAt: number; restoredAt: number; readyAt: number; servedAt: number },
+): Omit<
+  OutageFigures,
+  "rssBeforeMb" | "rssAfterMb" | "retainedGrowthMb" | "blip" | "healthAtEnd" | "marksMs" | "groups"
+> {
   const after = records.filter((r) => r.startedAt >= restoredAt);
   const failedAfter = after.filter((r) => !succeeded(r));
   const recovered = records.filter((r) => r.startedAt >= restoredAt + 2000);
   const down = changes.find((c) => c.at >= faultAt && c.status !== ServingStatus.SERVING);
   const up = changes.find((c) => c.at >= restoredAt && c.status === ServingStatus.SERVING);
+  const back = down && changes.find((c) => c.at >= down.at && c.status === ServingStatus.SERVING);
+  const failed = records.filter((r) => !succeeded(r));
+  const failureMessages: Record<string, number> = {};
+  for (const { message = "(none)" } of failed) {
+    failureMessages[message] = (failureMessages[message] ?? 0) + 1;
+  }
+  const lost = lostAcknowledgedWrites(records, reads).map((r) => r.endedAt - faultAt);
   const serverDurations = logLines(server.output)
     .filter(
       (l) => l.msg === "rpc" && String(l.method).startsWith("sessionstore.v1.SessionStoreService/"),
@@ -239,6 +352,9 @@ function measure(
   return {
     calls: records.length,
     failures: failuresByCode(records),
+    failureMessages,
+    lostAcknowledged: lost.length,
+    lostAcknowledgedAfterFaultMs: lost.length ? [Math.min(...lost), Math.max(...lost)] : undefined,
     violations: checkHistories(records, reads),
     clientOverrunMs: Math.max(0, ...records.map((r) => r.endedAt - r.startedAt - deadlineMs)),
     serverOverrunMs: Math.max(0, ...serverDurations.map((d) => Math.round(d - deadlineMs))),
@@ -249,12 +365,49 @@ function measure(
     outageMs: restoredAt - faultAt,
     firstOkAfterRestoreMs: ((r) => r && r.endedAt - restoredAt)(after.find(succeeded)),
     lastFailureAfterRestoreMs: ((r) => r && r.endedAt - restoredAt)(failedAfter.at(-1)),
+    firstOkAfterFaultMs: ((r) => r && r.endedAt - faultAt)(
+      records.find((r) => r.startedAt >= servedAt && succeeded(r)),
+    ),
+    lastFailureAfterFaultMs: ((r) => r && r.endedAt - faultAt)(
+      failed.filter((r) => r.startedAt >= faultAt).at(-1),
+    ),
+    healthBackAfterFaultMs: back && back.at - faultAt,
     callsAfterRecovery: recovered.length,
     successAfterRecovery: recovered.filter(succeeded).length / Math.max(1, recovered.length),
     p99Ms: quantile(
       records.map((r) => r.endedAt - r.startedAt),
       0.99,
     ),
+    writeP99BeforeFaultMs: quantile(
+      records
+        .filter((r) => r.endedAt < faultAt && r.op !== "get" && r.code === "ok")
+        .map((r) => r.endedAt - r.startedAt),
+      0.99,
+    ),
+  };
+}
+
+/** The figures of one group's calls and final reads (see OutageOptions.groups). */
+function measureGroup(
+  records: readonly CallRecord[],
+  reads: readonly CallRecord[],
+  { faultAt, restoredAt, servedAt }: { faultAt: number; restoredAt: number; servedAt: number },
+): GroupFigures {
+  const failed = records.filter((r) => !succeeded(r));
+  const during = records.filter((r) => r.startedAt >= faultAt && r.startedAt < restoredAt);
+  return {
+    calls: records.length,
+    failures: failuresByCode(records),
+    firstOkAfterFaultMs: ((r) => r && r.endedAt - faultAt)(
+      records.find((r) => r.startedAt >= servedAt && succeeded(r)),
+    ),
+    lastFailureAfterFaultMs: ((r) => r && r.endedAt - faultAt)(
+      failed.filter((r) => r.startedAt >= faultAt).at(-1),
+    ),
+    lostAcknowledged: lostAcknowledgedWrites(records, reads).length,
+    slowestFailureMs: Math.max(0, ...failed.map((r) => r.endedAt - r.startedAt)),
+    callsDuringFault: during.length,
+    successDuringFault: during.filter(succeeded).length / Math.max(1, during.length),
   };
 }
 

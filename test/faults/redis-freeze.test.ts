@@ -40,7 +40,7 @@ describe("Redis frozen under load", () => {
       );
       const figures = await runOutage({
         ...LOAD,
-        redisUrl: server.url,
+        redisEnv: { REDIS_URL: server.url },
         faults: Array.from({ length: LOAD.cycles }, () => freeze),
       });
       expectWithinBounds(figures, "sigstop");
@@ -69,7 +69,7 @@ describe("Redis frozen under load", () => {
       const figures = await runOutage({
         ...LOAD,
         callers: 64,
-        redisUrl: through.url,
+        redisEnv: { REDIS_URL: through.url },
         faults: Array.from({ length: LOAD.cycles }, () => freezeAndCut),
       });
       expectWithinBounds(figures, "freeze and cut");
@@ -93,7 +93,7 @@ describe("Redis frozen under load", () => {
         ...LOAD,
         callers: 64,
         instances: 2,
-        redisUrl: server.url,
+        redisEnv: { REDIS_URL: server.url },
         faults: Array.from({ length: LOAD.cycles }, () => freeze),
       });
       expectWithinBounds(figures, "freeze, two instances");

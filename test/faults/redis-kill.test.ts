@@ -47,7 +47,7 @@ describe("Redis killed under load", () => {
       );
       const figures = await runOutage({
         ...LOAD,
-        redisUrl: server.url,
+        redisEnv: { REDIS_URL: server.url },
         faults: Array.from({ length: LOAD.cycles }, () => kill),
       });
       expectWithinBounds(figures, "kill");

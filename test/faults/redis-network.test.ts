@@ -53,7 +53,7 @@ describe("the network to Redis fails under load", () => {
       const cycle = CHAOS ? [stall, reset, cut] : [stall, reset];
       const figures = await runOutage({
         ...LOAD,
-        redisUrl: through.url,
+        redisEnv: { REDIS_URL: through.url },
         faults: Array.from({ length: LOAD.cycles }, () => cycle).flat(),
       });
       expectWithinBounds(figures, "network");
