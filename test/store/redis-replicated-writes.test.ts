@@ -29,11 +29,18 @@ let replica: RedisServer;
 beforeAll(async () => {
   primary = await startRedisServer();
   replica = await startRedisServer(["--replicaof", "127.0.0.1", String(primary.port)]);
-  const client = replica.client();
+  // Proven by a write that WAIT sees acknowledged: a replica that reports
+  // its link up, and even one its primary lists online, may not answer
+  // WAIT for most of a second yet (the first WAITs of the file ran out in
+  // 2 runs of 5).
+  const client = primary.client();
   try {
     await waitFor(
-      "the replica to be in sync with its primary",
-      async () => (await client.info("replication")).includes("master_link_status:up"),
+      "the replica to acknowledge a write",
+      async () => {
+        await client.set("harness:replica-probe", "1");
+        return (await client.wait(1, 100)) === 1;
+      },
       { timeoutMs: 10_000, intervalMs: 20 },
     );
   } finally {
