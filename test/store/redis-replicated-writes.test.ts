@@ -6,6 +6,7 @@ import { waitFor } from "../../harness/wait-for.js";
 import {
   NotReplicatedError,
   SessionNotFoundError,
+  StoreUnavailableError,
   VersionMismatchError,
 } from "../../src/store/errors.js";
 import { userKeys } from "../../src/store/redis/redis-keys.js";
@@ -288,5 +289,44 @@ describe("writes that wait for a replica", () => {
     );
     // Applied where it ran: "may have been applied" is what happened.
     expect(await store.get(userId, "s")).toBeDefined();
+  });
+
+  it("a write on a demoted primary, waiting or not, reaches a client as UNAVAILABLE, never READONLY", async () => {
+    // A read-only replica stands for a primary demoted under the service:
+    // every write script answers READONLY, which must read as "try again"
+    // (through Sentinel, the client also reconnects on it).
+    const demoted = await startRedisServer(["--replicaof", "127.0.0.1", String(await freePort())]);
+    own.push(demoted);
+    const { store: plain } = await openRedisStore(
+      { url: demoted.url, cluster: false, commandTimeoutMs: 1000, connectTimeoutMs: 5000 },
+      { maxSessionsPerUser: 0, keyPrefix: "readonly" },
+    );
+    const waiting = await openTestStore("readonly", demoted.url);
+    try {
+      for (const store of [plain, waiting]) {
+        const failure = await store
+          .upsert(upsertInput(uniqueUserId(), "s"))
+          .catch((error: unknown) => error);
+        expect(failure).toBeInstanceOf(StoreUnavailableError);
+        expect(failure).not.toBeInstanceOf(NotReplicatedError);
+        expect(String((failure as Error).cause)).toMatch(/^ReplyError: READONLY/);
+        const server = await startTestServer(store);
+        const pool = clientPool(server.baseUrl);
+        try {
+          await expectCode(
+            pool
+              .sessions()
+              .upsert({ session: sessionFixture(uniqueUserId(), "s"), ttl: ttl(60_000) }),
+            Code.Unavailable,
+            "session storage is unavailable - retry later",
+          );
+        } finally {
+          pool.close();
+          await server.stop();
+        }
+      }
+    } finally {
+      await plain.close();
+    }
   });
 });
