@@ -15,6 +15,8 @@ export interface ReplicatedWriterOptions {
 
 /** A write waiting for its batch, and how to settle it. */
 interface QueuedWrite {
+  /** A key of the write's user: on a Cluster, its slot's master is where to WAIT. */
+  readonly key: string;
   /** Sends the write's script; called once, when its batch goes out. */
   readonly send: () => Promise<unknown>;
   readonly wrote: (reply: unknown) => boolean;
@@ -41,7 +43,9 @@ interface Lane {
  * where its deadline can still drop it unsent, and is sent only with a
  * WAIT right behind it: it fails, if it fails, after it was applied, and
  * says so (NotReplicatedError). One WAIT per batch also costs one replica
- * round trip for many writes instead of one each.
+ * round trip for many writes instead of one each. (While a Cluster's slot
+ * map changes, a batch formed for a master that is gone goes to its
+ * successor, where it may land behind that master's own batch's WAIT.)
  */
 export class ReplicatedWriter {
   private readonly lanes = new WeakMap<Redis, Lane>();
@@ -77,6 +81,7 @@ export class ReplicatedWriter {
         reject(signal?.reason);
       };
       const write: QueuedWrite = {
+        key,
         send: () => script(this.options.writer),
         wrote: (reply) => wrote(reply as T),
         resolve: (reply) => {
@@ -90,58 +95,81 @@ export class ReplicatedWriter {
       };
       signal?.addEventListener("abort", onAbort, { once: true });
       queue.push(write);
-      void this.drain(connection, lane);
+      void this.drain(lane);
     });
   }
 
   /** Sends the lane's queued writes a batch at a time until none is left. */
-  private async drain(connection: Redis, lane: Lane): Promise<void> {
+  private async drain(lane: Lane): Promise<void> {
     if (lane.busy) return;
     lane.busy = true;
     try {
       while (lane.queue.length > 0) {
-        await this.send(connection, lane.queue.splice(0));
+        await this.send(lane.queue.splice(0));
       }
     } finally {
       lane.busy = false;
     }
   }
 
-  /** One batch: every script pipelined, then one WAIT if any of them wrote. */
-  private async send(connection: Redis, batch: readonly QueuedWrite[]): Promise<void> {
+  /**
+   * One batch: every script pipelined, then one WAIT on each primary the
+   * writes that wrote went to (one, unless a Cluster's slot map changed
+   * under the batch, as when a replica takes over a dead master's slots).
+   */
+  private async send(batch: readonly QueuedWrite[]): Promise<void> {
     const replies = await Promise.allSettled(batch.map((write) => write.send()));
-    const wrote = replies.some(
-      (reply, i) => reply.status === "fulfilled" && batch[i]?.wrote(reply.value),
-    );
-    // The connection the scripts were answered on (a Cluster's node may
-    // only have connected for them). WAIT counts the writes made on its own
-    // connection: one that answers on a new connection (after a reconnect)
-    // counts none and answers at once, so it is not taken as acknowledged.
-    const stream = connection.stream;
-    let acknowledged = 0;
-    let failure: unknown;
-    if (wrote) {
-      try {
-        acknowledged = await connection.wait(this.options.replicas, this.options.timeoutMs);
-        if (connection.stream !== stream) throw new Error("the connection was replaced");
-      } catch (error) {
-        // A closed connection, a command timeout, or a primary demoted
-        // meanwhile ("UNBLOCKED ... master -> replica", "WAIT cannot be
-        // used with replica instances"): the writes were made, and no
-        // replica is known to have them.
-        failure = error;
-        acknowledged = 0;
-      }
-    }
+    const { replicas } = this.options;
+    // The writes that wrote, by the primary they went to, as the client knows it now.
+    const waits = new Map<Redis, { write: QueuedWrite; reply: unknown }[]>();
     batch.forEach((write, i) => {
       const reply = replies[i] as PromiseSettledResult<unknown>;
-      if (reply.status === "rejected") write.reject(reply.reason);
-      else if (!write.wrote(reply.value) || acknowledged >= this.options.replicas) {
+      if (reply.status === "rejected") {
+        write.reject(reply.reason);
+      } else if (!write.wrote(reply.value)) {
         write.resolve(reply.value);
       } else {
-        write.reject(new NotReplicatedError(acknowledged, this.options.replicas, failure));
+        try {
+          const connection = connectionOf(this.options.writer, write.key);
+          waits.set(connection, [...(waits.get(connection) ?? []), { write, reply: reply.value }]);
+        } catch (error) {
+          write.reject(new NotReplicatedError(0, replicas, error));
+        }
       }
     });
+    await Promise.all(
+      [...waits].map(async ([connection, writes]) => {
+        let counted = 0;
+        let failure: unknown;
+        try {
+          counted = await this.wait(connection);
+        } catch (error) {
+          failure = error;
+        }
+        for (const { write, reply } of writes) {
+          if (counted >= replicas) write.resolve(reply);
+          else write.reject(new NotReplicatedError(counted, replicas, failure));
+        }
+      }),
+    );
+  }
+
+  /**
+   * WAIT on `connection`, which answered the batch's scripts. WAIT counts
+   * the writes made on its own connection: one not connected now (a
+   * Cluster's node may queue the command until it reconnects) or that
+   * answers on a new connection (after a reconnect) counts none and
+   * answers at once, so neither is taken as an acknowledgement. A primary
+   * demoted meanwhile refuses it ("UNBLOCKED ... master -> replica", "WAIT
+   * cannot be used with replica instances"): the writes were made, and no
+   * replica is known to have them.
+   */
+  private async wait(connection: Redis): Promise<number> {
+    const { stream } = connection;
+    if (connection.status !== "ready") throw new Error(`the connection is ${connection.status}`);
+    const counted = await connection.wait(this.options.replicas, this.options.timeoutMs);
+    if (connection.stream !== stream) throw new Error("the connection was replaced");
+    return counted;
   }
 }
 
