@@ -128,7 +128,7 @@ export async function startRedisSentinelSet({
     await waitFor(
       "the replicas to be in sync",
       async () => {
-        const info = await infoOf(primary, "replication");
+        const info = await primary.info("replication");
         return (info.match(/^slave\d+:.*state=online/gm) ?? []).length === replicas;
       },
       { timeoutMs: 10_000, intervalMs: 50 },
@@ -188,7 +188,7 @@ export async function startRedisSentinelSet({
           const named = await Promise.all(sentinelProcesses.map((s) => s.primaryAddress()));
           if (new Set(named).size !== 1) return undefined;
           const current = serverAt(named[0] as string);
-          const info = await infoOf(current, "replication");
+          const info = await current.info("replication");
           const inSync = info.match(/^slave\d+:.*state=online/gm) ?? [];
           if (!info.includes("role:master") || inSync.length !== replicas) return undefined;
           for (const sentinel of sentinelProcesses) {
@@ -249,15 +249,6 @@ async function seesReplicasUp(sentinel: Sentinel, replicas: number): Promise<boo
     const listed = (await client.call("SENTINEL", "REPLICAS", SENTINEL_GROUP)) as string[][];
     const up = listed.filter((fields) => fields[fields.indexOf("flags") + 1] === "slave");
     return listed.length === replicas && up.length === replicas;
-  } finally {
-    client.disconnect();
-  }
-}
-
-async function infoOf(server: RedisServer, section: string): Promise<string> {
-  const client = server.client();
-  try {
-    return await client.info(section);
   } finally {
     client.disconnect();
   }

@@ -82,6 +82,8 @@ export interface RedisServer {
   readonly url: string;
   /** A new client of this server as the default user, over TLS if it serves TLS (the caller closes it). */
   client(): Redis;
+  /** One section of INFO (e.g. "replication"), asked on a connection of its own. */
+  info(section: string): Promise<string>;
   /** How the harness's clients connect (host, port, TLS, the default user's password), for clients of one's own. */
   readonly clientOptions: HarnessClientOptions;
   /**
@@ -233,6 +235,14 @@ export async function startRedisServer(
     url: `${tls ? "rediss" : "redis"}://127.0.0.1:${port}`,
     clientOptions,
     client: () => new Redis({ ...clientOptions, lazyConnect: false }),
+    info: async (section) => {
+      const client = new Redis(clientOptions);
+      try {
+        return await client.info(section);
+      } finally {
+        client.disconnect();
+      }
+    },
     pause: async (ms) => {
       const admin = new Redis(clientOptions);
       try {

@@ -1,9 +1,7 @@
-import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ClusterShard,
   type RedisCluster,
-  type RedisServer,
   startRedisCluster,
 } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
@@ -110,7 +108,7 @@ function killMasterOf(slot: number, fullCoverage: boolean): Fault {
     try {
       await waitFor(
         "the replica to take over",
-        async () => /^role:master$/m.test(await infoOf(replica, "replication")),
+        async () => /^role:master$/m.test(await replica.info("replication")),
         { timeoutMs: 30_000, intervalMs: 10 },
       );
       promotedAt = Date.now();
@@ -124,7 +122,7 @@ function killMasterOf(slot: number, fullCoverage: boolean): Fault {
     // The old master is a replica in sync again: the shard is whole.
     await waitFor(
       "the killed master to rejoin as a replica",
-      async () => /^master_link_status:up$/m.test(await infoOf(shard.master, "replication")),
+      async () => /^master_link_status:up$/m.test(await shard.master.info("replication")),
       { timeoutMs: 30_000, intervalMs: 50 },
     );
     return {
@@ -142,15 +140,6 @@ function violationKinds(violations: readonly Violation[]): Record<string, number
   const kinds: Record<string, number> = {};
   for (const { kind } of violations) kinds[kind] = (kinds[kind] ?? 0) + 1;
   return kinds;
-}
-
-async function infoOf(node: RedisServer, section: string): Promise<string> {
-  const client: Redis = node.client();
-  try {
-    return await client.info(section);
-  } finally {
-    client.disconnect();
-  }
 }
 
 describe("Redis Cluster failover under load (three masters, a replica each)", () => {

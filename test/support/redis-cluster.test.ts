@@ -42,15 +42,6 @@ function ownRedisServers(): number[] {
     });
 }
 
-async function info(node: RedisServer, section: string): Promise<string> {
-  const client = node.client();
-  try {
-    return await client.info(section);
-  } finally {
-    client.disconnect();
-  }
-}
-
 describe("the Cluster fixture with replicas", () => {
   it("runs six processes: three masters covering every slot once, each with a replica in sync", async () => {
     expect(cluster.nodes).toHaveLength(6);
@@ -68,10 +59,10 @@ describe("the Cluster fixture with replicas", () => {
     }
     const roles = new Set<RedisServer>();
     for (const shard of shards) {
-      expect(await info(shard.master, "replication")).toMatch(/^role:master$/m);
+      expect(await shard.master.info("replication")).toMatch(/^role:master$/m);
       expect(shard.replicas).toHaveLength(1);
       const [replica] = shard.replicas as [RedisServer];
-      const replication = await info(replica, "replication");
+      const replication = await replica.info("replication");
       expect(replication).toMatch(/^role:slave$/m);
       expect(replication).toMatch(new RegExp(`^master_port:${shard.master.port}$`, "m"));
       expect(replication).toMatch(/^master_link_status:up$/m);
@@ -129,7 +120,7 @@ describe("the Cluster fixture with replicas", () => {
     const after = await cluster.shardOf(await cluster.keySlot(key));
     expect(after.master).toBe(promoted);
     expect(after.slots).toEqual(before.slots);
-    expect(await info(promoted, "replication")).toMatch(/^role:master$/m);
+    expect(await promoted.info("replication")).toMatch(/^role:master$/m);
     const reader = promoted.client();
     try {
       expect(await reader.get(key)).toBe("before the failover");
@@ -142,7 +133,7 @@ describe("the Cluster fixture with replicas", () => {
     const rejoined = await cluster.shardOf(await cluster.keySlot(key));
     expect(rejoined.master).toBe(promoted);
     expect(rejoined.replicas).toEqual([before.master]);
-    expect(await info(before.master, "replication")).toMatch(/^master_link_status:up$/m);
+    expect(await before.master.info("replication")).toMatch(/^master_link_status:up$/m);
   }, 60_000);
 
   it("stops every process it started", async () => {
