@@ -291,10 +291,11 @@ function createSentinelClient(
   options: { readonly sentinel: RedisSentinelOptions } & RedisConnectionOptions,
 ): Redis {
   const { sentinel } = options;
+  const sentinels = sentinelAddresses(sentinel);
   const connection = sentinelConnection(options);
   const { username, password, tls } = connection;
   const client = new Redis({
-    sentinels: sentinelAddresses(sentinel),
+    sentinels,
     name: sentinel.name,
     role: "master",
     ...(username !== undefined ? { sentinelUsername: username } : {}),
@@ -312,7 +313,7 @@ function createSentinelClient(
     retryStrategy: reconnectDelay,
   });
   followPrimarySwitches(client, {
-    sentinels: sentinelAddresses(sentinel),
+    sentinels,
     group: sentinel.name,
     connection,
     reconnectDelay,

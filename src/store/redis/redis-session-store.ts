@@ -148,8 +148,8 @@ const TRANSIENT_REPLY =
  */
 export class RedisSessionStore implements SessionStore {
   private readonly redis: Redis | Cluster;
-  /** Where writes go: `redis`, or replication's writer. */
-  private readonly writer: Redis | Cluster;
+  /** `redis`, and replication's writer if writes wait for replicas. */
+  private readonly clients: readonly (Redis | Cluster)[];
   /** Sends writes that wait for replicas; undefined when writes do not wait. */
   private readonly replicated: ReplicatedWriter | undefined;
   private readonly keyPrefix: string;
@@ -158,10 +158,12 @@ export class RedisSessionStore implements SessionStore {
   constructor(options: RedisSessionStoreOptions) {
     this.redis = options.redis;
     this.replicated = options.replication && new ReplicatedWriter(options.replication);
-    this.writer = options.replication?.writer ?? options.redis;
+    this.clients = options.replication
+      ? [options.redis, options.replication.writer]
+      : [options.redis];
     this.keyPrefix = options.keyPrefix;
     this.maxSessionsPerUser = options.maxSessionsPerUser;
-    for (const client of new Set([this.redis, this.writer])) {
+    for (const client of this.clients) {
       for (const [name, definition] of Object.entries(COMMANDS)) {
         client.defineCommand(name, definition);
       }
@@ -300,7 +302,7 @@ export class RedisSessionStore implements SessionStore {
    * on it.
    */
   async close(): Promise<void> {
-    const clients = [...new Set([this.redis, this.writer])];
+    const { clients } = this;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.all(clients.map((client) => client.quit().catch(() => undefined))),
@@ -318,10 +320,10 @@ export class RedisSessionStore implements SessionStore {
   }
 
   /**
-   * Runs a write script on the writer. With replication, a reply that says
-   * the script wrote (`wrote`) counts only once enough replicas have
-   * acknowledged it (ReplicatedWriter's batches and their WAIT); a reply
-   * that says nothing was written needs no WAIT.
+   * Runs a write script on `redis`, or with replication on its writer,
+   * where a reply that says the script wrote (`wrote`) counts only once
+   * enough replicas have acknowledged it (ReplicatedWriter's batches and
+   * their WAIT); a reply that says nothing was written needs no WAIT.
    */
   private write<T>(
     signal: StoreSignal | undefined,
@@ -330,7 +332,7 @@ export class RedisSessionStore implements SessionStore {
     wrote: (reply: T) => boolean,
   ): Promise<T> {
     const { replicated } = this;
-    if (!replicated) return this.call(signal, () => script(this.writer));
+    if (!replicated) return this.call(signal, () => script(this.redis));
     return this.call(signal, () => replicated.write(user.sessions, script, wrote, signal));
   }
 
