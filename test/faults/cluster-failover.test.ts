@@ -1,9 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  type ClusterShard,
-  type RedisCluster,
-  startRedisCluster,
-} from "../../harness/redis-server.js";
+import { describe, expect, it } from "vitest";
+import { type ClusterShard, startRedisCluster } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
 import { clusterSlot } from "../../src/store/redis/cluster-slot.js";
 import { userKeys } from "../../src/store/redis/redis-keys.js";
@@ -11,12 +7,13 @@ import { clientPool } from "../support/clients.js";
 import { sessionFixture, ttl } from "../support/fixtures.js";
 import { uniqueUserId } from "../support/ids.js";
 import type { CallRecord, Violation } from "../support/load.js";
+import { ownedForBlock } from "../support/owned.js";
 import { runServer } from "../support/server-process.js";
 import { CHAOS, type Fault, LOAD, runOutage } from "./outage-scenario.js";
 
 // A Redis Cluster of three masters with a replica each under load from a
 // real server process (gRPC, gRPC-Web and Connect callers): the master of
-// one shard SIGKILLed, its replica promoted by the cluster, the killed node
+// one shard SIGKILLed, its replica promoted by the cluster(), the killed node
 // started again to rejoin as a replica. Calls are told apart by the master
 // serving their user's slot: the killed one's ("affected") and the others'.
 // The nodes run with cluster-require-full-coverage no: with Redis's default
@@ -48,15 +45,7 @@ const WAIT_ENV = {
  */
 const DEADLINE_MS = 2500;
 
-let cluster: RedisCluster;
-
-beforeAll(async () => {
-  cluster = await startRedisCluster(3, { replicas: 1 });
-}, 60_000);
-
-afterAll(async () => {
-  await cluster?.stop();
-});
+const cluster = ownedForBlock(() => startRedisCluster(3, { replicas: 1 }), 60_000);
 
 /** The slot of a user's keys, as the store computes it. */
 function slotOf(userId: string): number {
@@ -88,9 +77,9 @@ function usersOf(shard: ClusterShard, count: number, inside = true): string[] {
  */
 function killMasterOf(slot: number, fullCoverage: boolean): Fault {
   return async () => {
-    await cluster.ready();
+    await cluster().ready();
     // Set anew every time: a restarted node starts with the default.
-    for (const node of cluster.nodes.filter((n) => n.running)) {
+    for (const node of cluster().nodes.filter((n) => n.running)) {
       const client = node.client();
       try {
         await client.config("SET", "cluster-require-full-coverage", fullCoverage ? "yes" : "no");
@@ -98,7 +87,7 @@ function killMasterOf(slot: number, fullCoverage: boolean): Fault {
         client.disconnect();
       }
     }
-    const shard = (await cluster.shards()).find((s) => serves(s, slot));
+    const shard = (await cluster().shards()).find((s) => serves(s, slot));
     const replica = shard?.replicas.find((r) => r.running);
     if (!shard || !replica) throw new Error(`no master with a running replica serves slot ${slot}`);
     const faultAt = Date.now();
@@ -112,13 +101,13 @@ function killMasterOf(slot: number, fullCoverage: boolean): Fault {
         { timeoutMs: 30_000, intervalMs: 10 },
       );
       promotedAt = Date.now();
-      await cluster.ready(30_000);
+      await cluster().ready(30_000);
       agreedAt = Date.now();
     } finally {
       // Whatever happened, the node comes back for the next test.
       await shard.master.restart();
     }
-    await cluster.ready(30_000);
+    await cluster().ready(30_000);
     // The old master is a replica in sync again: the shard is whole.
     await waitFor(
       "the killed master to rejoin as a replica",
@@ -144,13 +133,13 @@ function violationKinds(violations: readonly Violation[]): Record<string, number
 
 describe("Redis Cluster failover under load (three masters, a replica each)", () => {
   it("REDIS_WAIT_REPLICAS=1 with one master's replica frozen: writes for its slots fail UNAVAILABLE 'may have been applied', the other masters' succeed", async () => {
-    const [frozenShard] = await cluster.shards();
+    const [frozenShard] = await cluster().shards();
     const frozen = frozenShard?.replicas[0];
     if (!frozenShard || !frozen) throw new Error("the cluster has no shard with a replica");
     const server = runServer({
       PORT: "0",
       HOST: "127.0.0.1",
-      REDIS_URL: cluster.url,
+      REDIS_URL: cluster().url,
       REDIS_CLUSTER: "true",
       ...WAIT_ENV,
     });
@@ -216,7 +205,7 @@ describe("Redis Cluster failover under load (three masters, a replica each)", ()
    * cluster-require-full-coverage (Redis's default: yes).
    */
   async function failovers(wait: boolean, fullCoverage: boolean) {
-    const [shard] = await cluster.shards();
+    const [shard] = await cluster().shards();
     if (!shard) throw new Error("the cluster has no shard");
     const affected = new Set<string>();
     // Even callers (insert-only ones among them) on the master to be killed, odd ones elsewhere.
@@ -233,7 +222,7 @@ describe("Redis Cluster failover under load (three masters, a replica each)", ()
       deadlineMs: DEADLINE_MS,
       users,
       insertOnlyCallers: CHAOS ? 8 : 2,
-      redisEnv: { REDIS_URL: cluster.url, REDIS_CLUSTER: "true", ...(wait ? WAIT_ENV : {}) },
+      redisEnv: { REDIS_URL: cluster().url, REDIS_CLUSTER: "true", ...(wait ? WAIT_ENV : {}) },
       faults: Array.from({ length: LOAD.cycles }, () => killMasterOf(slot, fullCoverage)),
       groups: { affected: isAffected, others: (r) => !isAffected(r) },
     });

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisSentinelSet, startRedisSentinelSet } from "../../harness/redis-sentinel.js";
 import type { RedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
+import { ownedForBlock } from "../support/owned.js";
 import { CHAOS, type Fault, LOAD, type OutageFigures, runOutage } from "./outage-scenario.js";
 
 // Failover under load through Redis Sentinel (a primary, a replica, three
@@ -33,15 +34,7 @@ const WAIT_ENV = {
 /** Of the callers, those that insert a new session per call, so that lost writes count exactly. */
 const INSERT_ONLY = CHAOS ? 8 : 2;
 
-let set: RedisSentinelSet;
-
-beforeAll(async () => {
-  set = await startRedisSentinelSet();
-}, 60_000);
-
-afterAll(async () => {
-  await set?.stop();
-});
+const set = ownedForBlock(() => startRedisSentinelSet(), 60_000);
 
 /** The service's connections (named "sessionstore") that `server` has open now. */
 async function serviceConnections(server: RedisServer): Promise<number> {
@@ -206,7 +199,7 @@ describe("Sentinel failover under load (the real server, gRPC, gRPC-Web and Conn
   it(
     "SENTINEL FAILOVER, REDIS_WAIT_REPLICAS=1: only UNAVAILABLE, no READONLY, no acknowledged write lost, back within seconds",
     async () => {
-      for (const f of await scenario(set, "SENTINEL FAILOVER", true)) {
+      for (const f of await scenario(set(), "SENTINEL FAILOVER", true)) {
         // Writes that reached the old primary after the replica was
         // promoted failed its WAIT: none was acknowledged and lost.
         expectLossless(f);
@@ -219,7 +212,7 @@ describe("Sentinel failover under load (the real server, gRPC, gRPC-Web and Conn
   it(
     "SIGKILL of the primary, REDIS_WAIT_REPLICAS=1: only UNAVAILABLE, no acknowledged write lost, back within seconds of the promotion",
     async () => {
-      for (const f of await scenario(set, "SIGKILL", true)) {
+      for (const f of await scenario(set(), "SIGKILL", true)) {
         // The replica had every acknowledged write before it was promoted.
         expectLossless(f);
         expect(f.firstOkAfterFaultMs).toBeLessThanOrEqual(BACK_AFTER_SIGKILL_MS);
@@ -231,14 +224,14 @@ describe("Sentinel failover under load (the real server, gRPC, gRPC-Web and Conn
   // The long mode only (CHAOS=1): registered then, so npm test neither runs nor skips it.
   if (CHAOS) {
     it("SENTINEL FAILOVER without WAIT: measured, acknowledged writes may be lost", async () => {
-      for (const f of await scenario(set, "SENTINEL FAILOVER", false)) {
+      for (const f of await scenario(set(), "SENTINEL FAILOVER", false)) {
         expect(f.firstOkAfterFaultMs).toBeLessThanOrEqual(BACK_AFTER_SENTINEL_FAILOVER_MS);
         expect(f.lastFailureAfterFaultMs ?? 0).toBeLessThanOrEqual(BACK_AFTER_SENTINEL_FAILOVER_MS);
       }
     }, 600_000);
 
     it("SIGKILL of the primary without WAIT: measured, acknowledged writes may be lost", async () => {
-      for (const f of await scenario(set, "SIGKILL", false)) {
+      for (const f of await scenario(set(), "SIGKILL", false)) {
         expect(f.firstOkAfterFaultMs).toBeLessThanOrEqual(BACK_AFTER_SIGKILL_MS);
         expect(f.lastFailureAfterFaultMs ?? 0).toBeLessThanOrEqual(BACK_AFTER_SIGKILL_MS);
       }

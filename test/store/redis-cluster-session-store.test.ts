@@ -1,8 +1,7 @@
 import { Cluster, type Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   type ClusterShard,
-  type RedisCluster,
   type RedisServer,
   startRedisCluster,
 } from "../../harness/redis-server.js";
@@ -12,6 +11,7 @@ import { clusterSlot } from "../../src/store/redis/cluster-slot.js";
 import { userKeys } from "../../src/store/redis/redis-keys.js";
 import type { SessionStore } from "../../src/store/session-store.js";
 import { uniqueUserId } from "../support/ids.js";
+import { ownedForBlock } from "../support/owned.js";
 import { openRedisStore, type RedisStoreOptions, upsertInput } from "./fixtures.js";
 import { describeStoreContract } from "./session-store-contract.js";
 
@@ -21,19 +21,11 @@ import { describeStoreContract } from "./session-store-contract.js";
 // without replicas: the store writes to and reads from masters alone, so
 // the replicas change nothing it can see, and one run keeps npm test lean.
 
-let cluster: RedisCluster;
-
-beforeAll(async () => {
-  cluster = await startRedisCluster(3, { replicas: 1 });
-}, 60_000);
-
-afterAll(async () => {
-  await cluster?.stop();
-});
+const cluster = ownedForBlock(() => startRedisCluster(3, { replicas: 1 }), 60_000);
 
 async function openStore(options: RedisStoreOptions, commandTimeoutMs = 2000) {
   const { redis, store } = await openRedisStore(
-    { url: cluster.url, cluster: true, commandTimeoutMs, connectTimeoutMs: 10_000 },
+    { url: cluster().url, cluster: true, commandTimeoutMs, connectTimeoutMs: 10_000 },
     options,
   );
   expect(redis).toBeInstanceOf(Cluster);
@@ -47,7 +39,7 @@ describe("on a Redis Cluster of three masters with a replica each", () => {
     // A prefix of its own: the keys checked below are this test's only.
     const prefix = "spread";
     const store = await openStore({ maxSessionsPerUser: 0, keyPrefix: prefix });
-    const shards = await cluster.shards();
+    const shards = await cluster().shards();
     const masters = shards.map((shard) => shard.master.client());
     const replicas = shards.map((shard) => shard.replicas[0]?.client());
     try {
@@ -70,7 +62,7 @@ describe("on a Redis Cluster of three masters with a replica each", () => {
         users.map(async (userId) => {
           const keys = userKeys(prefix, userId);
           const names = [keys.sessions, keys.byExpiry, keys.byId];
-          const slots = await Promise.all(names.map((key) => cluster.keySlot(key)));
+          const slots = await Promise.all(names.map((key) => cluster().keySlot(key)));
           expect(new Set(slots).size).toBe(1);
           const slot = slots[0] as number;
           const holder = shards.findIndex((shard) =>
@@ -119,8 +111,8 @@ describe("on a Cluster slot while it migrates", () => {
   }
 
   async function migrate(slot: number): Promise<Migration> {
-    const source = await cluster.shardOf(slot);
-    const target = (await cluster.shards()).find((s) => s.master !== source.master);
+    const source = await cluster().shardOf(slot);
+    const target = (await cluster().shards()).find((s) => s.master !== source.master);
     if (!target) throw new Error("the cluster has one master");
     const from = source.master.client();
     const to = target.master.client();
@@ -132,8 +124,8 @@ describe("on a Cluster slot while it migrates", () => {
       );
       expect(reply).toBe("OK");
     };
-    await to.cluster("SETSLOT", slot, "IMPORTING", cluster.nodeId(source.master));
-    await from.cluster("SETSLOT", slot, "MIGRATING", cluster.nodeId(target.master));
+    await to.cluster("SETSLOT", slot, "IMPORTING", cluster().nodeId(source.master));
+    await from.cluster("SETSLOT", slot, "MIGRATING", cluster().nodeId(target.master));
     return {
       slot,
       source,
@@ -143,9 +135,9 @@ describe("on a Cluster slot while it migrates", () => {
         const left = (await from.cluster("GETKEYSINSLOT", slot, 10_000)) as string[];
         if (left.length > 0) await move(...left);
         for (const client of [to, from]) {
-          await client.cluster("SETSLOT", slot, "NODE", cluster.nodeId(target.master));
+          await client.cluster("SETSLOT", slot, "NODE", cluster().nodeId(target.master));
         }
-        await cluster.ready();
+        await cluster().ready();
       },
       tryAgains: async () => (await errors(from)) + (await errors(to)),
       close: () => {
@@ -193,7 +185,7 @@ describe("on a Cluster slot while it migrates", () => {
       await migration.finish();
       expect((await split).version).toBe(1n);
       expect((await fresh).version).toBe(1n);
-      expect((await cluster.shardOf(migration.slot)).master).toBe(migration.target.master);
+      expect((await cluster().shardOf(migration.slot)).master).toBe(migration.target.master);
       const listed = await store.listByUser(user, { after: undefined, limit: 10 });
       expect(listed.sessions.map((s) => s.sessionId)).toEqual(["a", "b"]);
     } finally {
@@ -351,13 +343,13 @@ describe("on a Cluster slot while it migrates", () => {
     const user = uniqueUserId();
     const slot = clusterSlot(keysOf(user)[0] as string);
     await expectFailedWriteNeverApplied(user, async () => {
-      const owner: RedisServer = (await cluster.shardOf(slot)).master;
+      const owner: RedisServer = (await cluster().shardOf(slot)).master;
       const client = owner.client();
       await client.cluster("DELSLOTS", slot);
       return async () => {
         try {
           await client.cluster("ADDSLOTS", slot);
-          await cluster.ready();
+          await cluster().ready();
         } finally {
           client.disconnect();
         }

@@ -12,6 +12,7 @@ import { createLogger } from "../../src/observability/logger.js";
 import { connectRedis, type RedisClientOptions } from "../../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
 import { uniqueUserId } from "../support/ids.js";
+import { ownedForBlock } from "../support/owned.js";
 import { createTestPki, type TestCa, type TestPki } from "../support/pki.js";
 import { readmeAclRule } from "../support/readme-acl.js";
 import { upsertInput } from "./fixtures.js";
@@ -29,17 +30,7 @@ function ownRedisServer(
   options: () => RedisServerOptions,
   args: readonly string[] = [],
 ): () => RedisServer {
-  let server: RedisServer | undefined;
-  beforeAll(async () => {
-    server = await startRedisServer(args, options());
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
-  return () => {
-    if (!server) throw new Error("the redis-server has not started");
-    return server;
-  };
+  return ownedForBlock(() => startRedisServer(args, options()));
 }
 
 /** Connects as the service does, to `server` with `extra` (credentials, TLS). */

@@ -1,7 +1,8 @@
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RedisSentinelSet, startRedisSentinelSet } from "../../harness/redis-sentinel.js";
+import { describe, expect, it } from "vitest";
+import { startRedisSentinelSet } from "../../harness/redis-sentinel.js";
 import { waitFor } from "../../harness/wait-for.js";
+import { ownedForBlock } from "../support/owned.js";
 import { openRedisStore, type RedisStoreOptions, upsertInput } from "./fixtures.js";
 import { expectFailoverFollowed } from "./sentinel-failover.js";
 import { describeStoreContract } from "./session-store-contract.js";
@@ -10,15 +11,7 @@ import { describeStoreContract } from "./session-store-contract.js";
 // a replica and three sentinels, all started here): the whole contract,
 // then failovers the store must follow.
 
-let set: RedisSentinelSet;
-
-beforeAll(async () => {
-  set = await startRedisSentinelSet();
-}, 60_000);
-
-afterAll(async () => {
-  await set?.stop();
-});
+const set = ownedForBlock(() => startRedisSentinelSet(), 60_000);
 
 /**
  * A store through the set's sentinels (asked in the order of `addresses`),
@@ -27,11 +20,11 @@ afterAll(async () => {
  */
 async function openStore(
   options: RedisStoreOptions,
-  { addresses = set.addresses, commandTimeoutMs = 2000 } = {},
+  { addresses = set().addresses, commandTimeoutMs = 2000 } = {},
 ) {
   const { redis, store } = await openRedisStore(
     {
-      sentinel: { addresses, name: set.name },
+      sentinel: { addresses, name: set().name },
       commandTimeoutMs,
       connectTimeoutMs: 10_000,
     },
@@ -50,7 +43,7 @@ describe("through Redis Sentinel (a primary, a replica, three sentinels)", () =>
       // Writes that land on the old primary before the sentinels demote it
       // are lost: counted, not asserted (the failover tests under load
       // measure them, and show that REDIS_WAIT_REPLICAS=1 prevents it).
-      const figures = await expectFailoverFollowed(store, set, "failover");
+      const figures = await expectFailoverFollowed(store, set(), "failover");
       console.info(`sentinel failover: ${JSON.stringify(figures)}`);
     } finally {
       await store.close();
@@ -68,19 +61,19 @@ describe("through Redis Sentinel (a primary, a replica, three sentinels)", () =>
     // announcement from the other two (2-3 s after the kill) lands in the
     // first such wait.
     // The fixture asks its first sentinel: the store asks the last one first.
-    const first = set.sentinels.at(-1);
+    const first = set().sentinels.at(-1);
     if (!first) throw new Error("the set has no sentinel");
-    const order = [first, ...set.sentinels.slice(0, -1)].map((s) => `127.0.0.1:${s.port}`);
+    const order = [first, ...set().sentinels.slice(0, -1)].map((s) => `127.0.0.1:${s.port}`);
     const store = await openStore(
       { maxSessionsPerUser: 0, keyPrefix: "killed" },
       { addresses: order.join(","), commandTimeoutMs: 5000 },
     );
-    const old = await set.whole();
+    const old = await set().whole();
     try {
       await store.upsert(upsertInput("killed-user", "before"));
       first.suspend();
       await old.kill();
-      const promoted = await set.promotedOver(old, { timeoutMs: 30_000 });
+      const promoted = await set().promotedOver(old, { timeoutMs: 30_000 });
       const promotedAt = performance.now();
       await waitFor(
         "a write through the store to succeed again",
@@ -107,7 +100,7 @@ describe("through Redis Sentinel (a primary, a replica, three sentinels)", () =>
       first.resume();
       await store.close();
       if (!old.running) await old.restart();
-      await set.whole();
+      await set().whole();
     }
   }, 90_000);
 });

@@ -8,28 +8,15 @@ import { connectRedis } from "../../src/store/redis/redis-client.js";
 import { userKeys } from "../../src/store/redis/redis-keys.js";
 import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
 import { uniqueUserId } from "../support/ids.js";
+import { ownedForBlock } from "../support/owned.js";
 import { upsertInput } from "./fixtures.js";
 import { describeStoreContract } from "./session-store-contract.js";
 
 const logger = createLogger("silent");
 
-/**
- * A redis-server of its own for the enclosing block (the whole file at the
- * top level), started before its tests and stopped after them. Returns a
- * getter, since the server exists only once the hook has run.
- */
+/** A redis-server of its own for the enclosing block (see ownedForBlock). */
 function ownRedisServer(): () => RedisServer {
-  let server: RedisServer | undefined;
-  beforeAll(async () => {
-    server = await startRedisServer();
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
-  return () => {
-    if (!server) throw new Error("the redis-server has not started");
-    return server;
-  };
+  return ownedForBlock(() => startRedisServer());
 }
 
 const shared = ownRedisServer();

@@ -1,24 +1,13 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  type RedisCluster,
-  type RedisServer,
-  startRedisCluster,
-} from "../../harness/redis-server.js";
+import { describe, expect, it } from "vitest";
+import { type RedisServer, startRedisCluster } from "../../harness/redis-server.js";
+import { ownedForBlock } from "./owned.js";
 
 // The Cluster fixture the scale-out tests build on: three masters with a
 // replica each, on free loopback ports, whose masters fail over to their
 // replicas when killed.
 
-let cluster: RedisCluster;
-
-beforeAll(async () => {
-  cluster = await startRedisCluster(3, { replicas: 1 });
-}, 60_000);
-
-afterAll(async () => {
-  await cluster?.stop();
-});
+const cluster = ownedForBlock(() => startRedisCluster(3, { replicas: 1 }), 60_000);
 
 /**
  * The pids of the redis-server processes this test process started (its
@@ -44,12 +33,12 @@ function ownRedisServers(): number[] {
 
 describe("the Cluster fixture with replicas", () => {
   it("runs six processes: three masters covering every slot once, each with a replica in sync", async () => {
-    expect(cluster.nodes).toHaveLength(6);
+    expect(cluster().nodes).toHaveLength(6);
     expect(ownRedisServers()).toHaveLength(6);
-    expect(cluster.nodes.map((node) => node.port)).not.toContain(6379);
-    expect(cluster.url.split(",")).toHaveLength(6);
+    expect(cluster().nodes.map((node) => node.port)).not.toContain(6379);
+    expect(cluster().url.split(",")).toHaveLength(6);
 
-    const shards = await cluster.shards();
+    const shards = await cluster().shards();
     expect(shards).toHaveLength(3);
     const ranges = shards.flatMap((shard) => shard.slots);
     expect(ranges[0]?.[0]).toBe(0);
@@ -74,12 +63,12 @@ describe("the Cluster fixture with replicas", () => {
 
   it("finds the master of a key's slot: it takes the write, replicates it, and the others redirect", async () => {
     const key = "fixture:{located}";
-    const slot = await cluster.keySlot(key);
-    const shard = await cluster.shardOf(slot);
+    const slot = await cluster().keySlot(key);
+    const shard = await cluster().shardOf(slot);
     expect(shard.slots.some(([first, last]) => first <= slot && slot <= last)).toBe(true);
     const master = shard.master.client();
     const replica = shard.replicas[0]?.client();
-    const others = (await cluster.shards())
+    const others = (await cluster().shards())
       .filter((other) => other !== shard && other.master !== shard.master)
       .map((other) => other.master.client());
     try {
@@ -101,7 +90,7 @@ describe("the Cluster fixture with replicas", () => {
 
   it("promotes a killed master's replica, which keeps what was replicated; the master rejoins as its replica", async () => {
     const key = "fixture:{failover}";
-    const before = await cluster.shardOf(await cluster.keySlot(key));
+    const before = await cluster().shardOf(await cluster().keySlot(key));
     const writer = before.master.client();
     try {
       await writer.set(key, "before the failover");
@@ -110,14 +99,14 @@ describe("the Cluster fixture with replicas", () => {
       writer.disconnect();
     }
     const started = Date.now();
-    const promoted = await cluster.failover(before.master);
+    const promoted = await cluster().failover(before.master);
     const tookMs = Date.now() - started;
     console.info(`cluster failover: replica promoted and cluster ok ${tookMs} ms after SIGKILL`);
     expect(promoted).toBe(before.replicas[0]);
     expect(before.master.running).toBe(false);
     expect(ownRedisServers()).toHaveLength(5);
 
-    const after = await cluster.shardOf(await cluster.keySlot(key));
+    const after = await cluster().shardOf(await cluster().keySlot(key));
     expect(after.master).toBe(promoted);
     expect(after.slots).toEqual(before.slots);
     expect(await promoted.info("replication")).toMatch(/^role:master$/m);
@@ -129,8 +118,8 @@ describe("the Cluster fixture with replicas", () => {
     }
 
     await before.master.restart();
-    await cluster.ready();
-    const rejoined = await cluster.shardOf(await cluster.keySlot(key));
+    await cluster().ready();
+    const rejoined = await cluster().shardOf(await cluster().keySlot(key));
     expect(rejoined.master).toBe(promoted);
     expect(rejoined.replicas).toEqual([before.master]);
     expect(await before.master.info("replication")).toMatch(/^master_link_status:up$/m);
@@ -138,8 +127,8 @@ describe("the Cluster fixture with replicas", () => {
 
   it("stops every process it started", async () => {
     expect(ownRedisServers()).toHaveLength(6);
-    await cluster.stop();
+    await cluster().stop();
     expect(ownRedisServers()).toEqual([]);
-    expect(cluster.nodes.filter((node) => node.running)).toEqual([]);
+    expect(cluster().nodes.filter((node) => node.running)).toEqual([]);
   });
 });

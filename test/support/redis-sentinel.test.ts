@@ -1,29 +1,22 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RedisSentinelSet, startRedisSentinelSet } from "../../harness/redis-sentinel.js";
+import { describe, expect, it } from "vitest";
+import { startRedisSentinelSet } from "../../harness/redis-sentinel.js";
 import { waitFor } from "../../harness/wait-for.js";
+import { ownedForBlock } from "./owned.js";
 
 // The Sentinel fixture the scale-out tests build on: a primary, a replica
 // and three sentinels, started on free loopback ports, able to fail over.
 
-let set: RedisSentinelSet;
-
-beforeAll(async () => {
-  set = await startRedisSentinelSet();
-}, 60_000);
-
-afterAll(async () => {
-  await set?.stop();
-});
+const set = ownedForBlock(() => startRedisSentinelSet(), 60_000);
 
 describe("the Sentinel fixture", () => {
   it("has every sentinel name the primary, which replicates to the replica", async () => {
-    expect(set.sentinels).toHaveLength(3);
-    expect(set.replicas).toHaveLength(1);
-    for (const sentinel of set.sentinels) {
-      expect(await sentinel.primaryAddress()).toBe(`127.0.0.1:${set.primary.port}`);
+    expect(set().sentinels).toHaveLength(3);
+    expect(set().replicas).toHaveLength(1);
+    for (const sentinel of set().sentinels) {
+      expect(await sentinel.primaryAddress()).toBe(`127.0.0.1:${set().primary.port}`);
     }
-    const primary = set.primary.client();
-    const replica = set.replicas[0]?.client();
+    const primary = set().primary.client();
+    const replica = set().replicas[0]?.client();
     try {
       await primary.set("fixture:written", "on the primary");
       await waitFor(
@@ -38,9 +31,9 @@ describe("the Sentinel fixture", () => {
   });
 
   it("fails over on SENTINEL FAILOVER: the replica becomes the primary", async () => {
-    const promotedServer = await set.failover();
-    expect(promotedServer).toBe(set.replicas[0]);
-    expect(await set.primaryAddress()).toBe(`127.0.0.1:${promotedServer.port}`);
+    const promotedServer = await set().failover();
+    expect(promotedServer).toBe(set().replicas[0]);
+    expect(await set().primaryAddress()).toBe(`127.0.0.1:${promotedServer.port}`);
     const promoted = promotedServer.client();
     try {
       // Writes fail READONLY until the promotion reaches the replica itself.
