@@ -45,12 +45,15 @@ export const sessionStoreService: DescService = SessionStoreService;
  * `admin` (DeleteByUser, and any method added later until its issue says
  * otherwise), so a new RPC is never open by accident.
  */
-export const METHOD_SCOPES: Readonly<Partial<Record<keyof Methods, "read" | "write">>> = {
+export const METHOD_SCOPES: Readonly<Partial<Record<keyof AllMethods, "read" | "write">>> = {
   get: "read",
   listByUser: "read",
   upsert: "write",
   touch: "write",
   delete: "write",
+  refresh: "write",
+  watchUser: "read",
+  watchSession: "read",
 };
 
 /** page_size 0 means this many. */
@@ -64,7 +67,12 @@ export const MAX_PAGE_SIZE = 1000;
  */
 export const MAX_EXCEPT_SESSION_IDS = 100;
 
-type Methods = typeof SessionStoreService.method;
+type AllMethods = typeof SessionStoreService.method;
+/** The unary methods: those the handlers below serve on every transport. */
+type UnaryName = {
+  [K in keyof AllMethods]: AllMethods[K]["methodKind"] extends "unary" ? K : never;
+}[keyof AllMethods];
+type Methods = Pick<AllMethods, UnaryName>;
 
 /**
  * The handlers of every SessionStoreService method, independent of the
@@ -114,6 +122,7 @@ export function createSessionStoreHandlers(
     delete: mapErrors("Delete", handlers.delete),
     listByUser: mapErrors("ListByUser", handlers.listByUser),
     deleteByUser: mapErrors("DeleteByUser", handlers.deleteByUser),
+    refresh: mapErrors("Refresh", handlers.refresh),
   };
 }
 
@@ -197,6 +206,10 @@ function unmappedHandlers(options: SessionStoreServiceOptions): SessionStoreHand
       const deleted = await store.deleteByUser(userId, req.exceptSessionIds, signal);
       return messageReply(DeleteByUserResponseSchema, { deletedCount: BigInt(deleted) });
     },
+
+    async refresh() {
+      throw new ConnectError("Refresh is being built", Code.Unimplemented);
+    },
   };
 }
 
@@ -246,5 +259,14 @@ function toServiceImpl(handlers: SessionStoreHandlers): ServiceImpl<typeof Sessi
     delete: async (req, ctx) => (await handlers.delete(req, ctx.signal)).message(),
     listByUser: async (req, ctx) => (await handlers.listByUser(req, ctx.signal)).message(),
     deleteByUser: async (req, ctx) => (await handlers.deleteByUser(req, ctx.signal)).message(),
+    refresh: async (req, ctx) => (await handlers.refresh(req, ctx.signal)).message(),
+    // biome-ignore lint/correctness/useYield: being built
+    async *watchUser() {
+      throw new ConnectError("WatchUser is being built", Code.Unimplemented);
+    },
+    // biome-ignore lint/correctness/useYield: being built
+    async *watchSession() {
+      throw new ConnectError("WatchSession is being built", Code.Unimplemented);
+    },
   };
 }

@@ -66,3 +66,27 @@ export class NotReplicatedError extends StoreUnavailableError {
     this.message = `the write may have been applied: ${acknowledged} of ${required} replicas acknowledged it in time`;
   }
 }
+
+/**
+ * A refresh presented a refresh token id that is neither the session's
+ * current one nor its previous one within the grace: the session (or, with
+ * revoke-all, every session of the user) was deleted in the same step.
+ */
+export class RefreshTokenReusedError extends Error {
+  override readonly name = "RefreshTokenReusedError";
+  constructor() {
+    super("refresh token was already used");
+  }
+}
+
+/**
+ * A refresh found a session stored before refresh tokens were recorded
+ * (layout 1 records): its current refresh token id is not known to the
+ * store, so the presented one can be neither accepted nor called reused.
+ */
+export class RefreshStateMissingError extends Error {
+  override readonly name = "RefreshStateMissingError";
+  constructor() {
+    super("session has no recorded refresh token");
+  }
+}

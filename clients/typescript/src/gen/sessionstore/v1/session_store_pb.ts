@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sessionstore/v1/session_store.proto.
  */
 export const file_sessionstore_v1_session_store: GenFile = /*@__PURE__*/
-  fileDesc("CiNzZXNzaW9uc3RvcmUvdjEvc2Vzc2lvbl9zdG9yZS5wcm90bxIPc2Vzc2lvbnN0b3JlLnYxIqYDCgdTZXNzaW9uEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSGAoQcmVmcmVzaF90b2tlbl9pZBgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxyZWZyZXNoZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3Rfa25vd25faXAYBiABKAkSQgoZdG9rZW5fc2lnbmF0dXJlX3RyYW5zcG9ydBgHIAEoDjIfLnNlc3Npb25zdG9yZS52MS5Ub2tlblRyYW5zcG9ydBIuCgpleHBpcmVzX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCg1leHRyYV9wYXlsb2FkGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd2ZXJzaW9uGAogASgEEjYKEnN0b3JhZ2VfZXhwaXJlc19hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiMQoKR2V0UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiOAoLR2V0UmVzcG9uc2USKQoHc2Vzc2lvbhgBIAEoCzIYLnNlc3Npb25zdG9yZS52MS5TZXNzaW9uIpYBCg1VcHNlcnRSZXF1ZXN0EikKB3Nlc3Npb24YASABKAsyGC5zZXNzaW9uc3RvcmUudjEuU2Vzc2lvbhImCgN0dGwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHQoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoBEgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIjsKDlVwc2VydFJlc3BvbnNlEikKB3Nlc3Npb24YASABKAsyGC5zZXNzaW9uc3RvcmUudjEuU2Vzc2lvbiJbCgxUb3VjaFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI6Cg1Ub3VjaFJlc3BvbnNlEikKB3Nlc3Npb24YASABKAsyGC5zZXNzaW9uc3RvcmUudjEuU2Vzc2lvbiJoCg1EZWxldGVSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iIQoORGVsZXRlUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoCCJLChFMaXN0QnlVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlkKEkxpc3RCeVVzZXJSZXNwb25zZRIqCghzZXNzaW9ucxgBIAMoCzIYLnNlc3Npb25zdG9yZS52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJCChNEZWxldGVCeVVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSGgoSZXhjZXB0X3Nlc3Npb25faWRzGAIgAygJIi0KFERlbGV0ZUJ5VXNlclJlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMqaQoOVG9rZW5UcmFuc3BvcnQSHwobVE9LRU5fVFJBTlNQT1JUX1VOU1BFQ0lGSUVEEAASGgoWVE9LRU5fVFJBTlNQT1JUX0JFQVJFUhABEhoKFlRPS0VOX1RSQU5TUE9SVF9DT09LSUUQAjL9AwoTU2Vzc2lvblN0b3JlU2VydmljZRJFCgNHZXQSGy5zZXNzaW9uc3RvcmUudjEuR2V0UmVxdWVzdBocLnNlc3Npb25zdG9yZS52MS5HZXRSZXNwb25zZSIDkAIBEkkKBlVwc2VydBIeLnNlc3Npb25zdG9yZS52MS5VcHNlcnRSZXF1ZXN0Gh8uc2Vzc2lvbnN0b3JlLnYxLlVwc2VydFJlc3BvbnNlEkYKBVRvdWNoEh0uc2Vzc2lvbnN0b3JlLnYxLlRvdWNoUmVxdWVzdBoeLnNlc3Npb25zdG9yZS52MS5Ub3VjaFJlc3BvbnNlEk4KBkRlbGV0ZRIeLnNlc3Npb25zdG9yZS52MS5EZWxldGVSZXF1ZXN0Gh8uc2Vzc2lvbnN0b3JlLnYxLkRlbGV0ZVJlc3BvbnNlIgOQAgISWgoKTGlzdEJ5VXNlchIiLnNlc3Npb25zdG9yZS52MS5MaXN0QnlVc2VyUmVxdWVzdBojLnNlc3Npb25zdG9yZS52MS5MaXN0QnlVc2VyUmVzcG9uc2UiA5ACARJgCgxEZWxldGVCeVVzZXISJC5zZXNzaW9uc3RvcmUudjEuRGVsZXRlQnlVc2VyUmVxdWVzdBolLnNlc3Npb25zdG9yZS52MS5EZWxldGVCeVVzZXJSZXNwb25zZSIDkAICYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiNzZXNzaW9uc3RvcmUvdjEvc2Vzc2lvbl9zdG9yZS5wcm90bxIPc2Vzc2lvbnN0b3JlLnYxIqYDCgdTZXNzaW9uEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSGAoQcmVmcmVzaF90b2tlbl9pZBgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxyZWZyZXNoZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3Rfa25vd25faXAYBiABKAkSQgoZdG9rZW5fc2lnbmF0dXJlX3RyYW5zcG9ydBgHIAEoDjIfLnNlc3Npb25zdG9yZS52MS5Ub2tlblRyYW5zcG9ydBIuCgpleHBpcmVzX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCg1leHRyYV9wYXlsb2FkGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd2ZXJzaW9uGAogASgEEjYKEnN0b3JhZ2VfZXhwaXJlc19hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiMQoKR2V0UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiOAoLR2V0UmVzcG9uc2USKQoHc2Vzc2lvbhgBIAEoCzIYLnNlc3Npb25zdG9yZS52MS5TZXNzaW9uIpYBCg1VcHNlcnRSZXF1ZXN0EikKB3Nlc3Npb24YASABKAsyGC5zZXNzaW9uc3RvcmUudjEuU2Vzc2lvbhImCgN0dGwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHQoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoBEgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIjsKDlVwc2VydFJlc3BvbnNlEikKB3Nlc3Npb24YASABKAsyGC5zZXNzaW9uc3RvcmUudjEuU2Vzc2lvbiJbCgxUb3VjaFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI6Cg1Ub3VjaFJlc3BvbnNlEikKB3Nlc3Npb24YASABKAsyGC5zZXNzaW9uc3RvcmUudjEuU2Vzc2lvbiJoCg1EZWxldGVSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iIQoORGVsZXRlUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoCCJLChFMaXN0QnlVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlkKEkxpc3RCeVVzZXJSZXNwb25zZRIqCghzZXNzaW9ucxgBIAMoCzIYLnNlc3Npb25zdG9yZS52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJCChNEZWxldGVCeVVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSGgoSZXhjZXB0X3Nlc3Npb25faWRzGAIgAygJIi0KFERlbGV0ZUJ5VXNlclJlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMiyQEKDlJlZnJlc2hSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIiChpwcmVzZW50ZWRfcmVmcmVzaF90b2tlbl9pZBgDIAEoCRIcChRuZXdfcmVmcmVzaF90b2tlbl9pZBgEIAEoCRImCgN0dGwYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKAoFZ3JhY2UYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ibgoPUmVmcmVzaFJlc3BvbnNlEikKB3Nlc3Npb24YASABKAsyGC5zZXNzaW9uc3RvcmUudjEuU2Vzc2lvbhIwCgdvdXRjb21lGAIgASgOMh8uc2Vzc2lvbnN0b3JlLnYxLlJlZnJlc2hPdXRjb21lIjsKEFdhdGNoVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIWCg5hZnRlcl9ldmVudF9pZBgCIAEoCSJSChNXYXRjaFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIWCg5hZnRlcl9ldmVudF9pZBgDIAEoCSKqAQoMU2Vzc2lvbkV2ZW50EhAKCGV2ZW50X2lkGAEgASgJEigKBHR5cGUYAiABKA4yGi5zZXNzaW9uc3RvcmUudjEuRXZlbnRUeXBlEhIKCnNlc3Npb25faWQYAyABKAkSDwoHdXNlcl9pZBgEIAEoCRIPCgd2ZXJzaW9uGAUgASgEEigKBHRpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKmkKDlRva2VuVHJhbnNwb3J0Eh8KG1RPS0VOX1RSQU5TUE9SVF9VTlNQRUNJRklFRBAAEhoKFlRPS0VOX1RSQU5TUE9SVF9CRUFSRVIQARIaChZUT0tFTl9UUkFOU1BPUlRfQ09PS0lFEAIqcwoOUmVmcmVzaE91dGNvbWUSHwobUkVGUkVTSF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGwoXUkVGUkVTSF9PVVRDT01FX1JPVEFURUQQARIjCh9SRUZSRVNIX09VVENPTUVfQUxSRUFEWV9ST1RBVEVEEAIq3wEKCUV2ZW50VHlwZRIaChZFVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASFwoTRVZFTlRfVFlQRV9VUFNFUlRFRBABEhYKEkVWRU5UX1RZUEVfVE9VQ0hFRBACEhYKEkVWRU5UX1RZUEVfREVMRVRFRBADEh4KGkVWRU5UX1RZUEVfREVMRVRFRF9CWV9VU0VSEAQSFgoSRVZFTlRfVFlQRV9ST1RBVEVEEAUSHQoZRVZFTlRfVFlQRV9SRVVTRV9ERVRFQ1RFRBAGEhYKEkVWRU5UX1RZUEVfRVZJQ1RFRBAHMvMFChNTZXNzaW9uU3RvcmVTZXJ2aWNlEkUKA0dldBIbLnNlc3Npb25zdG9yZS52MS5HZXRSZXF1ZXN0Ghwuc2Vzc2lvbnN0b3JlLnYxLkdldFJlc3BvbnNlIgOQAgESSQoGVXBzZXJ0Eh4uc2Vzc2lvbnN0b3JlLnYxLlVwc2VydFJlcXVlc3QaHy5zZXNzaW9uc3RvcmUudjEuVXBzZXJ0UmVzcG9uc2USRgoFVG91Y2gSHS5zZXNzaW9uc3RvcmUudjEuVG91Y2hSZXF1ZXN0Gh4uc2Vzc2lvbnN0b3JlLnYxLlRvdWNoUmVzcG9uc2USTgoGRGVsZXRlEh4uc2Vzc2lvbnN0b3JlLnYxLkRlbGV0ZVJlcXVlc3QaHy5zZXNzaW9uc3RvcmUudjEuRGVsZXRlUmVzcG9uc2UiA5ACAhJaCgpMaXN0QnlVc2VyEiIuc2Vzc2lvbnN0b3JlLnYxLkxpc3RCeVVzZXJSZXF1ZXN0GiMuc2Vzc2lvbnN0b3JlLnYxLkxpc3RCeVVzZXJSZXNwb25zZSIDkAIBEmAKDERlbGV0ZUJ5VXNlchIkLnNlc3Npb25zdG9yZS52MS5EZWxldGVCeVVzZXJSZXF1ZXN0GiUuc2Vzc2lvbnN0b3JlLnYxLkRlbGV0ZUJ5VXNlclJlc3BvbnNlIgOQAgISTAoHUmVmcmVzaBIfLnNlc3Npb25zdG9yZS52MS5SZWZyZXNoUmVxdWVzdBogLnNlc3Npb25zdG9yZS52MS5SZWZyZXNoUmVzcG9uc2USTwoJV2F0Y2hVc2VyEiEuc2Vzc2lvbnN0b3JlLnYxLldhdGNoVXNlclJlcXVlc3QaHS5zZXNzaW9uc3RvcmUudjEuU2Vzc2lvbkV2ZW50MAESVQoMV2F0Y2hTZXNzaW9uEiQuc2Vzc2lvbnN0b3JlLnYxLldhdGNoU2Vzc2lvblJlcXVlc3QaHS5zZXNzaW9uc3RvcmUudjEuU2Vzc2lvbkV2ZW50MAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Session is one login session of one user.
@@ -37,7 +37,7 @@ export type Session = Message<"sessionstore.v1.Session"> & {
 
   /**
    * refresh_token_id identifies the refresh token currently issued for this
-   * session; stored as given.
+   * session; stored as given by Upsert, replaced by Refresh.
    *
    * @generated from field: string refresh_token_id = 3;
    */
@@ -52,7 +52,8 @@ export type Session = Message<"sessionstore.v1.Session"> & {
 
   /**
    * refreshed_at is when the session's tokens were last refreshed; stored as
-   * given.
+   * given by Upsert, set to the store's time (millisecond precision) by
+   * Refresh.
    *
    * @generated from field: google.protobuf.Timestamp refreshed_at = 5;
    */
@@ -96,7 +97,8 @@ export type Session = Message<"sessionstore.v1.Session"> & {
 
   /**
    * version counts the writes of this session: 1 after the insert, plus 1 on
-   * every Upsert that updates it (Touch does not change it). Output only:
+   * every Upsert that updates it and every Refresh that rotates its token
+   * (Touch does not change it). Output only:
    * assigned by the server, ignored in requests. Use it as expected_version
    * for conditional writes.
    *
@@ -469,6 +471,224 @@ export const DeleteByUserResponseSchema: GenMessage<DeleteByUserResponse> = /*@_
   messageDesc(file_sessionstore_v1_session_store, 12);
 
 /**
+ * RefreshRequest presents a session's refresh token and the one to replace
+ * it with.
+ *
+ * @generated from message sessionstore.v1.RefreshRequest
+ */
+export type RefreshRequest = Message<"sessionstore.v1.RefreshRequest"> & {
+  /**
+   * session_id is the id of the session; required.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * user_id is the user the session belongs to; required.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * presented_refresh_token_id is the refresh token id the client presented;
+   * required, 1 to 128 bytes like an id.
+   *
+   * @generated from field: string presented_refresh_token_id = 3;
+   */
+  presentedRefreshTokenId: string;
+
+  /**
+   * new_refresh_token_id is the id of the refresh token issued if the
+   * presented one is current; required, 1 to 128 bytes like an id, and
+   * different from presented_refresh_token_id.
+   *
+   * @generated from field: string new_refresh_token_id = 4;
+   */
+  newRefreshTokenId: string;
+
+  /**
+   * ttl is how long to keep the session from now after a rotation; validated
+   * like UpsertRequest.ttl.
+   *
+   * @generated from field: google.protobuf.Duration ttl = 5;
+   */
+  ttl?: Duration | undefined;
+
+  /**
+   * grace is how long the presented id stays acceptable after a rotation
+   * (answered ALREADY_ROTATED); absent means 10 seconds, zero means none, at
+   * most the server's MAX_REFRESH_GRACE (60 seconds by default).
+   *
+   * @generated from field: google.protobuf.Duration grace = 6;
+   */
+  grace?: Duration | undefined;
+};
+
+/**
+ * Describes the message sessionstore.v1.RefreshRequest.
+ * Use `create(RefreshRequestSchema)` to create a new message.
+ */
+export const RefreshRequestSchema: GenMessage<RefreshRequest> = /*@__PURE__*/
+  messageDesc(file_sessionstore_v1_session_store, 13);
+
+/**
+ * RefreshResponse carries the session after the call and what happened.
+ *
+ * @generated from message sessionstore.v1.RefreshResponse
+ */
+export type RefreshResponse = Message<"sessionstore.v1.RefreshResponse"> & {
+  /**
+   * session is the stored session: rotated, or as another refresh left it.
+   *
+   * @generated from field: sessionstore.v1.Session session = 1;
+   */
+  session?: Session | undefined;
+
+  /**
+   * outcome says whether this call rotated the token.
+   *
+   * @generated from field: sessionstore.v1.RefreshOutcome outcome = 2;
+   */
+  outcome: RefreshOutcome;
+};
+
+/**
+ * Describes the message sessionstore.v1.RefreshResponse.
+ * Use `create(RefreshResponseSchema)` to create a new message.
+ */
+export const RefreshResponseSchema: GenMessage<RefreshResponse> = /*@__PURE__*/
+  messageDesc(file_sessionstore_v1_session_store, 14);
+
+/**
+ * WatchUserRequest names the user whose sessions to watch.
+ *
+ * @generated from message sessionstore.v1.WatchUserRequest
+ */
+export type WatchUserRequest = Message<"sessionstore.v1.WatchUserRequest"> & {
+  /**
+   * user_id is the user whose sessions to watch; required.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * after_event_id resumes the stream after this event (an event_id this
+   * user's stream returned); empty starts with the changes made from now.
+   *
+   * @generated from field: string after_event_id = 2;
+   */
+  afterEventId: string;
+};
+
+/**
+ * Describes the message sessionstore.v1.WatchUserRequest.
+ * Use `create(WatchUserRequestSchema)` to create a new message.
+ */
+export const WatchUserRequestSchema: GenMessage<WatchUserRequest> = /*@__PURE__*/
+  messageDesc(file_sessionstore_v1_session_store, 15);
+
+/**
+ * WatchSessionRequest names the session to watch.
+ *
+ * @generated from message sessionstore.v1.WatchSessionRequest
+ */
+export type WatchSessionRequest = Message<"sessionstore.v1.WatchSessionRequest"> & {
+  /**
+   * session_id is the id of the session; required.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * user_id is the user the session belongs to; required.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * after_event_id resumes the stream after this event, as in
+   * WatchUserRequest.
+   *
+   * @generated from field: string after_event_id = 3;
+   */
+  afterEventId: string;
+};
+
+/**
+ * Describes the message sessionstore.v1.WatchSessionRequest.
+ * Use `create(WatchSessionRequestSchema)` to create a new message.
+ */
+export const WatchSessionRequestSchema: GenMessage<WatchSessionRequest> = /*@__PURE__*/
+  messageDesc(file_sessionstore_v1_session_store, 16);
+
+/**
+ * SessionEvent is one change to a session, without its contents: a watcher
+ * reads the session if it needs them.
+ *
+ * @generated from message sessionstore.v1.SessionEvent
+ */
+export type SessionEvent = Message<"sessionstore.v1.SessionEvent"> & {
+  /**
+   * event_id identifies the event within its user's stream and orders it:
+   * later events have greater ids. Pass it as after_event_id to resume. It
+   * is opaque: compare it only for equality.
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * type is what happened.
+   *
+   * @generated from field: sessionstore.v1.EventType type = 2;
+   */
+  type: EventType;
+
+  /**
+   * session_id is the session that changed; empty for DELETED_BY_USER.
+   *
+   * @generated from field: string session_id = 3;
+   */
+  sessionId: string;
+
+  /**
+   * user_id is the user the session belongs to.
+   *
+   * @generated from field: string user_id = 4;
+   */
+  userId: string;
+
+  /**
+   * version is the session's version after the change (UPSERTED, ROTATED,
+   * TOUCHED) or when it was removed (DELETED, REUSE_DETECTED, EVICTED); 0
+   * for DELETED_BY_USER.
+   *
+   * @generated from field: uint64 version = 5;
+   */
+  version: bigint;
+
+  /**
+   * time is when the change was made, by the store's clock, to the
+   * millisecond.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 6;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message sessionstore.v1.SessionEvent.
+ * Use `create(SessionEventSchema)` to create a new message.
+ */
+export const SessionEventSchema: GenMessage<SessionEvent> = /*@__PURE__*/
+  messageDesc(file_sessionstore_v1_session_store, 17);
+
+/**
  * TokenTransport is how a client presents the signature of its tokens.
  *
  * @generated from enum sessionstore.v1.TokenTransport
@@ -504,6 +724,117 @@ export const TokenTransportSchema: GenEnum<TokenTransport> = /*@__PURE__*/
   enumDesc(file_sessionstore_v1_session_store, 0);
 
 /**
+ * RefreshOutcome is what a successful Refresh did.
+ *
+ * @generated from enum sessionstore.v1.RefreshOutcome
+ */
+export enum RefreshOutcome {
+  /**
+   * REFRESH_OUTCOME_UNSPECIFIED is never returned.
+   *
+   * @generated from enum value: REFRESH_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * REFRESH_OUTCOME_ROTATED means this call rotated the token: the session's
+   * refresh_token_id is the new one.
+   *
+   * @generated from enum value: REFRESH_OUTCOME_ROTATED = 1;
+   */
+  ROTATED = 1,
+
+  /**
+   * REFRESH_OUTCOME_ALREADY_ROTATED means another call rotated it moments
+   * before (within the grace): nothing changed, and the session carries the
+   * refresh_token_id that call set.
+   *
+   * @generated from enum value: REFRESH_OUTCOME_ALREADY_ROTATED = 2;
+   */
+  ALREADY_ROTATED = 2,
+}
+
+/**
+ * Describes the enum sessionstore.v1.RefreshOutcome.
+ */
+export const RefreshOutcomeSchema: GenEnum<RefreshOutcome> = /*@__PURE__*/
+  enumDesc(file_sessionstore_v1_session_store, 1);
+
+/**
+ * EventType is the kind of change a SessionEvent reports.
+ *
+ * @generated from enum sessionstore.v1.EventType
+ */
+export enum EventType {
+  /**
+   * EVENT_TYPE_UNSPECIFIED is never sent.
+   *
+   * @generated from enum value: EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * EVENT_TYPE_UPSERTED means an Upsert inserted or replaced the session.
+   *
+   * @generated from enum value: EVENT_TYPE_UPSERTED = 1;
+   */
+  UPSERTED = 1,
+
+  /**
+   * EVENT_TYPE_TOUCHED means a Touch moved the session's storage_expires_at.
+   *
+   * @generated from enum value: EVENT_TYPE_TOUCHED = 2;
+   */
+  TOUCHED = 2,
+
+  /**
+   * EVENT_TYPE_DELETED means a Delete removed the session.
+   *
+   * @generated from enum value: EVENT_TYPE_DELETED = 3;
+   */
+  DELETED = 3,
+
+  /**
+   * EVENT_TYPE_DELETED_BY_USER means a DeleteByUser (or a reuse with
+   * REVOKE_ALL_ON_REUSE) removed all of the user's sessions except those it
+   * was asked to keep; session_id is empty. WatchSession sends it only to
+   * watchers of a session it removed.
+   *
+   * @generated from enum value: EVENT_TYPE_DELETED_BY_USER = 4;
+   */
+  DELETED_BY_USER = 4,
+
+  /**
+   * EVENT_TYPE_ROTATED means a Refresh rotated the session's refresh token.
+   *
+   * @generated from enum value: EVENT_TYPE_ROTATED = 5;
+   */
+  ROTATED = 5,
+
+  /**
+   * EVENT_TYPE_REUSE_DETECTED means a Refresh presented a refresh token id
+   * that was no longer valid, and the session was deleted.
+   *
+   * @generated from enum value: EVENT_TYPE_REUSE_DETECTED = 6;
+   */
+  REUSE_DETECTED = 6,
+
+  /**
+   * EVENT_TYPE_EVICTED means an Upsert inserting another session removed
+   * this one to keep the user within the server's MAX_SESSIONS_PER_USER.
+   *
+   * @generated from enum value: EVENT_TYPE_EVICTED = 7;
+   */
+  EVICTED = 7,
+}
+
+/**
+ * Describes the enum sessionstore.v1.EventType.
+ */
+export const EventTypeSchema: GenEnum<EventType> = /*@__PURE__*/
+  enumDesc(file_sessionstore_v1_session_store, 2);
+
+/**
  * SessionStoreService keeps the login sessions of an application's users.
  *
  * A session is addressed by the pair (user_id, session_id): every RPC that
@@ -521,6 +852,12 @@ export const TokenTransportSchema: GenEnum<TokenTransport> = /*@__PURE__*/
  * backend cannot be reached (never reported as NOT_FOUND, so an outage does
  * not log anybody out; the call may be retried), INTERNAL for anything
  * unexpected (details are logged by the server, not sent).
+ *
+ * Every error carries one google.rpc.ErrorInfo in its status details, with
+ * domain "sessionstore", a reason in UPPER_SNAKE_CASE (SESSION_NOT_FOUND,
+ * VERSION_MISMATCH, ...) that programs can branch on, and metadata naming
+ * the field or limit at fault (never an id or a payload). The README lists
+ * the reasons.
  *
  * @generated from service sessionstore.v1.SessionStoreService
  */
@@ -613,6 +950,86 @@ export const SessionStoreService: GenService<{
     methodKind: "unary";
     input: typeof DeleteByUserRequestSchema;
     output: typeof DeleteByUserResponseSchema;
+  },
+  /**
+   * Refresh rotates a session's refresh token in one atomic step, and
+   * detects the reuse of a token that was already rotated away (the
+   * signature of a stolen refresh token).
+   *
+   * When presented_refresh_token_id is the session's current
+   * refresh_token_id: refresh_token_id becomes new_refresh_token_id,
+   * refreshed_at becomes the store's current time, storage_expires_at moves
+   * as Touch moves it with `ttl`, version goes up by 1, and the presented id
+   * is remembered as the previous one for `grace`; outcome ROTATED.
+   *
+   * When it is the previous id and its grace has not run out (another tab or
+   * device refreshed first): nothing changes, and the current session is
+   * returned with outcome ALREADY_ROTATED, so that both callers end up with
+   * a working token.
+   *
+   * Anything else is reuse: in the same atomic step the session is deleted
+   * (with the server's REVOKE_ALL_ON_REUSE, all of the user's sessions), and
+   * the call fails PERMISSION_DENIED with reason REFRESH_TOKEN_REUSED.
+   *
+   * NOT_FOUND when the session does not exist. An Upsert that stores another
+   * refresh_token_id ends the grace of the previous one; an Upsert that keeps
+   * it keeps the grace. Token ids are compared in constant time and kept
+   * only as digests besides the session's own refresh_token_id.
+   *
+   * @generated from rpc sessionstore.v1.SessionStoreService.Refresh
+   */
+  refresh: {
+    methodKind: "unary";
+    input: typeof RefreshRequestSchema;
+    output: typeof RefreshResponseSchema;
+  },
+  /**
+   * WatchUser streams the changes to a user's sessions as they happen, in
+   * the order they were made: every Upsert, Touch, Delete, DeleteByUser,
+   * Refresh rotation, detected reuse and eviction. Expiry is not an event
+   * (the store cannot report it reliably), so a watcher learns of it by
+   * reading the session.
+   *
+   * With after_event_id (the event_id of the last event received) the stream
+   * resumes right after that event, so a watcher that reconnects misses
+   * nothing. Events are kept for a bounded time and number per user (the
+   * server's EVENT_RETENTION and EVENT_RETENTION_COUNT); OUT_OF_RANGE with
+   * reason EVENTS_EXPIRED when events after the cursor may have been dropped:
+   * the watcher then lists the user's sessions again and watches without a
+   * cursor. A watcher that does not read its stream fast enough is ended
+   * with RESOURCE_EXHAUSTED (reason WATCHER_TOO_SLOW) and may resume from its
+   * cursor. Streams also end at the server's MAX_DEADLINE and when the server
+   * shuts down (UNAVAILABLE); both resume the same way.
+   *
+   * The stream's message is SessionEvent itself, one type for both watch
+   * RPCs, rather than a response message of each RPC's own.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc sessionstore.v1.SessionStoreService.WatchUser
+   */
+  watchUser: {
+    methodKind: "server_streaming";
+    input: typeof WatchUserRequestSchema;
+    output: typeof SessionEventSchema;
+  },
+  /**
+   * WatchSession streams the changes to one session, as WatchUser does for
+   * all of a user's sessions: the events whose session_id is this session,
+   * and the DELETED_BY_USER events that deleted it. The session need not
+   * exist when the watch begins.
+   *
+   * The stream's message is SessionEvent itself, one type for both watch
+   * RPCs, rather than a response message of each RPC's own.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc sessionstore.v1.SessionStoreService.WatchSession
+   */
+  watchSession: {
+    methodKind: "server_streaming";
+    input: typeof WatchSessionRequestSchema;
+    output: typeof SessionEventSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sessionstore_v1_session_store, 0);
