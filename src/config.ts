@@ -55,6 +55,10 @@ export interface Config {
   readonly maxSessionsPerUser: number;
   /** Upper bound of the protobuf encoding of a session's extra_payload. */
   readonly maxPayloadBytes: number;
+  /** Longest grace a Refresh may ask for, ms. */
+  readonly maxRefreshGraceMs: number;
+  /** A reused refresh token deletes all of the user's sessions, not only its own. */
+  readonly revokeAllOnReuse: boolean;
   /** Upper bound of a request message. */
   readonly maxRequestBytes: number;
   /** The default per-caller rate limit (UNLIMITED when off). */
@@ -501,6 +505,22 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     description: "largest protobuf encoding of a session's extra_payload, in bytes",
     defaultText: "65536",
     parse: integer(0, MAX_SAFE, 65536),
+  },
+  {
+    key: "maxRefreshGraceMs",
+    env: "MAX_REFRESH_GRACE",
+    description:
+      "longest grace a Refresh may ask for: how long a rotated refresh token stays accepted (answered ALREADY_ROTATED)",
+    defaultText: "60s",
+    parse: duration(60_000, 86_400_000),
+  },
+  {
+    key: "revokeAllOnReuse",
+    env: "REVOKE_ALL_ON_REUSE",
+    description:
+      "a reused refresh token deletes all of the user's sessions rather than only the session it belonged to",
+    defaultText: "false",
+    parse: boolean(false),
   },
   {
     key: "maxRequestBytes",

@@ -45,6 +45,10 @@ export interface ServerOptions {
   readonly logger: Logger;
   readonly maxTtlSeconds: number;
   readonly maxPayloadBytes: number;
+  /** Longest grace a Refresh may ask for, ms (default 60 s). */
+  readonly maxRefreshGraceMs?: number;
+  /** A reused refresh token deletes all of the user's sessions (default false: only its own). */
+  readonly revokeAllOnReuse?: boolean;
   /** Requests over this size fail RESOURCE_EXHAUSTED before they are decoded. */
   readonly maxRequestBytes: number;
   /** Serve plain gRPC unary calls on the fast path (default true); off, connect-node serves everything. */

@@ -1,9 +1,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { statusError } from "../error-info.js";
 import type { Logger } from "../observability/logger.js";
 import type { StoreErrorKind } from "../observability/telemetry.js";
 import {
   ExpiresAtPassedError,
   NotReplicatedError,
+  RefreshStateMissingError,
+  RefreshTokenReusedError,
   SessionExistsError,
   SessionNotFoundError,
   StoreUnavailableError,
@@ -32,6 +35,18 @@ export function toConnectError(
   }
   if (error instanceof VersionMismatchError) {
     return new ConnectError("stored version differs from expected_version", Code.Aborted);
+  }
+  if (error instanceof RefreshTokenReusedError) {
+    return statusError(
+      "REFRESH_TOKEN_REUSED",
+      "refresh token was already used - the session is revoked",
+    );
+  }
+  if (error instanceof RefreshStateMissingError) {
+    return statusError(
+      "REFRESH_STATE_MISSING",
+      "session has no refresh token to rotate - Upsert one first",
+    );
   }
   if (error instanceof ExpiresAtPassedError) {
     return new ConnectError("session.expires_at must be in the future", Code.InvalidArgument);

@@ -78,6 +78,19 @@ export function encodeSessionsResponse(
   return out;
 }
 
+/**
+ * The binary encoding of a RefreshResponse: the session as
+ * encodeSessionsResponse writes it, then field 2 (outcome, a varint).
+ */
+export function encodeRefreshResponse(stored: StoredSession, outcome: number): Uint8Array {
+  const session = encodeSessionsResponse([stored]);
+  const out = new Uint8Array(session.byteLength + 1 + varintSize(outcome));
+  out.set(session);
+  out[session.byteLength] = (2 << 3) | VARINT;
+  writeVarint(out, session.byteLength + 1, outcome);
+  return out;
+}
+
 /** Fields 10 (version) and 11 (storage_expires_at) of a stored session. */
 function sessionTail(stored: StoredSession): Uint8Array {
   const seconds = Math.floor(stored.storageExpiresAtMs / 1000);

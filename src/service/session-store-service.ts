@@ -3,17 +3,25 @@ import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@conne
 import {
   DeleteByUserResponseSchema,
   DeleteResponseSchema,
+  RefreshOutcome,
   SessionStoreService,
   UpsertRequestSchema,
 } from "../../gen/sessionstore/v1/session_store_pb.js";
 import type { Logger } from "../observability/logger.js";
 import type { StoreErrorKind } from "../observability/telemetry.js";
+import { refreshTokenDigest } from "../store/refresh-state.js";
 import type { SessionStore, StoredSession, StoreSignal } from "../store/session-store.js";
 import { OutageLog, toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { encodedReply, messageReply, type Reply } from "./reply.js";
-import { decodeSession, encodeSessionsResponse, storedSession } from "./session-codec.js";
 import {
+  decodeSession,
+  encodeRefreshResponse,
+  encodeSessionsResponse,
+  storedSession,
+} from "./session-codec.js";
+import {
+  checkGrace,
   checkId,
   checkPayloadDepth,
   checkTimestamp,
@@ -30,6 +38,10 @@ export interface SessionStoreServiceOptions {
   readonly maxTtlSeconds: number;
   /** Upper bound of the protobuf encoding of a session's extra_payload. */
   readonly maxPayloadBytes: number;
+  /** Longest grace a Refresh may ask for, ms (default 60 s). */
+  readonly maxRefreshGraceMs?: number;
+  /** A reused refresh token deletes all of the user's sessions (default: only its own). */
+  readonly revokeAllOnReuse?: boolean;
   /** Where store failures are logged (never with ids or payloads). */
   readonly logger: Logger;
   /** Told of every store failure, for metrics. */
@@ -129,6 +141,8 @@ export function createSessionStoreHandlers(
 /** The handlers before error mapping. */
 function unmappedHandlers(options: SessionStoreServiceOptions): SessionStoreHandlers {
   const { store, maxTtlSeconds, maxPayloadBytes } = options;
+  const maxRefreshGraceMs = options.maxRefreshGraceMs ?? 60_000;
+  const revokeAllOnReuse = options.revokeAllOnReuse ?? false;
   return {
     async get(req, signal) {
       const sessionId = checkId("session_id", req.sessionId);
@@ -160,6 +174,7 @@ function unmappedHandlers(options: SessionStoreServiceOptions): SessionStoreHand
           ttlMs,
           expiresAtMs: session.expiresAt ? floorMs(session.expiresAt) : undefined,
           expectedVersion: req.expectedVersion,
+          refreshDigest: refreshTokenDigest(session.refreshTokenId),
         },
         signal,
       );
@@ -207,8 +222,34 @@ function unmappedHandlers(options: SessionStoreServiceOptions): SessionStoreHand
       return messageReply(DeleteByUserResponseSchema, { deletedCount: BigInt(deleted) });
     },
 
-    async refresh() {
-      throw new ConnectError("Refresh is being built", Code.Unimplemented);
+    async refresh(req, signal) {
+      const sessionId = checkId("session_id", req.sessionId);
+      const userId = checkId("user_id", req.userId);
+      const presented = checkId("presented_refresh_token_id", req.presentedRefreshTokenId);
+      const next = checkId("new_refresh_token_id", req.newRefreshTokenId);
+      if (next === presented) {
+        throw invalid("new_refresh_token_id", "must differ from presented_refresh_token_id");
+      }
+      const ttlMs = checkTtl("ttl", req.ttl, maxTtlSeconds);
+      const graceMs = checkGrace("grace", req.grace, maxRefreshGraceMs);
+      const { rotated, session } = await store.refresh(
+        {
+          userId,
+          sessionId,
+          presentedDigest: refreshTokenDigest(presented),
+          newTokenId: next,
+          newDigest: refreshTokenDigest(next),
+          ttlMs,
+          graceMs,
+          revokeAllOnReuse,
+        },
+        signal,
+      );
+      const outcome = rotated ? RefreshOutcome.ROTATED : RefreshOutcome.ALREADY_ROTATED;
+      return encodedReply(encodeRefreshResponse(session, outcome), () => ({
+        session: decodeSession(session),
+        outcome,
+      }));
     },
   };
 }

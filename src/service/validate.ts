@@ -130,3 +130,20 @@ export function checkPayloadDepth(field: string, struct: JsonObject | undefined)
     pushMembers(value, depth + 1);
   }
 }
+
+/** Grace of a Refresh that sets none. */
+export const DEFAULT_REFRESH_GRACE_MS = 10_000;
+
+/**
+ * A Refresh's grace: absent means DEFAULT_REFRESH_GRACE_MS, zero means
+ * none, otherwise a positive Duration (checked like a ttl) of at most
+ * maxMs, in whole milliseconds.
+ */
+export function checkGrace(field: string, grace: Duration | undefined, maxMs: number): number {
+  if (!grace) return DEFAULT_REFRESH_GRACE_MS;
+  if (grace.seconds === 0n && grace.nanos === 0) return 0;
+  const ms = checkTtl(field, grace, Number(MAX_DURATION_SECONDS));
+  if (ms > maxMs)
+    throw invalid(field, `must be at most ${maxMs / 1000} seconds (MAX_REFRESH_GRACE)`);
+  return ms;
+}

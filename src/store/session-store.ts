@@ -29,6 +29,25 @@ export interface SessionStore {
   upsert(input: UpsertInput, signal?: StoreSignal): Promise<StoredSession>;
 
   /**
+   * Rotates a session's refresh token, atomically (see RefreshInput): when
+   * `presented` is the session's current token digest, the new token
+   * becomes current, the presented one is remembered as the previous one
+   * until now + graceMs, the session's data gets the new refresh_token_id
+   * and refreshed_at = now (rotationTail), its storage expiry moves as
+   * touch moves it, and its version goes up by 1 (`rotated`). When it is
+   * the previous digest and now is within its grace, nothing changes and
+   * the session is returned as it is (not `rotated`). Anything else deletes
+   * the session (or all of the user's, with revokeAllOnReuse) in the same
+   * step and throws RefreshTokenReusedError.
+   *
+   * @throws SessionNotFoundError when the session does not exist.
+   * @throws RefreshStateMissingError when the session has no refresh token
+   *   recorded (stored without one, or before the store recorded them).
+   * @throws RefreshTokenReusedError as said above.
+   */
+  refresh(input: RefreshInput, signal?: StoreSignal): Promise<RefreshResult>;
+
+  /**
    * Moves a session's storage expiry to min(now + ttlMs, its expiresAtMs)
    * without changing its data or version.
    *
@@ -108,6 +127,39 @@ export interface UpsertInput {
    * the stored version N.
    */
   readonly expectedVersion: bigint | undefined;
+  /**
+   * The digest (refreshTokenDigest) of the session's refresh_token_id;
+   * undefined or "" for none: what a later refresh compares the presented
+   * token with. When it equals the stored session's, a previous token's
+   * grace is kept; otherwise it ends.
+   */
+  readonly refreshDigest?: string;
+}
+
+/** What a refresh presents and writes. */
+export interface RefreshInput {
+  readonly userId: string;
+  readonly sessionId: string;
+  /** The digest of the refresh token id the client presented. */
+  readonly presentedDigest: string;
+  /** The new refresh token id, which the session's data will carry. */
+  readonly newTokenId: string;
+  /** The digest of newTokenId. */
+  readonly newDigest: string;
+  /** How long to keep the session from now after a rotation; positive, ms. */
+  readonly ttlMs: number;
+  /** How long the presented token stays accepted after a rotation, ms; 0 for not at all. */
+  readonly graceMs: number;
+  /** On reuse, delete all of the user's sessions rather than this one. */
+  readonly revokeAllOnReuse: boolean;
+}
+
+/** What a successful refresh did. */
+export interface RefreshResult {
+  /** True when this call rotated the token; false when another one had (within the grace). */
+  readonly rotated: boolean;
+  /** The session after the call. */
+  readonly session: StoredSession;
 }
 
 /** One page request of listByUser. */

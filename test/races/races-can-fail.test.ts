@@ -27,6 +27,7 @@ class CheckThenActStore implements SessionStore {
   delete = this.inner.delete.bind(this.inner);
   listByUser = this.inner.listByUser.bind(this.inner);
   deleteByUser = this.inner.deleteByUser.bind(this.inner);
+  refresh = this.inner.refresh.bind(this.inner);
   ping = this.inner.ping.bind(this.inner);
   close = this.inner.close.bind(this.inner);
 
@@ -101,7 +102,7 @@ describe("the Redis layout check catches", () => {
     // An entry for a session whose record is gone, though it should live on.
     await admin.zadd(keys.byExpiry, live, "orphan");
     // A live record with no index entries.
-    await admin.hset(keys.sessions, "unindexed", `1|1|${live}|0|x`);
+    await admin.hset(keys.sessions, "unindexed", `2|1|${live}|0|||0|0|x`);
     // Every key but the record hash expires: the hash has no TTL.
     await admin.pexpireat(keys.byExpiry, live);
     await admin.zadd(keys.byId, 0, "orphan-by-id");

@@ -110,7 +110,7 @@ export async function inspectRedisLayout(
       if (records[id] === undefined) violations.push(`orphan by-id entry: ${userId}/${id}`);
     }
     for (const [id, record] of Object.entries(records)) {
-      // A record is "1|<version>|<storage expiry ms>|...".
+      // A record is "<format>|<version>|<storage expiry ms>|..." (redis-record.ts).
       const expiry = Number(record.split("|")[2]);
       if (expiry < now) continue;
       if (!scores.has(id) || !listed.has(id)) {

@@ -3,6 +3,7 @@ import { Code } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RefreshOutcome } from "../../gen/sessionstore/v1/session_store_pb.js";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
 import { createLogger } from "../../src/observability/logger.js";
@@ -91,6 +92,17 @@ describe.each(kinds)("a connect-node client over %s", (_name, kind) => {
     expect(touched.session?.version).toBe(1n);
     const updated = await c.upsert({ session, ttl: ttl(60_000), expectedVersion: 1n });
     expect(updated.session?.version).toBe(2n);
+    const refreshed = await c.refresh({
+      sessionId: "s1",
+      userId,
+      presentedRefreshTokenId: session.refreshTokenId,
+      newRefreshTokenId: "rt-next",
+      ttl: ttl(60_000),
+    });
+    expect(refreshed.outcome).toBe(RefreshOutcome.ROTATED);
+    expect(refreshed.session?.refreshTokenId).toBe("rt-next");
+    expect(refreshed.session?.version).toBe(3n);
+    expect((await c.get({ sessionId: "s1", userId })).session).toEqual(refreshed.session);
     await c.upsert({ session: sessionFixture(userId, "s2"), ttl: ttl(60_000) });
     const page = await c.listByUser({ userId, pageSize: 1 });
     expect(page.sessions.map((s) => s.id)).toEqual(["s1"]);
@@ -210,6 +222,24 @@ describe("a plain @grpc/grpc-js client", () => {
       expectedVersion: "1",
     });
     expect(updated.session.version).toBe("2");
+    // A rotation appends refresh_token_id and refreshed_at to the stored
+    // bytes: protobuf.js must read the later values.
+    const before = Math.floor(Date.now() / 1000);
+    const refreshed = await grpcClient.call<R & { outcome: string }>("Refresh", {
+      sessionId: "s1",
+      userId,
+      presentedRefreshTokenId: "rt-1",
+      newRefreshTokenId: "rt-2",
+      ttl: { seconds: "60" },
+    });
+    expect(refreshed.outcome).toBe("REFRESH_OUTCOME_ROTATED");
+    expect(refreshed.session).toMatchObject({ ...session, refreshTokenId: "rt-2", version: "3" });
+    const refreshedAt = refreshed.session.refreshedAt as { seconds: string; nanos: number };
+    expect(Number(refreshedAt.seconds)).toBeGreaterThanOrEqual(before);
+    expect(Number(refreshedAt.seconds)).toBeLessThanOrEqual(Math.ceil(Date.now() / 1000));
+    expect(await grpcClient.call<R>("Get", { sessionId: "s1", userId })).toEqual({
+      session: refreshed.session,
+    });
     const list = await grpcClient.call<{ sessions: { id: string }[]; nextPageToken: string }>(
       "ListByUser",
       {
@@ -220,7 +250,7 @@ describe("a plain @grpc/grpc-js client", () => {
     expect(list.sessions.map((s) => s.id)).toEqual(["s1"]);
     expect(list.nextPageToken).toBe("");
     expect(
-      await grpcClient.call("Delete", { sessionId: "s1", userId, expectedVersion: "2" }),
+      await grpcClient.call("Delete", { sessionId: "s1", userId, expectedVersion: "3" }),
     ).toEqual({
       deleted: true,
     });
@@ -284,6 +314,46 @@ describe("a plain @grpc/grpc-js client", () => {
       ),
     );
     expect(atDeadline).toBe(true);
+  });
+});
+
+describe("REVOKE_ALL_ON_REUSE", () => {
+  it("makes a reused refresh token delete every session of its user", async () => {
+    const revoking = await startTestServer(store, { revokeAllOnReuse: true });
+    const revokingPool = clientPool(revoking.baseUrl);
+    try {
+      const c = revokingPool.sessions({ protocol: "grpc" });
+      const userId = uniqueUserId();
+      const bystander = uniqueUserId();
+      for (const [user, id] of [
+        [userId, "phone"],
+        [userId, "laptop"],
+        [bystander, "phone"],
+      ] as const) {
+        await c.upsert({
+          session: sessionFixture(user, id, { refreshTokenId: "rt-1" }),
+          ttl: ttl(60_000),
+        });
+      }
+      const reuse = {
+        sessionId: "phone",
+        userId,
+        presentedRefreshTokenId: "rt-0",
+        newRefreshTokenId: "rt-2",
+        ttl: ttl(60_000),
+      };
+      await expectCode(c.refresh(reuse), Code.PermissionDenied);
+      expect((await c.listByUser({ userId })).sessions).toEqual([]);
+      expect((await c.listByUser({ userId: bystander })).sessions).toHaveLength(1);
+      // The default server deletes only the session presented.
+      await c.upsert({ session: sessionFixture(userId, "laptop"), ttl: ttl(60_000) });
+      await c.upsert({ session: sessionFixture(userId, "phone"), ttl: ttl(60_000) });
+      await expectCode(pool.sessions({ protocol: "grpc" }).refresh(reuse), Code.PermissionDenied);
+      expect((await c.listByUser({ userId })).sessions.map((s) => s.id)).toEqual(["laptop"]);
+    } finally {
+      revokingPool.close();
+      await revoking.stop();
+    }
   });
 });
 

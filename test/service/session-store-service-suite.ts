@@ -2,7 +2,11 @@ import { create } from "@bufbuild/protobuf";
 import { DurationSchema, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Session, SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
+import {
+  RefreshOutcome,
+  type Session,
+  SessionStoreService,
+} from "../../gen/sessionstore/v1/session_store_pb.js";
 import { waitFor } from "../../harness/wait-for.js";
 import { createLogger } from "../../src/observability/logger.js";
 import {
@@ -577,6 +581,134 @@ export function describeSessionStoreService(
         }
         await client.deleteByUser({ userId: base });
         expect(await listAll(`${base}:a`)).toEqual(["b"]);
+      });
+    });
+
+    describe("Refresh", () => {
+      /** Stores session "r" of a new user with refresh token `token`. */
+      async function withToken(token: string) {
+        const userId = uniqueUserId();
+        const { session } = await client.upsert({
+          session: sessionFixture(userId, "r", { refreshTokenId: token }),
+          ttl: ttl(60_000),
+        });
+        return { userId, stored: session as Session };
+      }
+
+      const rotate = (userId: string, presented: string, next: string, graceMs?: number) =>
+        client.refresh({
+          sessionId: "r",
+          userId,
+          presentedRefreshTokenId: presented,
+          newRefreshTokenId: next,
+          ttl: ttl(120_000),
+          ...(graceMs === undefined ? {} : { grace: ttl(graceMs) }),
+        });
+
+      it("rotates the current token: new refresh_token_id, refreshed_at now, version + 1, ttl applied", async () => {
+        const { userId, stored } = await withToken("rt-1");
+        const before = Date.now();
+        const res = await rotate(userId, "rt-1", "rt-2");
+        const after = Date.now();
+        expect(res.outcome).toBe(RefreshOutcome.ROTATED);
+        const session = res.session as Session;
+        expect(session.refreshTokenId).toBe("rt-2");
+        const refreshedAt = session.refreshedAt ? timestampMs(session.refreshedAt) : Number.NaN;
+        expect(refreshedAt).toBeGreaterThanOrEqual(before);
+        expect(refreshedAt).toBeLessThanOrEqual(after);
+        expect(expiryOf(session)).toBeGreaterThanOrEqual(before + 120_000);
+        expect(session.version).toBe(2n);
+        // Everything else as stored.
+        expect({
+          ...session,
+          refreshTokenId: "",
+          refreshedAt: undefined,
+          version: 0n,
+          storageExpiresAt: undefined,
+        }).toEqual({
+          ...stored,
+          refreshTokenId: "",
+          refreshedAt: undefined,
+          version: 0n,
+          storageExpiresAt: undefined,
+        });
+        const { session: got } = await client.get({ sessionId: "r", userId });
+        expect(got).toEqual(session);
+      });
+
+      it("answers ALREADY_ROTATED to the previous token within the default grace, changing nothing", async () => {
+        const { userId } = await withToken("rt-1");
+        const first = await rotate(userId, "rt-1", "rt-2");
+        const second = await rotate(userId, "rt-1", "rt-2b");
+        expect(second.outcome).toBe(RefreshOutcome.ALREADY_ROTATED);
+        expect(second.session).toEqual(first.session);
+        expect((await client.get({ sessionId: "r", userId })).session).toEqual(first.session);
+      });
+
+      it("rotates once among concurrent refreshes, and every caller gets the rotated session", async () => {
+        const { userId } = await withToken("rt-1");
+        const results = await Promise.all(
+          Array.from({ length: 8 }, (_, i) => rotate(userId, "rt-1", `rt-2-${i}`)),
+        );
+        const outcomes = results.map((r) => r.outcome);
+        expect(outcomes.filter((o) => o === RefreshOutcome.ROTATED)).toHaveLength(1);
+        expect(outcomes.filter((o) => o === RefreshOutcome.ALREADY_ROTATED)).toHaveLength(7);
+        const sessions = new Set(results.map((r) => r.session?.refreshTokenId));
+        expect(sessions.size).toBe(1);
+      });
+
+      it("is PERMISSION_DENIED for a reused token, and the session is gone", async () => {
+        const { userId } = await withToken("rt-1");
+        await rotate(userId, "rt-1", "rt-2", 0);
+        await expectCode(
+          rotate(userId, "rt-1", "rt-3"),
+          Code.PermissionDenied,
+          /^refresh token was already used/,
+        );
+        await expectCode(client.get({ sessionId: "r", userId }), Code.NotFound);
+        await expectCode(rotate(userId, "rt-2", "rt-3"), Code.NotFound);
+      });
+
+      it("is NOT_FOUND for a missing session and FAILED_PRECONDITION for one without a refresh token", async () => {
+        const userId = uniqueUserId();
+        await expectCode(rotate(userId, "rt-1", "rt-2"), Code.NotFound);
+        await client.upsert({
+          session: sessionFixture(userId, "r", { refreshTokenId: "" }),
+          ttl: ttl(60_000),
+        });
+        await expectCode(rotate(userId, "rt-1", "rt-2"), Code.FailedPrecondition);
+        expect((await client.get({ sessionId: "r", userId })).session?.version).toBe(1n);
+      });
+
+      it("validates ids, ttl and grace with INVALID_ARGUMENT naming the field, changing nothing", async () => {
+        const { userId, stored } = await withToken("rt-1");
+        const base = {
+          sessionId: "r",
+          userId,
+          presentedRefreshTokenId: "rt-1",
+          newRefreshTokenId: "rt-2",
+          ttl: ttl(60_000),
+        };
+        const cases: [object, RegExp][] = [
+          [{ presentedRefreshTokenId: "" }, /^presented_refresh_token_id is required/],
+          [{ newRefreshTokenId: "" }, /^new_refresh_token_id is required/],
+          [
+            { newRefreshTokenId: "x".repeat(129) },
+            /^new_refresh_token_id must be at most 128 bytes/,
+          ],
+          [{ newRefreshTokenId: "rt-1" }, /^new_refresh_token_id must differ/],
+          [{ ttl: undefined }, /^ttl is required/],
+          [{ grace: create(DurationSchema, { seconds: -1n }) }, /^grace must be positive/],
+          [{ grace: ttl(61_000) }, /^grace must be at most 60 seconds/],
+        ];
+        for (const [overrides, message] of cases) {
+          await expectCode(
+            client.refresh({ ...base, ...overrides }),
+            Code.InvalidArgument,
+            message,
+          );
+        }
+        expect((await client.get({ sessionId: "r", userId })).session).toEqual(stored);
       });
     });
 

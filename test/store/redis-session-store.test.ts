@@ -3,13 +3,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
 import { waitFor } from "../../harness/wait-for.js";
 import { createLogger } from "../../src/observability/logger.js";
-import { SessionNotFoundError, StoreUnavailableError } from "../../src/store/errors.js";
+import {
+  RefreshStateMissingError,
+  SessionNotFoundError,
+  StoreUnavailableError,
+} from "../../src/store/errors.js";
 import { connectRedis } from "../../src/store/redis/redis-client.js";
 import { userKeys } from "../../src/store/redis/redis-keys.js";
 import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
+import { refreshTokenDigest, rotationTail } from "../../src/store/refresh-state.js";
 import { uniqueUserId } from "../support/ids.js";
 import { ownedForBlock } from "../support/owned.js";
-import { upsertInput } from "./fixtures.js";
+import { hex, upsertInput, view } from "./fixtures.js";
 import { describeStoreContract } from "./session-store-contract.js";
 
 const logger = createLogger("silent");
@@ -180,9 +185,80 @@ describe("RedisSessionStore layout", () => {
     const stored = await store.upsert(input(userId, "s1", 60_000));
     const keys = userKeys("layout", userId);
     const record = await admin.hgetBuffer(keys.sessions, "s1");
-    expect(record?.toString()).toBe(`1|1|${stored.storageExpiresAtMs}|0|payload|with|separators`);
+    expect(record?.toString()).toBe(
+      `2|1|${stored.storageExpiresAtMs}|0|||0|0|payload|with|separators`,
+    );
     expect(await admin.zscore(keys.byExpiry, "s1")).toBe(String(stored.storageExpiresAtMs));
     expect(await admin.zscore(keys.byId, "s1")).toBe("0");
+  });
+
+  it("keeps refresh tokens as digests, the rotated-away one with its deadline, and the rotation's bytes counted", async () => {
+    const userId = uniqueUserId();
+    const keys = userKeys("layout", userId);
+    const [r1, r2] = [refreshTokenDigest("r1"), refreshTokenDigest("r2")];
+    await store.upsert({ ...input(userId, "s1", 60_000), refreshDigest: r1 });
+    const header = async () =>
+      (await admin.hgetBuffer(keys.sessions, "s1"))?.toString("latin1").split("|").slice(0, 8);
+    expect(await header()).toEqual(["2", "1", expect.any(String), "0", r1, "", "0", "0"]);
+    const { session } = await store.refresh({
+      userId,
+      sessionId: "s1",
+      presentedDigest: r1,
+      newTokenId: "r2",
+      newDigest: r2,
+      ttlMs: 60_000,
+      graceMs: 5_000,
+      revokeAllOnReuse: false,
+    });
+    const rotatedAt = session.storageExpiresAtMs - 60_000;
+    const tail = rotationTail("r2", rotatedAt);
+    expect(await header()).toEqual([
+      "2",
+      "2",
+      String(session.storageExpiresAtMs),
+      "0",
+      r2,
+      r1,
+      String(rotatedAt + 5_000),
+      String(tail.byteLength),
+    ]);
+    expect(hex(session.data)).toBe(
+      hex(Buffer.concat([Buffer.from("payload|with|separators"), tail])),
+    );
+    // Neither token id is kept in clear outside the session's own data.
+    const record = (await admin.hgetBuffer(keys.sessions, "s1"))?.toString("latin1") ?? "";
+    expect(record.indexOf("r1")).toBe(-1);
+  });
+
+  it("reads records of format 1, written before refresh tokens were recorded, and rewrites them as format 2", async () => {
+    const userId = uniqueUserId();
+    const keys = userKeys("layout", userId);
+    const expiry = Date.now() + 60_000;
+    await admin.hset(keys.sessions, "old", `1|4|${expiry}|0|payload|with|separators`);
+    await admin.zadd(keys.byExpiry, expiry, "old");
+    await admin.zadd(keys.byId, 0, "old");
+    const read = await store.get(userId, "old");
+    expect(read?.version).toBe(4n);
+    expect(Buffer.from(read?.data ?? []).toString()).toBe("payload|with|separators");
+    await expect(
+      store.refresh({
+        userId,
+        sessionId: "old",
+        presentedDigest: refreshTokenDigest("r1"),
+        newTokenId: "r2",
+        newDigest: refreshTokenDigest("r2"),
+        ttlMs: 60_000,
+        graceMs: 0,
+        revokeAllOnReuse: false,
+      }),
+    ).rejects.toBeInstanceOf(RefreshStateMissingError);
+    const touched = await store.touch(userId, "old", 30_000);
+    expect(
+      (await admin.hget(keys.sessions, "old"))?.startsWith(
+        `2|4|${touched.storageExpiresAtMs}|0|||0|0|`,
+      ),
+    ).toBe(true);
+    expect(view(await store.get(userId, "old"))).toEqual(view(touched));
   });
 
   it("gives the user's keys the TTL of the longest-lived session, and no longer", async () => {

@@ -1,13 +1,24 @@
 import { randomBytes } from "node:crypto";
+import { fromBinary } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SessionSchema } from "../../gen/sessionstore/v1/session_store_pb.js";
 import { waitFor } from "../../harness/wait-for.js";
 import {
   ExpiresAtPassedError,
+  RefreshStateMissingError,
+  RefreshTokenReusedError,
   SessionExistsError,
   SessionNotFoundError,
   VersionMismatchError,
 } from "../../src/store/errors.js";
-import type { SessionStore, UpsertInput } from "../../src/store/session-store.js";
+import { refreshTokenDigest } from "../../src/store/refresh-state.js";
+import type {
+  RefreshInput,
+  SessionStore,
+  StoredSession,
+  UpsertInput,
+} from "../../src/store/session-store.js";
 import { idsThatMustStayApart, uniqueUserId } from "../support/ids.js";
 import { byUtf8, hex, payload, upsertInput, view } from "./fixtures.js";
 
@@ -335,6 +346,208 @@ export function describeStoreContract(name: string, open: OpenStore): void {
           expect(await store.get(userId, id)).toBeUndefined();
         }
         expect(await listAll(userId)).toEqual([]);
+      });
+    });
+
+    describe("refresh", () => {
+      /** A session whose refresh token is `token`. */
+      function putWithToken(userId: string, sessionId: string, token: string, target = store) {
+        return target.upsert(
+          upsertInput(userId, sessionId, { refreshDigest: refreshTokenDigest(token) }),
+        );
+      }
+
+      /** A refresh of (userId, s) presenting `presented` and issuing `next`. */
+      function refresh(
+        userId: string,
+        presented: string,
+        next: string,
+        overrides: Partial<RefreshInput> = {},
+        target = store,
+      ) {
+        return target.refresh({
+          userId,
+          sessionId: "s",
+          presentedDigest: refreshTokenDigest(presented),
+          newTokenId: next,
+          newDigest: refreshTokenDigest(next),
+          ttlMs: 120_000,
+          graceMs: 60_000,
+          revokeAllOnReuse: false,
+          ...overrides,
+        });
+      }
+
+      /** What a rotation appended to the stored data, decoded as a Session. */
+      function rotatedFields(session: StoredSession, original: Uint8Array) {
+        expect(hex(session.data).startsWith(hex(original))).toBe(true);
+        const tail = fromBinary(SessionSchema, session.data.subarray(original.byteLength));
+        return {
+          refreshTokenId: tail.refreshTokenId,
+          refreshedAtMs: tail.refreshedAt ? timestampMs(tail.refreshedAt) : undefined,
+        };
+      }
+
+      it("rotates the current token: new token and refreshed_at in the data, version + 1, expiry moved", async () => {
+        const userId = uniqueUserId();
+        const stored = await putWithToken(userId, "s", "r1");
+        const before = Date.now();
+        const { rotated, session } = await refresh(userId, "r1", "r2");
+        const after = Date.now();
+        expect(rotated).toBe(true);
+        expect(session.version).toBe(2n);
+        expect(session.storageExpiresAtMs).toBeGreaterThanOrEqual(before + 120_000);
+        expect(session.storageExpiresAtMs).toBeLessThanOrEqual(after + 120_000);
+        const fields = rotatedFields(session, stored.data);
+        expect(fields.refreshTokenId).toBe("r2");
+        expect(fields.refreshedAtMs).toBeGreaterThanOrEqual(before);
+        expect(fields.refreshedAtMs).toBeLessThanOrEqual(after);
+        expect(view(await store.get(userId, "s"))).toEqual(view(session));
+      });
+
+      it("replaces the last rotation's bytes rather than adding to them", async () => {
+        const userId = uniqueUserId();
+        const stored = await putWithToken(userId, "s", "r1");
+        await refresh(userId, "r1", "r2");
+        const { session } = await refresh(userId, "r2", "r3");
+        expect(rotatedFields(session, stored.data).refreshTokenId).toBe("r3");
+        // Exactly one tail: a token id of the same length, a time of the same size.
+        const first = await refresh(userId, "r3", "r4");
+        expect(first.session.data.byteLength).toBe(session.data.byteLength);
+      });
+
+      it("answers the previous token within its grace with the current session, changing nothing", async () => {
+        const userId = uniqueUserId();
+        await putWithToken(userId, "s", "r1");
+        const first = await refresh(userId, "r1", "r2");
+        const second = await refresh(userId, "r1", "r2-other");
+        expect(second.rotated).toBe(false);
+        expect(view(second.session)).toEqual(view(first.session));
+        expect(view(await store.get(userId, "s"))).toEqual(view(first.session));
+        // The current token still rotates.
+        expect((await refresh(userId, "r2", "r3")).session.version).toBe(3n);
+      });
+
+      it("deletes the session when the previous token comes back after its grace", async () => {
+        const userId = uniqueUserId();
+        await putWithToken(userId, "s", "r1");
+        await put(userId, "other");
+        const { session } = await refresh(userId, "r1", "r2", { graceMs: 1 });
+        await waitFor(
+          "the grace to end",
+          async () => Date.now() > session.storageExpiresAtMs - 120_000 + 20,
+        );
+        await expect(refresh(userId, "r1", "r3")).rejects.toBeInstanceOf(RefreshTokenReusedError);
+        expect(await store.get(userId, "s")).toBeUndefined();
+        expect(await listAll(userId)).toEqual(["other"]);
+        // Gone: the current token cannot bring it back.
+        await expect(refresh(userId, "r2", "r3")).rejects.toBeInstanceOf(SessionNotFoundError);
+      });
+
+      it("with no grace, the rotated token is reuse at once", async () => {
+        const userId = uniqueUserId();
+        await putWithToken(userId, "s", "r1");
+        await refresh(userId, "r1", "r2", { graceMs: 0 });
+        await expect(refresh(userId, "r1", "r3")).rejects.toBeInstanceOf(RefreshTokenReusedError);
+        expect(await store.get(userId, "s")).toBeUndefined();
+      });
+
+      it("deletes the session when a token older than the previous one comes back", async () => {
+        const userId = uniqueUserId();
+        await putWithToken(userId, "s", "r1");
+        await refresh(userId, "r1", "r2");
+        await refresh(userId, "r2", "r3");
+        await expect(refresh(userId, "r1", "r9")).rejects.toBeInstanceOf(RefreshTokenReusedError);
+        expect(await store.get(userId, "s")).toBeUndefined();
+      });
+
+      it("deletes the session when a token it never had is presented", async () => {
+        const userId = uniqueUserId();
+        await putWithToken(userId, "s", "r1");
+        await expect(refresh(userId, "stolen?", "r2")).rejects.toBeInstanceOf(
+          RefreshTokenReusedError,
+        );
+        expect(await store.get(userId, "s")).toBeUndefined();
+      });
+
+      it("deletes every session of the user on reuse when asked to, and no one else's", async () => {
+        const userId = uniqueUserId();
+        const otherUser = uniqueUserId();
+        await putWithToken(userId, "s", "r1");
+        await put(userId, "laptop");
+        await put(otherUser, "s");
+        await expect(
+          refresh(userId, "r0", "r2", { revokeAllOnReuse: true }),
+        ).rejects.toBeInstanceOf(RefreshTokenReusedError);
+        expect(await listAll(userId)).toEqual([]);
+        expect(await store.get(otherUser, "s")).toBeDefined();
+      });
+
+      it("throws SessionNotFoundError for a missing session and creates nothing", async () => {
+        const userId = uniqueUserId();
+        await expect(refresh(userId, "r1", "r2")).rejects.toBeInstanceOf(SessionNotFoundError);
+        expect(await listAll(userId)).toEqual([]);
+      });
+
+      it("throws RefreshStateMissingError for a session stored without a refresh token, changing nothing", async () => {
+        const userId = uniqueUserId();
+        const stored = await put(userId, "s");
+        await expect(refresh(userId, "r1", "r2")).rejects.toBeInstanceOf(RefreshStateMissingError);
+        expect(view(await store.get(userId, "s"))).toEqual(view(stored));
+      });
+
+      it("keeps the grace across an Upsert that keeps the token and a Touch, and ends it with an Upsert of another token", async () => {
+        const userId = uniqueUserId();
+        await putWithToken(userId, "s", "r1");
+        await refresh(userId, "r1", "r2");
+        await putWithToken(userId, "s", "r2");
+        await store.touch(userId, "s", 90_000);
+        expect((await refresh(userId, "r1", "x")).rotated).toBe(false);
+        await putWithToken(userId, "s", "r7");
+        await expect(refresh(userId, "r1", "x")).rejects.toBeInstanceOf(RefreshTokenReusedError);
+      });
+
+      it("rotates exactly once among concurrent refreshes presenting the same token", async () => {
+        for (const callers of [2, 4, 16]) {
+          const userId = uniqueUserId();
+          await putWithToken(userId, "s", "r1");
+          const results = await Promise.all(
+            Array.from({ length: callers }, (_, i) => refresh(userId, "r1", `r2-${i}`)),
+          );
+          const winners = results.filter((r) => r.rotated);
+          expect(winners).toHaveLength(1);
+          const winner = winners[0] as (typeof results)[number];
+          // Every caller holds the session the winner made: one token, version 2.
+          for (const r of results) expect(view(r.session)).toEqual(view(winner.session));
+          expect(winner.session.version).toBe(2n);
+        }
+      });
+
+      it("never brings back a session deleted while it rotates", async () => {
+        for (let round = 0; round < 10; round++) {
+          const userId = uniqueUserId();
+          await putWithToken(userId, "s", "r1");
+          const [rotation, deletion] = await Promise.allSettled([
+            refresh(userId, "r1", "r2"),
+            store.delete(userId, "s", undefined),
+          ]);
+          expect(deletion).toEqual({ status: "fulfilled", value: true });
+          if (rotation.status === "rejected") {
+            expect(rotation.reason).toBeInstanceOf(SessionNotFoundError);
+          }
+          expect(await store.get(userId, "s")).toBeUndefined();
+          expect(await listAll(userId)).toEqual([]);
+        }
+      });
+
+      it("counts every rotation in the version, with no gaps", async () => {
+        const userId = uniqueUserId();
+        await putWithToken(userId, "s", "r0");
+        const versions: bigint[] = [];
+        for (let i = 1; i <= 10; i++) {
+          versions.push((await refresh(userId, `r${i - 1}`, `r${i}`)).session.version);
+        }
+        expect(versions).toEqual(Array.from({ length: 10 }, (_, i) => BigInt(i + 2)));
       });
     });
 

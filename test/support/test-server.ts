@@ -48,6 +48,8 @@ export interface TestServerOptions {
   readonly credentials?: Credentials;
   readonly reflection?: "open" | "authenticated" | "off";
   readonly healthAuth?: boolean;
+  /** REVOKE_ALL_ON_REUSE (default false). */
+  readonly revokeAllOnReuse?: boolean;
   /** The limits (RATE_LIMIT, MAX_DEADLINE and the connection limits); the server's defaults otherwise. */
   readonly limits?: Pick<
     ServerOptions,
@@ -78,6 +80,9 @@ export async function startTestServer(
     ...(options.credentials ? { credentials: options.credentials } : {}),
     ...(options.reflection ? { reflection: options.reflection } : {}),
     ...(options.healthAuth === undefined ? {} : { healthAuth: options.healthAuth }),
+    ...(options.revokeAllOnReuse === undefined
+      ? {}
+      : { revokeAllOnReuse: options.revokeAllOnReuse }),
     ...options.limits,
   });
   const { port } = await server.listen(0, "127.0.0.1");

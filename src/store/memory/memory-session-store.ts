@@ -2,12 +2,17 @@ import type { Clock } from "../../clock.js";
 import { compareUtf8 } from "../byte-order.js";
 import {
   ExpiresAtPassedError,
+  RefreshStateMissingError,
+  RefreshTokenReusedError,
   SessionExistsError,
   SessionNotFoundError,
   VersionMismatchError,
 } from "../errors.js";
+import { rotationTail, sameDigest } from "../refresh-state.js";
 import type {
   PageRequest,
+  RefreshInput,
+  RefreshResult,
   SessionPage,
   SessionStore,
   StoredSession,
@@ -34,6 +39,25 @@ export interface MemorySessionStoreOptions {
   readonly now?: Clock;
 }
 
+/** What a refresh compares and rotates (see refresh-state.ts). */
+interface RefreshState {
+  /** The digest of the current refresh token id; "" for none. */
+  readonly current: string;
+  /** The digest of the token rotated away last; "" for none. */
+  readonly previous: string;
+  /** Until when (Unix ms, inclusive) `previous` is accepted; 0 for not at all. */
+  readonly previousUntilMs: number;
+  /** How many bytes at the end of data the last rotation appended. */
+  readonly tailLength: number;
+}
+
+const NO_REFRESH_TOKEN: RefreshState = {
+  current: "",
+  previous: "",
+  previousUntilMs: 0,
+  tailLength: 0,
+};
+
 /**
  * An in-process SessionStore with the same semantics as the Redis store, for
  * development and single-instance use: nothing survives a restart and nothing
@@ -47,6 +71,12 @@ export interface MemorySessionStoreOptions {
  */
 export class MemorySessionStore implements SessionStore {
   private readonly users = new Map<string, Map<string, StoredSession>>();
+  /**
+   * The refresh state of each held session object. Sessions are immutable
+   * (every write stores a new object), so the state goes with the object,
+   * and out of the sessions this store returns.
+   */
+  private readonly refreshStates = new WeakMap<StoredSession, RefreshState>();
   private readonly maxSessionsPerUser: number;
   private readonly sweepTimer: NodeJS.Timeout | undefined;
   private readonly now: Clock;
@@ -77,7 +107,11 @@ export class MemorySessionStore implements SessionStore {
     }
   }
 
-  async get(userId: string, sessionId: string, signal?: StoreSignal) {
+  async get(
+    userId: string,
+    sessionId: string,
+    signal?: StoreSignal,
+  ): Promise<StoredSession | undefined> {
     signal?.throwIfAborted();
     return this.live(userId, sessionId, this.now());
   }
@@ -99,6 +133,10 @@ export class MemorySessionStore implements SessionStore {
     const sessions = this.prune(input.userId, now) ?? new Map<string, StoredSession>();
     this.users.set(input.userId, sessions);
     if (!current) this.evictForInsert(sessions);
+    // The same refresh token: a grace still running keeps running.
+    const digest = input.refreshDigest ?? "";
+    const held = current && this.refreshState(current);
+    const kept = held?.current === digest ? held : undefined;
     const stored: StoredSession = {
       userId: input.userId,
       sessionId: input.sessionId,
@@ -107,8 +145,57 @@ export class MemorySessionStore implements SessionStore {
       storageExpiresAtMs: storageExpiry(now, input.ttlMs, input.expiresAtMs),
       expiresAtMs: input.expiresAtMs,
     };
+    this.refreshStates.set(stored, {
+      current: digest,
+      previous: kept?.previous ?? "",
+      previousUntilMs: kept?.previousUntilMs ?? 0,
+      tailLength: 0,
+    });
     sessions.set(input.sessionId, stored);
     return stored;
+  }
+
+  async refresh(input: RefreshInput, signal?: StoreSignal): Promise<RefreshResult> {
+    signal?.throwIfAborted();
+    const now = this.now();
+    const { userId, sessionId } = input;
+    const current = this.live(userId, sessionId, now);
+    if (!current) throw new SessionNotFoundError();
+    const state = this.refreshState(current);
+    if (state.current === "") throw new RefreshStateMissingError();
+    if (sameDigest(input.presentedDigest, state.current)) {
+      const tail = rotationTail(input.newTokenId, now);
+      const base = current.data.subarray(0, current.data.byteLength - state.tailLength);
+      const data = new Uint8Array(base.byteLength + tail.byteLength);
+      data.set(base);
+      data.set(tail, base.byteLength);
+      const rotated: StoredSession = {
+        ...current,
+        data,
+        version: current.version + 1n,
+        storageExpiresAtMs: storageExpiry(now, input.ttlMs, current.expiresAtMs),
+      };
+      this.refreshStates.set(rotated, {
+        current: input.newDigest,
+        previous: input.presentedDigest,
+        previousUntilMs: input.graceMs > 0 ? now + input.graceMs : 0,
+        tailLength: tail.byteLength,
+      });
+      this.users.get(userId)?.set(sessionId, rotated);
+      this.prune(userId, now);
+      return { rotated: true, session: rotated };
+    }
+    if (now <= state.previousUntilMs && sameDigest(input.presentedDigest, state.previous)) {
+      return { rotated: false, session: current };
+    }
+    // Reuse: the presented token was rotated away before, or never issued.
+    if (input.revokeAllOnReuse) {
+      this.users.delete(userId);
+    } else {
+      this.users.get(userId)?.delete(sessionId);
+      this.prune(userId, now);
+    }
+    throw new RefreshTokenReusedError();
   }
 
   async touch(userId: string, sessionId: string, ttlMs: number, signal?: StoreSignal) {
@@ -120,6 +207,7 @@ export class MemorySessionStore implements SessionStore {
       ...current,
       storageExpiresAtMs: storageExpiry(now, ttlMs, current.expiresAtMs),
     };
+    this.refreshStates.set(touched, this.refreshState(current));
     this.users.get(userId)?.set(sessionId, touched);
     this.prune(userId, now);
     return touched;
@@ -186,6 +274,10 @@ export class MemorySessionStore implements SessionStore {
 
   async close(): Promise<void> {
     clearInterval(this.sweepTimer);
+  }
+
+  private refreshState(session: StoredSession): RefreshState {
+    return this.refreshStates.get(session) ?? NO_REFRESH_TOKEN;
   }
 
   private live(userId: string, sessionId: string, now: number): StoredSession | undefined {

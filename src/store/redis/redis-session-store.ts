@@ -3,6 +3,8 @@ import type { Cluster, Redis, Result } from "ioredis";
 import { abortable } from "../abortable.js";
 import {
   ExpiresAtPassedError,
+  RefreshStateMissingError,
+  RefreshTokenReusedError,
   SessionExistsError,
   SessionNotFoundError,
   StoreUnavailableError,
@@ -10,6 +12,8 @@ import {
 } from "../errors.js";
 import type {
   PageRequest,
+  RefreshInput,
+  RefreshResult,
   SessionPage,
   SessionStore,
   StoredSession,
@@ -60,6 +64,9 @@ const Status = {
   VersionMismatch: 2,
   AlreadyExists: 3,
   ExpiresAtPassed: 4,
+  AlreadyRotated: 5,
+  RefreshTokenReused: 6,
+  RefreshStateMissing: 7,
 } as const;
 type Status = (typeof Status)[keyof typeof Status];
 
@@ -76,7 +83,20 @@ declare module "ioredis" {
       expiresAtMs: number,
       expectedVersion: string,
       maxSessionsPerUser: number,
+      refreshDigest: string,
     ): Result<[Status, string?, number?], Context>;
+    sessionRefreshBuffer(
+      sessions: string,
+      byExpiry: string,
+      byId: string,
+      sessionId: string,
+      presentedDigest: string,
+      newTokenId: string,
+      newDigest: string,
+      ttlMs: number,
+      graceMs: number,
+      revokeAllOnReuse: "1" | "0",
+    ): Result<[Status, Buffer?], Context>;
     sessionTouchBuffer(
       sessions: string,
       byExpiry: string,
@@ -122,6 +142,7 @@ const COMMANDS = {
   sessionGet: { numberOfKeys: 1, lua: COMMON + script("get"), readOnly: true },
   sessionUpsert: { numberOfKeys: 3, lua: COMMON + script("upsert") },
   sessionTouch: { numberOfKeys: 3, lua: COMMON + script("touch") },
+  sessionRefresh: { numberOfKeys: 3, lua: COMMON + script("refresh") },
   sessionDelete: { numberOfKeys: 3, lua: COMMON + script("delete") },
   // Not read-only: it removes the expired sessions it passes over.
   sessionList: { numberOfKeys: 3, lua: COMMON + script("list") },
@@ -195,6 +216,7 @@ export class RedisSessionStore implements SessionStore {
           input.expiresAtMs ?? 0,
           input.expectedVersion?.toString() ?? "",
           this.maxSessionsPerUser,
+          input.refreshDigest ?? "",
         ),
       (reply) => reply[0] === Status.Ok,
     );
@@ -217,6 +239,44 @@ export class RedisSessionStore implements SessionStore {
       case Status.ExpiresAtPassed:
         throw new ExpiresAtPassedError();
     }
+    throw new Error(`unexpected reply from the upsert script: ${status}`);
+  }
+
+  async refresh(input: RefreshInput, signal?: StoreSignal): Promise<RefreshResult> {
+    const { userId, sessionId } = input;
+    const user = this.locate(userId);
+    const [status, record] = await this.write(
+      signal,
+      user,
+      (redis) =>
+        redis.sessionRefreshBuffer(
+          user.sessions,
+          user.byExpiry,
+          user.byId,
+          sessionId,
+          input.presentedDigest,
+          input.newTokenId,
+          input.newDigest,
+          input.ttlMs,
+          input.graceMs,
+          input.revokeAllOnReuse ? "1" : "0",
+        ),
+      // Rotated, or deleted on reuse: both must reach the replicas.
+      (reply) => reply[0] === Status.Ok || reply[0] === Status.RefreshTokenReused,
+    );
+    switch (status) {
+      case Status.Ok:
+      case Status.AlreadyRotated:
+        if (!record) break;
+        return { rotated: status === Status.Ok, session: decodeRecord(userId, sessionId, record) };
+      case Status.NotFound:
+        throw new SessionNotFoundError();
+      case Status.RefreshTokenReused:
+        throw new RefreshTokenReusedError();
+      case Status.RefreshStateMissing:
+        throw new RefreshStateMissingError();
+    }
+    throw new Error(`unexpected reply from the refresh script: ${status}`);
   }
 
   async touch(userId: string, sessionId: string, ttlMs: number, signal?: StoreSignal) {

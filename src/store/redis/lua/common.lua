@@ -1,7 +1,8 @@
 -- Shared by every script (prepended to each when it is registered).
 --
 -- A user's sessions live in three keys that share the user's hash tag:
---   h  a hash: session id -> "1|<version>|<storage expiry ms>|<expires_at ms or 0>|<data>"
+--   h  a hash: session id -> a record (see parse and record below):
+--      "2|<version>|<storage expiry ms>|<expires_at ms or 0>|<refresh state>|<data>"
 --   e  a sorted set of the same ids scored by storage expiry (pruning,
 --      eviction, the keys' TTL, DeleteByUser's count)
 --   l  a sorted set of the same ids, all scored 0, so that ZRANGE BYLEX pages
@@ -46,15 +47,52 @@ local function digits(n)
 end
 
 -- Parses a record: version (string), storage expiry (number), expires_at
--- (number, 0 for none), and the position where its data starts.
+-- (number, 0 for none), the position where its data starts, and its
+-- refresh state: {cur, prev, prev_until, tail} (the digests of the current
+-- and previous refresh token ids, "" for none; until when the previous one
+-- is accepted, Unix ms, 0 for not at all; how many bytes at the end of the
+-- data the last rotation appended). Records of format 1, written before
+-- refresh tokens were recorded, have an empty state.
 local function parse(record)
-  local version, storage_expiry, expires_at, data_start =
+  local version, storage_expiry, expires_at, cur, prev, prev_until, tail, data_start =
+    string.match(record, '^2|(%d+)|(%d+)|(%d+)|([%w_-]*)|([%w_-]*)|(%d+)|(%d+)|()')
+  if version then
+    return version, tonumber(storage_expiry), tonumber(expires_at), data_start,
+      {cur = cur, prev = prev, prev_until = tonumber(prev_until), tail = tonumber(tail)}
+  end
+  version, storage_expiry, expires_at, data_start =
     string.match(record, '^1|(%d+)|(%d+)|(%d+)|()')
-  return version, tonumber(storage_expiry), tonumber(expires_at), data_start
+  return version, tonumber(storage_expiry), tonumber(expires_at), data_start,
+    {cur = '', prev = '', prev_until = 0, tail = 0}
 end
 
-local function record(version, storage_expiry, expires_at, data)
-  return '1|' .. version .. '|' .. digits(storage_expiry) .. '|' .. digits(expires_at) .. '|' .. data
+-- A record of format 2 (see parse); `state` nil for none.
+local function record(version, storage_expiry, expires_at, data, state)
+  state = state or {cur = '', prev = '', prev_until = 0, tail = 0}
+  return '2|' .. version .. '|' .. digits(storage_expiry) .. '|' .. digits(expires_at) .. '|'
+    .. state.cur .. '|' .. state.prev .. '|' .. digits(state.prev_until) .. '|'
+    .. digits(state.tail) .. '|' .. data
+end
+
+-- A non-negative integer as a protobuf varint.
+local function varint(n)
+  local bytes = {}
+  repeat
+    local low = n % 128
+    n = (n - low) / 128
+    bytes[#bytes + 1] = string.char(n > 0 and low + 128 or low)
+  until n == 0
+  return table.concat(bytes)
+end
+
+-- What a rotation appends to a session's data: Session fields 3
+-- (refresh_token_id) and 5 (refreshed_at, seconds and nanos both written
+-- even when 0), which a protobuf parser reads over the earlier ones. The
+-- same bytes as rotationTail in src/store/refresh-state.ts.
+local function rotation_tail(token, now)
+  local nanos = (now % 1000) * 1000000
+  local timestamp = '\8' .. varint((now - now % 1000) / 1000) .. '\16' .. varint(nanos)
+  return '\26' .. varint(#token) .. token .. '\42' .. varint(#timestamp) .. timestamp
 end
 
 -- Whether a record read from the hash (false when absent) is a live session.
@@ -64,7 +102,7 @@ local function live(current, now)
   if not current then
     return false
   end
-  local _, storage_expiry = parse(current)
+  local storage_expiry = tonumber(string.match(current, '^[12]|%d+|(%d+)|'))
   return storage_expiry == nil or now <= storage_expiry
 end
 

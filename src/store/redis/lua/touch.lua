@@ -10,9 +10,9 @@ local current = redis.call('HGET', h, id)
 if not live(current, now) then
   return {1}
 end
-local version, _, expires_at, data_start = parse(current)
+local version, _, expires_at, data_start, state = parse(current)
 local expiry = storage_expiry(now, ttl, expires_at)
-local updated = record(version, expiry, expires_at, string.sub(current, data_start))
+local updated = record(version, expiry, expires_at, string.sub(current, data_start), state)
 redis.call('HSET', h, id, updated)
 redis.call('ZADD', e, digits(expiry), id)
 -- The touched session is live, so the keys hold at least it.

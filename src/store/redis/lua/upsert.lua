@@ -1,13 +1,14 @@
 -- Inserts or replaces one session, conditionally on its stored version.
 -- KEYS: the user's hash, by-expiry set, by-id set.
 -- ARGV: session id, data, ttl ms, expires_at ms (0 for none), expected version
---       ('' for unconditional), per-user cap (0 for none).
+--       ('' for unconditional), per-user cap (0 for none), the digest of the
+--       session's refresh token id ('' for none).
 -- Returns {0, version, storage expiry}, or {status}: 1 not found, 2 version
 -- mismatch, 3 already exists, 4 expires_at not in the future.
 local h, e, l = KEYS[1], KEYS[2], KEYS[3]
 local id, data = ARGV[1], ARGV[2]
 local ttl, expires_at = tonumber(ARGV[3]), tonumber(ARGV[4])
-local expected, cap = ARGV[5], tonumber(ARGV[6])
+local expected, cap, digest = ARGV[5], tonumber(ARGV[6]), ARGV[7]
 
 local now = now_ms()
 if expires_at > 0 and expires_at <= now then
@@ -19,8 +20,9 @@ if not live(current, now) then
   current = false
 end
 local version = '1'
+local state = {cur = digest, prev = '', prev_until = 0, tail = 0}
 if current then
-  local stored_version = parse(current)
+  local stored_version, _, _, _, stored_state = parse(current)
   if expected == '0' then
     return {3}
   end
@@ -28,6 +30,10 @@ if current then
     return {2}
   end
   version = digits(tonumber(stored_version) + 1)
+  -- The same refresh token: a grace still running keeps running.
+  if stored_state.cur == digest then
+    state.prev, state.prev_until = stored_state.prev, stored_state.prev_until
+  end
 elseif expected ~= '' and expected ~= '0' then
   return {1}
 end
@@ -61,7 +67,7 @@ if #victims > 0 then
 end
 
 local expiry = storage_expiry(now, ttl, expires_at)
-redis.call('HSET', h, id, record(version, expiry, expires_at, data))
+redis.call('HSET', h, id, record(version, expiry, expires_at, data, state))
 redis.call('ZADD', e, digits(expiry), id)
 if not current then
   redis.call('ZADD', l, 0, id)
