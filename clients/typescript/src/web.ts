@@ -16,7 +16,6 @@ import { SessionStoreService } from "./gen/sessionstore/v1/session_store_pb.js";
  * Node entry's.
  */
 export { type BearerTokenSource, bearerTokenInterceptor } from "./bearer-token.js";
-
 /**
  * The request, response and session message types, so callers can type what
  * they build and receive without importing generated files by path.
@@ -30,26 +29,37 @@ export type {
   GetResponse,
   ListByUserRequest,
   ListByUserResponse,
+  RefreshRequest,
+  RefreshResponse,
   Session,
+  SessionEvent,
   TouchRequest,
   TouchResponse,
   UpsertRequest,
   UpsertResponse,
+  WatchSessionRequest,
+  WatchUserRequest,
 } from "./gen/sessionstore/v1/session_store_pb.js";
 /**
  * The message schemas (for `create`, `toJson`, `toBinary` of
  * @bufbuild/protobuf), the service descriptor (for a transport or client of
- * the caller's own making) and the TokenTransport enum the Session carries.
+ * the caller's own making) and the enums: TokenTransport (of a Session),
+ * RefreshOutcome and EventType.
  */
 export {
   DeleteByUserRequestSchema,
   DeleteByUserResponseSchema,
   DeleteRequestSchema,
   DeleteResponseSchema,
+  EventType,
   GetRequestSchema,
   GetResponseSchema,
   ListByUserRequestSchema,
   ListByUserResponseSchema,
+  RefreshOutcome,
+  RefreshRequestSchema,
+  RefreshResponseSchema,
+  SessionEventSchema,
   SessionSchema,
   SessionStoreService,
   TokenTransport,
@@ -57,7 +67,18 @@ export {
   TouchResponseSchema,
   UpsertRequestSchema,
   UpsertResponseSchema,
+  WatchSessionRequestSchema,
+  WatchUserRequestSchema,
 } from "./gen/sessionstore/v1/session_store_pb.js";
+/**
+ * Async iterators over WatchUser and WatchSession that resume from their
+ * last event when a stream ends.
+ */
+export {
+  type WatchEventsOptions,
+  watchSessionEvents,
+  watchUserEvents,
+} from "./watch.js";
 
 /**
  * The wire protocols a browser can use with the server. Named as in the Node
