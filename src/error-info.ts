@@ -20,11 +20,13 @@ export const REASONS = {
   PAYLOAD_TOO_DEEP: Code.InvalidArgument,
   TTL_OUT_OF_RANGE: Code.InvalidArgument,
   EXPIRES_AT_PASSED: Code.InvalidArgument,
+  PROTOCOL_ERROR: Code.InvalidArgument,
   SESSION_NOT_FOUND: Code.NotFound,
   SESSION_EXISTS: Code.AlreadyExists,
   VERSION_MISMATCH: Code.Aborted,
   REQUEST_TOO_LARGE: Code.ResourceExhausted,
   STORE_UNAVAILABLE: Code.Unavailable,
+  WRITE_NOT_REPLICATED: Code.Unavailable,
   RATE_LIMITED: Code.ResourceExhausted,
   UNAUTHENTICATED: Code.Unauthenticated,
   PERMISSION_DENIED: Code.PermissionDenied,
@@ -35,6 +37,8 @@ export const REASONS = {
   SHUTTING_DOWN: Code.Unavailable,
   DEADLINE_EXCEEDED: Code.DeadlineExceeded,
   CANCELLED: Code.Canceled,
+  UNIMPLEMENTED: Code.Unimplemented,
+  SERVICE_NOT_FOUND: Code.NotFound,
   INTERNAL: Code.Internal,
 } as const satisfies Record<string, Code>;
 
@@ -43,17 +47,29 @@ export type Reason = keyof typeof REASONS;
 /**
  * A ConnectError with `reason`'s status code and one ErrorInfo. `metadata`
  * names the field or limit at fault; it must never hold an id, a token or
- * a payload.
+ * a payload. `headers` are sent with the status (gRPC trailers, Connect
+ * response headers), for what clients read outside the details, such as
+ * the rate limit's retry delay.
  */
 export function statusError(
   reason: Reason,
   message: string,
   metadata: Readonly<Record<string, string>> = {},
+  headers?: Headers | Readonly<Record<string, string>>,
 ): ConnectError {
-  return new ConnectError(message, REASONS[reason], undefined, [
+  return new ConnectError(message, REASONS[reason], headers, [
     {
       desc: ErrorInfoSchema,
       value: create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN, metadata }),
     },
   ]);
+}
+
+/**
+ * The reason of the ErrorInfo `error` carries in this service's domain, or
+ * undefined when it carries none: an error raised by a library, which the
+ * transports give a reason before it is sent (see call-errors.ts).
+ */
+export function reasonOf(error: ConnectError): string | undefined {
+  return error.findDetails(ErrorInfoSchema).find((info) => info.domain === ERROR_DOMAIN)?.reason;
 }

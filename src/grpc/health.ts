@@ -1,9 +1,9 @@
-import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../../gen/health/v1/health_pb.js";
-
+import { statusError } from "../error-info.js";
 import type { HealthMonitor } from "../observability/health-monitor.js";
 
 /** The grpc.health.v1.Health service descriptor, for reflection. */
@@ -31,7 +31,9 @@ function createHealthService(
   const status = () => (monitor.isServing ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
   return {
     check(req) {
-      if (!known.has(req.service)) throw new ConnectError("unknown service", Code.NotFound);
+      if (!known.has(req.service)) {
+        throw statusError("SERVICE_NOT_FOUND", "unknown service", { field: "service" });
+      }
       return { status: status() };
     },
     list() {

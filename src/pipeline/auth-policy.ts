@@ -1,4 +1,5 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
+import { statusError } from "../error-info.js";
 import type { Call, CallPolicy } from "./call.js";
 import {
   bearerToken,
@@ -56,13 +57,15 @@ export interface AuthPolicy extends CallPolicy {
  * be valid and name the same caller, whose lesser scope applies. Refusals
  * are UNAUTHENTICATED (no, malformed or unknown credentials) or
  * PERMISSION_DENIED (a known caller without the scope); their messages name
- * what is wrong and never echo a secret.
+ * what is wrong and never echo a secret. Their ErrorInfo says why as the
+ * metric does (metadata `failure`, such as unknown_token) and, for a
+ * missing scope, the scope the method needs (`scope`) and the method.
  */
 export function authPolicy(options: AuthPolicyOptions): AuthPolicy {
   let credentials = options.credentials;
-  const refuse = (reason: AuthFailure, message: string, code = Code.Unauthenticated) => {
-    options.onFailure(reason);
-    return new ConnectError(message, code);
+  const refuse = (failure: AuthFailure, message: string): ConnectError => {
+    options.onFailure(failure);
+    return statusError("UNAUTHENTICATED", message, { failure });
   };
 
   const identify = (call: Call): { name: string; scope: Scope; grant: Grant } => {
@@ -123,10 +126,12 @@ export function authPolicy(options: AuthPolicyOptions): AuthPolicy {
       // Known even when refused below: the log line of the refusal names it.
       call.caller = { name, rate: grant.rate };
       if (access !== "authenticated" && !scopeAllows(scope, access)) {
-        throw refuse(
-          "permission_denied",
-          `the caller's scope (${scope}) does not allow ${call.procedure.slice(call.procedure.lastIndexOf("/") + 1)}, which needs ${access}`,
-          Code.PermissionDenied,
+        options.onFailure("permission_denied");
+        const method = call.procedure.slice(call.procedure.lastIndexOf("/") + 1);
+        throw statusError(
+          "PERMISSION_DENIED",
+          `the caller's scope (${scope}) does not allow ${method}, which needs ${access}`,
+          { failure: "permission_denied", scope: access, method },
         );
       }
       return undefined;

@@ -1,4 +1,5 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
+import { statusError } from "../error-info.js";
 import type { Logger } from "../observability/logger.js";
 import type { Call, CallEnd, CallPolicy, StatusCode, Transport } from "./call.js";
 
@@ -57,7 +58,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const reject = (ends: CallEnd[], error: unknown, policy: CallPolicy): Admission => {
     if (error instanceof ConnectError) return new CallAdmission(ends, logger, error);
     logger.error({ err: error, policy: policy.name }, "a call policy failed");
-    return new CallAdmission(ends, logger, new ConnectError("internal error", Code.Internal));
+    return new CallAdmission(ends, logger, statusError("INTERNAL", "internal error"));
   };
 
   const startAt = (call: Call, from: number, ends: CallEnd[]): Admission | Promise<Admission> => {

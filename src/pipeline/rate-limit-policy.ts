@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { statusError } from "../error-info.js";
 import type { Call, CallPolicy, Rate } from "./call.js";
 import { formatRate, isUnlimited, refill, type Tokens } from "./rate.js";
 
@@ -43,7 +43,9 @@ interface Bucket extends Tokens {
  * finding its bucket empty is rejected with RESOURCE_EXHAUSTED before its
  * handler runs (so it changes nothing), with a message naming the limit
  * and when to retry, and the retry delay as the `grpc-retry-pushback-ms`
- * trailer (and `retry-after`, in seconds, for HTTP clients).
+ * trailer (and `retry-after`, in seconds, for HTTP clients). Its ErrorInfo
+ * (RATE_LIMITED) names the limit: `limit` is RATE_LIMIT, or AUTH_TOKENS_FILE
+ * for a caller's own rate, with the rate itself and the wait in ms.
  *
  * Memory stays bounded: a bucket that has refilled is the same as no
  * bucket, so those are dropped (checked at most once a second), and past
@@ -107,9 +109,14 @@ export function rateLimitPolicy(options: RateLimitOptions): RateLimitPolicy {
       if (waitMs === 0) return undefined;
       onLimited?.(caller?.name);
       const limit = caller?.rate ? "this caller's own limit" : "RATE_LIMIT";
-      throw new ConnectError(
+      throw statusError(
+        "RATE_LIMITED",
         `rate limit exceeded (${limit} ${formatRate(rate)}); retry after ${waitMs} ms`,
-        Code.ResourceExhausted,
+        {
+          limit: caller?.rate ? "AUTH_TOKENS_FILE" : "RATE_LIMIT",
+          rate: formatRate(rate),
+          retryAfterMs: String(waitMs),
+        },
         {
           [RETRY_PUSHBACK_HEADER]: String(waitMs),
           "retry-after": String(Math.ceil(waitMs / 1000)),

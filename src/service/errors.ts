@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import { statusError } from "../error-info.js";
 import type { Logger } from "../observability/logger.js";
 import type { StoreErrorKind } from "../observability/telemetry.js";
@@ -17,7 +17,9 @@ import {
  * The one place where failures become status codes. Domain errors keep their
  * meaning; an unreachable store is UNAVAILABLE (never NOT_FOUND: an outage
  * must not log anybody out); anything unexpected is INTERNAL with a generic
- * message, its cause logged here and never sent.
+ * message, its cause logged here and never sent. Each carries its ErrorInfo
+ * reason (see error-info.ts); the metadata names the request field whose
+ * condition failed, never a value.
  */
 export function toConnectError(
   error: unknown,
@@ -28,18 +30,21 @@ export function toConnectError(
 ): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof SessionNotFoundError) {
-    return new ConnectError("session not found", Code.NotFound);
+    return statusError("SESSION_NOT_FOUND", "session not found");
   }
   if (error instanceof SessionExistsError) {
-    return new ConnectError("session already exists", Code.AlreadyExists);
+    return statusError("SESSION_EXISTS", "session already exists", { field: "expected_version" });
   }
   if (error instanceof VersionMismatchError) {
-    return new ConnectError("stored version differs from expected_version", Code.Aborted);
+    return statusError("VERSION_MISMATCH", "stored version differs from expected_version", {
+      field: "expected_version",
+    });
   }
   if (error instanceof RefreshTokenReusedError) {
     return statusError(
       "REFRESH_TOKEN_REUSED",
       "refresh token was already used - the session is revoked",
+      { field: "presented_refresh_token_id" },
     );
   }
   if (error instanceof RefreshStateMissingError) {
@@ -49,22 +54,34 @@ export function toConnectError(
     );
   }
   if (error instanceof ExpiresAtPassedError) {
-    return new ConnectError("session.expires_at must be in the future", Code.InvalidArgument);
+    return statusError("EXPIRES_AT_PASSED", "session.expires_at must be in the future", {
+      field: "session.expires_at",
+    });
+  }
+  if (error instanceof NotReplicatedError) {
+    onStoreError("unavailable");
+    outages.failed(error, method);
+    // A write that replicas did not confirm happened on the primary, and
+    // may survive: a blind retry could apply it twice, so it has a reason
+    // of its own, apart from STORE_UNAVAILABLE's safe retry.
+    return statusError(
+      "WRITE_NOT_REPLICATED",
+      `${error.message} - read the session again, or retry with expected_version set to the version you know`,
+      {
+        limit: "REDIS_WAIT_REPLICAS",
+        acknowledged: String(error.acknowledged),
+        required: String(error.required),
+      },
+    );
   }
   if (error instanceof StoreUnavailableError) {
     onStoreError("unavailable");
     outages.failed(error, method);
-    // A write that replicas did not confirm happened on the primary, and
-    // may survive: a blind retry could apply it twice.
-    const message =
-      error instanceof NotReplicatedError
-        ? `${error.message} - read the session again, or retry with expected_version set to the version you know`
-        : "session storage is unavailable - retry later";
-    return new ConnectError(message, Code.Unavailable);
+    return statusError("STORE_UNAVAILABLE", "session storage is unavailable - retry later");
   }
   onStoreError("internal");
   logger.error({ err: error, method }, "unexpected error");
-  return new ConnectError("internal error", Code.Internal);
+  return statusError("INTERNAL", "internal error");
 }
 
 /**

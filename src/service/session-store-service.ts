@@ -9,6 +9,7 @@ import {
 } from "../../gen/sessionstore/v1/session_store_pb.js";
 import type { Logger } from "../observability/logger.js";
 import type { StoreErrorKind } from "../observability/telemetry.js";
+import { SessionNotFoundError } from "../store/errors.js";
 import { refreshTokenDigest } from "../store/refresh-state.js";
 import type { SessionStore, StoredSession, StoreSignal } from "../store/session-store.js";
 import { OutageLog, toConnectError } from "./errors.js";
@@ -29,6 +30,7 @@ import {
   floorMs,
   invalid,
   payloadTooDeep,
+  payloadTooLarge,
 } from "./validate.js";
 
 /** What the handlers need: the store, the request limits, and where failures go. */
@@ -148,7 +150,7 @@ function unmappedHandlers(options: SessionStoreServiceOptions): SessionStoreHand
       const sessionId = checkId("session_id", req.sessionId);
       const userId = checkId("user_id", req.userId);
       const stored = await store.get(userId, sessionId, signal);
-      if (!stored) throw new ConnectError("session not found", Code.NotFound);
+      if (!stored) throw new SessionNotFoundError();
       return sessionReply(stored);
     },
 
@@ -162,9 +164,8 @@ function unmappedHandlers(options: SessionStoreServiceOptions): SessionStoreHand
       checkTimestamp("session.expires_at", session.expiresAt);
       checkPayloadDepth("session.extra_payload", session.extraPayload);
       const { data, payloadBytes } = storedSession(session, encoded);
-      if (payloadBytes > maxPayloadBytes) {
-        throw invalid("session.extra_payload", `must encode to at most ${maxPayloadBytes} bytes`);
-      }
+      if (payloadBytes > maxPayloadBytes)
+        throw payloadTooLarge("session.extra_payload", maxPayloadBytes);
       const ttlMs = checkTtl("ttl", req.ttl, maxTtlSeconds);
       const stored = await store.upsert(
         {

@@ -1,11 +1,14 @@
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
+import { statusError } from "../error-info.js";
 
 /**
  * Input checks shared by the handlers. Each failure is INVALID_ARGUMENT with
  * a message naming the field and what a valid value is, never the value
- * itself (ids and tokens are personal data).
+ * itself (ids and tokens are personal data), and an ErrorInfo whose reason
+ * says which rule was broken (INVALID_FIELD unless a more precise one
+ * applies) and whose metadata names the field and the limit.
  *
  * Status messages avoid URI-reserved characters such as ":" and ",": the
  * server percent-encodes grpc-message with encodeURIComponent, and grpc-js
@@ -17,8 +20,17 @@ export const MAX_ID_BYTES = 128;
 /** Unicode category Cc: exactly U+0000-U+001F and U+007F-U+009F. */
 const CONTROL = /\p{Cc}/u;
 
-export function invalid(field: string, problem: string): ConnectError {
-  return new ConnectError(`${field} ${problem}`, Code.InvalidArgument);
+/**
+ * INVALID_FIELD: `field` is missing or malformed. `limits` adds the limit
+ * broken, by name (such as maxItems), for a program to act on without
+ * parsing the message.
+ */
+export function invalid(
+  field: string,
+  problem: string,
+  limits: Readonly<Record<string, string>> = {},
+): ConnectError {
+  return statusError("INVALID_FIELD", `${field} ${problem}`, { field, ...limits });
 }
 
 /**
@@ -43,7 +55,9 @@ const MAX_TIMESTAMP_SECONDS = 253_402_300_799n; // 9999-12-31T23:59:59Z
 /**
  * A ttl is a positive Duration of at most maxSeconds, returned in whole
  * milliseconds, rounding a fraction of a millisecond up so it stays positive.
- * (Within the Duration range, seconds * 1000 is an exact double.)
+ * (Within the Duration range, seconds * 1000 is an exact double.) A missing
+ * or malformed Duration is INVALID_FIELD; a well-formed one that is not
+ * positive or is too long, TTL_OUT_OF_RANGE.
  */
 export function checkTtl(field: string, ttl: Duration | undefined, maxSeconds: number): number {
   if (!ttl) throw invalid(field, "is required");
@@ -59,9 +73,14 @@ export function checkTtl(field: string, ttl: Duration | undefined, maxSeconds: n
     throw invalid(field, "is not a valid duration");
   }
   const seconds = Number(ttl.seconds);
-  if (seconds < 0 || (seconds === 0 && nanos <= 0)) throw invalid(field, "must be positive");
+  if (seconds < 0 || (seconds === 0 && nanos <= 0)) {
+    throw statusError("TTL_OUT_OF_RANGE", `${field} must be positive`, { field });
+  }
   if (seconds > maxSeconds || (seconds === maxSeconds && nanos > 0)) {
-    throw invalid(field, `must be at most ${maxSeconds} seconds`);
+    throw statusError("TTL_OUT_OF_RANGE", `${field} must be at most ${maxSeconds} seconds`, {
+      field,
+      maxSeconds: String(maxSeconds),
+    });
   }
   return seconds * 1000 + Math.ceil(nanos / 1_000_000);
 }
@@ -101,7 +120,27 @@ export const MAX_PAYLOAD_DEPTH = 32;
 
 /** The answer to an extra_payload nested deeper than MAX_PAYLOAD_DEPTH. */
 export function payloadTooDeep(field: string): ConnectError {
-  return invalid(field, `must nest at most ${MAX_PAYLOAD_DEPTH} levels deep`);
+  return statusError(
+    "PAYLOAD_TOO_DEEP",
+    `${field} must nest at most ${MAX_PAYLOAD_DEPTH} levels deep`,
+    {
+      field,
+      maxDepth: String(MAX_PAYLOAD_DEPTH),
+    },
+  );
+}
+
+/**
+ * The answer to an extra_payload whose protobuf encoding is over
+ * MAX_PAYLOAD_BYTES (`maxBytes`), naming the setting so an operator knows
+ * what to raise.
+ */
+export function payloadTooLarge(field: string, maxBytes: number): ConnectError {
+  return statusError("PAYLOAD_TOO_LARGE", `${field} must encode to at most ${maxBytes} bytes`, {
+    field,
+    limit: "MAX_PAYLOAD_BYTES",
+    maxBytes: String(maxBytes),
+  });
 }
 
 /**

@@ -26,6 +26,7 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
+import { statusError } from "../error-info.js";
 import type { Logger } from "../observability/logger.js";
 import { type Call, OK, type StatusCode } from "../pipeline/call.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
@@ -179,8 +180,12 @@ async function serveCall(
       ),
       closed.then(() => res.writableEnded),
     ]);
-  const answer = async (error: ConnectError) =>
-    (await send(errorResponse(format, error))) ? error.code : Code.Canceled;
+  // Every answer passes the last line of defence, which gives an error
+  // raised without an ErrorInfo (by connect-node) its reason.
+  const answer = async (raised: ConnectError) => {
+    const error = toStatusError(raised, options.logger, call.procedure);
+    return (await send(errorResponse(format, error))) ? error.code : Code.Canceled;
+  };
 
   const admission = await options.pipeline.start(call);
   let code: StatusCode = Code.Canceled;
@@ -281,7 +286,11 @@ async function runHandler(
     );
   } catch {
     // connect-node needs the request's authority (:authority or Host).
-    return answer(new ConnectError("the request names no authority (host)", Code.InvalidArgument));
+    return answer(
+      statusError("PROTOCOL_ERROR", "the request names no authority (host)", {
+        header: ":authority",
+      }),
+    );
   }
   // Over HTTP/1.1, a body connect-node stops reading halfway (a message
   // over MAX_REQUEST_BYTES, a second one) must stay readable: a for-await
@@ -299,7 +308,7 @@ async function runHandler(
       controller.abort(
         reason instanceof ConnectError
           ? reason
-          : new ConnectError("the client cancelled the call", Code.Canceled),
+          : statusError("CANCELLED", "the client cancelled the call"),
       );
     },
     { once: true },
@@ -326,8 +335,7 @@ async function runHandler(
     // connect-node failed the call before its handler: a problem with the
     // request itself, worded as the fast path words it.
     const error =
-      (await errorOfResponse(format, response)) ??
-      new ConnectError("internal error", Code.Internal);
+      (await errorOfResponse(format, response)) ?? statusError("INTERNAL", "internal error");
     return answer(requestError(error, handler, options));
   }
   return (await send(format.text ? binaryResponseToText(response) : response))
@@ -353,7 +361,9 @@ function requestError(
       return requestTooLarge(options.maxRequestBytes);
     case Code.Internal:
     case Code.InvalidArgument: {
-      if (error.rawMessage.startsWith("unsupported content-type")) return error;
+      if (error.rawMessage.startsWith("unsupported content-type")) {
+        return statusError("PROTOCOL_ERROR", error.rawMessage, { header: "content-type" });
+      }
       const { typeName } = handler.method.input;
       const explained = options.explainUndecodable?.(typeName, error.rawMessage);
       return explained ?? undecodableRequest(typeName, fieldOfJsonError(error.rawMessage));
@@ -454,13 +464,16 @@ function answerNotACall(req: NodeServerRequest, res: NodeServerResponse, notACal
   const grpc = grpcWireFormat(contentType);
   let response: UniversalServerResponse;
   if (grpc) {
-    response = errorResponse(grpc, new ConnectError(notACall.message, Code.Unimplemented));
+    response = errorResponse(grpc, statusError("UNIMPLEMENTED", notACall.message));
   } else if (looksLikeConnect(contentType, headers["connect-protocol-version"] !== undefined)) {
-    const code = notACall.status === 415 ? Code.InvalidArgument : Code.Unimplemented;
+    const error =
+      notACall.status === 415
+        ? statusError("PROTOCOL_ERROR", notACall.message, notACall.fault)
+        : statusError("UNIMPLEMENTED", notACall.message);
     response = {
       status: notACall.status,
       header: new Headers({ "content-type": "application/json" }),
-      body: createAsyncIterable([errorToJsonBytes(new ConnectError(notACall.message, code), {})]),
+      body: createAsyncIterable([errorToJsonBytes(error, {})]),
     };
   } else {
     response = {

@@ -1,4 +1,5 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
+import { statusError } from "../error-info.js";
 import { invalidTimeout } from "./call-errors.js";
 
 /**
@@ -68,13 +69,15 @@ export function callDeadline(
 
 /**
  * The status of a call whose deadline passed: connect-node's wording, and
- * the setting's name when MAX_DEADLINE, not the caller, set the deadline.
+ * the setting's name (in the message and the ErrorInfo) when MAX_DEADLINE,
+ * not the caller, set the deadline.
  */
 export function deadlineExceeded(deadline: CallDeadline): ConnectError {
-  return new ConnectError(
-    deadline.capped
-      ? `the operation timed out: calls may take at most MAX_DEADLINE (${deadline.timeoutMs} ms)`
-      : "the operation timed out",
-    Code.DeadlineExceeded,
-  );
+  return deadline.capped
+    ? statusError(
+        "DEADLINE_EXCEEDED",
+        `the operation timed out: calls may take at most MAX_DEADLINE (${deadline.timeoutMs} ms)`,
+        { limit: "MAX_DEADLINE", maxMs: String(deadline.timeoutMs) },
+      )
+    : statusError("DEADLINE_EXCEEDED", "the operation timed out");
 }

@@ -5,8 +5,9 @@ import {
   fromBinary,
   type MessageShape,
 } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { statusError } from "../error-info.js";
 import type { Logger } from "../observability/logger.js";
 import {
   type Call,
@@ -284,7 +285,7 @@ function serveUnary(
     // work, whether or not it set a deadline.
     clearTimeout(timer);
     outcome = Code.Canceled;
-    abort.abort(new ConnectError("the client cancelled the call", Code.Canceled));
+    abort.abort(statusError("CANCELLED", "the client cancelled the call"));
     admission?.finish(outcome);
   });
 
@@ -307,10 +308,7 @@ function serveUnary(
  */
 function unwrapEnvelope(body: Buffer, typeName: string): Uint8Array {
   if (body.length === 0) {
-    throw new ConnectError(
-      "protocol error: missing input message for unary method",
-      Code.Unimplemented,
-    );
+    throw statusError("UNIMPLEMENTED", "protocol error: missing input message for unary method");
   }
   const size = body.length >= ENVELOPE_HEADER_BYTES ? body.readUInt32BE(1) : Number.NaN;
   const end = ENVELOPE_HEADER_BYTES + size;
@@ -321,9 +319,9 @@ function unwrapEnvelope(body: Buffer, typeName: string): Uint8Array {
     const rest = body.length - end;
     const next = rest >= ENVELOPE_HEADER_BYTES ? body.readUInt32BE(end + 1) : Number.NaN;
     if (!(rest - ENVELOPE_HEADER_BYTES >= next)) throw undecodableRequest(typeName);
-    throw new ConnectError(
+    throw statusError(
+      "UNIMPLEMENTED",
       "protocol error: received extra input message for unary method",
-      Code.Unimplemented,
     );
   }
   if (((body[0] as number) & 1) === 1) throw undecodableRequest(typeName);
@@ -358,8 +356,10 @@ function sendMessage(stream: http2.ServerHttp2Stream, message: Uint8Array): void
 
 /**
  * A Trailers-Only response: the status in the only HEADERS frame, with
- * grpc-status-details-bin exactly as connect-node writes it when the error
- * carries details, and the error's metadata (such as the rate limit's
+ * grpc-status-details-bin (base64 of a google.rpc.Status holding the code,
+ * the message and every detail, the ErrorInfo among them) written by
+ * connect's own encoder, so it is byte for byte what connect-node sends,
+ * and the error's metadata (such as the rate limit's
  * grpc-retry-pushback-ms) as trailers, as connect-node sends them.
  */
 function sendStatus(stream: http2.ServerHttp2Stream, error: ConnectError): void {

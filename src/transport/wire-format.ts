@@ -53,6 +53,8 @@ export interface WireFormat {
 export interface NotACall {
   readonly status: 404 | 405 | 415;
   readonly message: string;
+  /** For a 415, the header or query parameter at fault (the ErrorInfo's metadata). */
+  readonly fault?: { readonly header: string } | { readonly parameter: string };
 }
 
 /** What the port accepts, for answers to requests it cannot serve. */
@@ -81,6 +83,7 @@ export function wireFormatOf(
       return {
         status: 415,
         message: "a Connect GET request needs encoding=json or encoding=proto",
+        fault: { parameter: "encoding" },
       };
     }
     return connect(encoding === "proto", false);
@@ -98,6 +101,7 @@ export function wireFormatOf(
       contentType === undefined
         ? `missing content-type; ${ACCEPTED}`
         : `unsupported content-type for ${method.name}; ${ACCEPTED}`,
+    fault: { header: "content-type" },
   };
 }
 

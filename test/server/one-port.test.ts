@@ -11,6 +11,7 @@ import { SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.
 import { waitFor } from "../../harness/wait-for.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
+import { errorInfoJson } from "../support/error-info.js";
 import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
 import { uniqueUserId } from "../support/ids.js";
 import { envelope, h2Exchange, verdictOf } from "../support/raw-exchange.js";
@@ -167,7 +168,11 @@ describe("curl", () => {
       JSON.stringify({ sessionId: "missing", userId: uniqueUserId() }),
     );
     expect(result.status).toBe(404);
-    expect(JSON.parse(result.body)).toEqual({ code: "not_found", message: "session not found" });
+    expect(JSON.parse(result.body)).toEqual({
+      code: "not_found",
+      message: "session not found",
+      details: [errorInfoJson("SESSION_NOT_FOUND")],
+    });
   });
 
   it("speaks Connect JSON over cleartext HTTP/2 with --http2-prior-knowledge", async () => {
@@ -636,6 +641,7 @@ describe("requests that are no call, and calls that cannot be decoded", () => {
     expect(JSON.parse(result.body)).toEqual({
       code: "invalid_argument",
       message: "request is not a valid sessionstore.v1.GetRequest",
+      details: [errorInfoJson("INVALID_FIELD", { messageType: "sessionstore.v1.GetRequest" })],
     });
     await expect
       .poll(() =>
@@ -703,6 +709,9 @@ describe("requests that are no call, and calls that cannot be decoded", () => {
     expect(await response.json()).toEqual({
       code: "resource_exhausted",
       message: "request message is larger than MAX_REQUEST_BYTES (1048576 bytes)",
+      details: [
+        errorInfoJson("REQUEST_TOO_LARGE", { limit: "MAX_REQUEST_BYTES", maxBytes: "1048576" }),
+      ],
     });
   });
 });

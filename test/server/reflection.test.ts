@@ -23,6 +23,7 @@ import {
 import { file_health_v1_health } from "../../gen/health/v1/health_pb.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
 import { type ClientPool, clientPool } from "../support/clients.js";
+import { errorInfoBase64 } from "../support/error-info.js";
 import { uniqueUserId } from "../support/ids.js";
 import { recordingPolicy } from "../support/recording-policy.js";
 import { type RunningServer, startTestServer } from "../support/test-server.js";
@@ -172,7 +173,11 @@ describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s"
     });
     expect(result.exitCode).toBe(NOT_FOUND << 3);
     expect(result.stdout).toBe("");
-    expect(JSON.parse(result.stderr)).toEqual({ code: "not_found", message: "session not found" });
+    expect(JSON.parse(result.stderr)).toEqual({
+      code: "not_found",
+      message: "session not found",
+      details: [{ type: "google.rpc.ErrorInfo", value: errorInfoBase64("SESSION_NOT_FOUND") }],
+    });
   });
 
   it("checks health", async () => {
