@@ -20,6 +20,16 @@ import { SessionStoreService } from "./gen/sessionstore/v1/session_store_pb.js";
  */
 export { type BearerTokenSource, bearerTokenInterceptor } from "./bearer-token.js";
 /**
+ * The reason and metadata of the google.rpc.ErrorInfo every SessionStore
+ * error carries, for code that branches on what went wrong.
+ */
+export {
+  errorInfo,
+  errorReason,
+  SESSIONSTORE_ERROR_DOMAIN,
+  type SessionStoreErrorInfo,
+} from "./error-info.js";
+/**
  * The request, response and session message types, so callers can type what
  * they build and receive without importing generated files by path.
  */
