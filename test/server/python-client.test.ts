@@ -99,6 +99,28 @@ async function generateStubs(dir: string, plugin: string): Promise<void> {
   );
 }
 
+/**
+ * Generates google/rpc/status.proto and error_details.proto into `dir` from
+ * the google-proto-files dev dependency, as a Python client generates them
+ * to read the ErrorInfo of an error (no .proto of Google's is copied into
+ * this repository).
+ */
+async function generateRpcStubs(dir: string): Promise<void> {
+  await run(
+    "protoc",
+    [
+      "-I",
+      "node_modules/google-proto-files",
+      "-I",
+      WELL_KNOWN_TYPES,
+      `--python_out=${dir}`,
+      "google/rpc/status.proto",
+      "google/rpc/error_details.proto",
+    ],
+    { cwd: ROOT, timeout: 30_000 },
+  );
+}
+
 /** Runs the example to completion; resolves with its exit code and output either way. */
 async function runExample(
   port: number,
@@ -330,6 +352,50 @@ describe("the Python client example", () => {
             ...ALL_STEPS.slice(0, ALL_STEPS.indexOf("ok delete-by-user deleted_count=1")),
             "FAIL delete-by-user: unexpected status PERMISSION_DENIED",
           ]);
+        } finally {
+          server?.kill();
+        }
+      }),
+  );
+
+  it(
+    "reads the google.rpc.ErrorInfo of errors from grpc-status-details-bin",
+    { timeout: 60_000 },
+    () =>
+      withStubs(async (stubs) => {
+        let server: ServerProcess | undefined;
+        try {
+          await generateRpcStubs(stubs);
+          server = runServer({ PORT: "0", HOST: "127.0.0.1", MAX_TTL_SECONDS: "3600" });
+          const port = await server.port();
+          const userId = `user-${randomUUID()}`;
+          const result = await run(
+            PYTHON,
+            [
+              "test/support/python/error_details.py",
+              "--target",
+              `127.0.0.1:${port}`,
+              "--stubs",
+              stubs,
+              "--user-id",
+              userId,
+            ],
+            { cwd: ROOT, env: PYTHON_ENV, timeout: 30_000 },
+          ).then(
+            (done) => ({ code: 0, ...done }),
+            (error: ExecFileException & { stdout?: string; stderr?: string }) => ({
+              code: error.code ?? null,
+              stdout: error.stdout ?? "",
+              stderr: error.stderr ?? "",
+            }),
+          );
+          expect(result.code, `${result.stdout}${result.stderr}`).toBe(0);
+          expect(result.stdout.trimEnd().split("\n")).toEqual([
+            "ok get-missing code=NOT_FOUND reason=SESSION_NOT_FOUND domain=sessionstore metadata=",
+            "ok get-empty-id code=INVALID_ARGUMENT reason=INVALID_FIELD domain=sessionstore metadata=field=session_id",
+            "ok upsert-ttl-too-long code=INVALID_ARGUMENT reason=TTL_OUT_OF_RANGE domain=sessionstore metadata=field=ttl,maxSeconds=3600",
+          ]);
+          expect(result.stdout + result.stderr).not.toContain(userId);
         } finally {
           server?.kill();
         }
