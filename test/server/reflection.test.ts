@@ -313,7 +313,15 @@ describe("grpc.reflection.v1.ServerReflection with a typed client", () => {
       "Delete",
       "ListByUser",
       "DeleteByUser",
+      "Refresh",
+      "WatchUser",
+      "WatchSession",
     ]);
+    const watch = first?.service[0]?.method.find((method) => method.name === "WatchUser");
+    expect(watch).toMatchObject({
+      serverStreaming: true,
+      outputType: ".sessionstore.v1.SessionEvent",
+    });
     const session = first?.messageType.find((message) => message.name === "Session");
     expect(session?.field.find((field) => field.name === "extra_payload")).toMatchObject({
       number: 9,
