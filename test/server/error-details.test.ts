@@ -87,7 +87,7 @@ interface Seen {
 }
 
 type Methods = typeof SessionStoreService.method;
-type UnaryName = "get" | "upsert" | "touch" | "delete" | "listByUser" | "deleteByUser";
+type UnaryName = "get" | "upsert" | "touch" | "delete" | "listByUser" | "deleteByUser" | "refresh";
 type RequestOf<M extends UnaryName> = MessageInitShape<Methods[M]["input"]>;
 
 /** One way of calling the service: a client stack and the server path it reaches. */
@@ -328,6 +328,40 @@ const CASES: readonly Case[] = [
     run: async (path, userId) => {
       await seed(userId);
       return path.call("delete", { sessionId: "s", userId, expectedVersion: 7n });
+    },
+  },
+  {
+    reason: "REFRESH_TOKEN_REUSED",
+    metadata: { field: "presented_refresh_token_id" },
+    run: async (path, userId) => {
+      await seed(userId);
+      return path.call("refresh", {
+        sessionId: "s",
+        userId,
+        presentedRefreshTokenId: "stolen-refresh-token",
+        newRefreshTokenId: "next-refresh-token",
+        ttl: ttl(60),
+      });
+    },
+    secret: () => "stolen-refresh-token",
+  },
+  {
+    reason: "REFRESH_STATE_MISSING",
+    metadata: {},
+    run: async (path, userId) => {
+      await pool
+        .sessions()
+        .upsert(
+          { session: sessionFixture(userId, "s", { refreshTokenId: "" }), ttl: ttl(60) },
+          { headers: { authorization: `Bearer ${adminToken}` } },
+        );
+      return path.call("refresh", {
+        sessionId: "s",
+        userId,
+        presentedRefreshTokenId: "some-refresh-token",
+        newRefreshTokenId: "next-refresh-token",
+        ttl: ttl(60),
+      });
     },
   },
   {
