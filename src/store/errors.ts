@@ -90,3 +90,12 @@ export class RefreshStateMissingError extends Error {
     super("session has no recorded refresh token");
   }
 }
+
+/** The store was closed while a call (a watch stream) was using it. */
+export class StoreClosedError extends StoreUnavailableError {
+  override readonly name = "StoreClosedError";
+  constructor() {
+    super(undefined);
+    this.message = "session storage was closed";
+  }
+}

@@ -1,3 +1,5 @@
+import type { EventRead, SessionEvent } from "./session-events.js";
+
 /**
  * The storage port of SessionStore: what the service needs from a backend,
  * in domain terms. Adapters (Redis, in-memory) implement it, and one contract
@@ -90,6 +92,31 @@ export interface SessionStore {
   ): Promise<number>;
 
   /**
+   * Up to `limit` events of the user's log after `after` (a client's
+   * cursor: an event id), or with `after` undefined none, only where the log
+   * ends now. See session-events.ts for what is recorded and kept.
+   *
+   * @throws EventsExpiredError when events after `after` may have been dropped.
+   * @throws RangeError when `after` is not an event id.
+   */
+  readEvents(
+    userId: string,
+    after: string | undefined,
+    limit: number,
+    signal?: StoreSignal,
+  ): Promise<EventRead>;
+
+  /**
+   * Streams the user's events after `options.after` (or those written from
+   * now), in order, each once, until the stream is ended: by its signal (it
+   * throws the signal's reason), by WatcherTooSlowError when more than
+   * `options.bufferSize` events wait for its consumer, by
+   * EventsExpiredError, or by the store's failure. However many streams
+   * watch, a store holds a bounded number of connections.
+   */
+  watch(userId: string, options: WatchOptions): AsyncIterable<SessionEvent>;
+
+  /**
    * Resolves when the store can serve requests right now (its backend is
    * connected and answering); rejects when it cannot. Health checks use it.
    */
@@ -97,6 +124,18 @@ export interface SessionStore {
 
   /** Releases the store's resources (connections, timers). */
   close(): Promise<void>;
+}
+
+/** How a watch stream starts and when it ends. */
+export interface WatchOptions {
+  /** Resume after this event id; undefined: from the events written from now. */
+  readonly after: string | undefined;
+  /** Events the stream may hold for its consumer before it is ended as too slow. */
+  readonly bufferSize: number;
+  /** Ends the stream; the stream then throws the signal's reason. */
+  readonly signal: StoreSignal;
+  /** Called once the stream is live: registered, and its catch-up read. */
+  readonly onLive?: () => void;
 }
 
 /** A session as a store holds it. */

@@ -28,6 +28,8 @@ class CheckThenActStore implements SessionStore {
   listByUser = this.inner.listByUser.bind(this.inner);
   deleteByUser = this.inner.deleteByUser.bind(this.inner);
   refresh = this.inner.refresh.bind(this.inner);
+  readEvents = this.inner.readEvents.bind(this.inner);
+  watch = this.inner.watch.bind(this.inner);
   ping = this.inner.ping.bind(this.inner);
   close = this.inner.close.bind(this.inner);
 

@@ -63,7 +63,7 @@ export function byUtf8(a: string, b: string): number {
  * What a test's store is opened with: the contract's cap, and a key prefix
  * of its own and replicas to wait for if it wants them.
  */
-export interface RedisStoreOptions extends Pick<RedisStoreSettings, "waitReplicas"> {
+export interface RedisStoreOptions extends Pick<RedisStoreSettings, "waitReplicas" | "events"> {
   readonly maxSessionsPerUser: number;
   readonly keyPrefix?: string;
 }

@@ -4,12 +4,23 @@ import { processClock } from "../../src/clock.js";
 import { ExpiresAtPassedError } from "../../src/store/errors.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
 import { upsertInput } from "./fixtures.js";
+import { describeEventContract } from "./session-events-contract.js";
 import { describeStoreContract } from "./session-store-contract.js";
 
 describeStoreContract(
   "memory",
   async ({ maxSessionsPerUser }) =>
     new MemorySessionStore({ maxSessionsPerUser, sweepIntervalMs: 0 }),
+);
+
+describeEventContract(
+  "memory",
+  async ({ maxSessionsPerUser, events }) =>
+    new MemorySessionStore({
+      maxSessionsPerUser,
+      sweepIntervalMs: 0,
+      ...(events ? { events } : {}),
+    }),
 );
 
 describe("MemorySessionStore", () => {

@@ -13,6 +13,7 @@ import type { SessionStore } from "../../src/store/session-store.js";
 import { uniqueUserId } from "../support/ids.js";
 import { ownedForBlock } from "../support/owned.js";
 import { openRedisStore, type RedisStoreOptions, upsertInput } from "./fixtures.js";
+import { describeEventContract } from "./session-events-contract.js";
 import { describeStoreContract } from "./session-store-contract.js";
 
 // The Redis store on a Cluster of three masters with a replica each, the
@@ -34,6 +35,7 @@ async function openStore(options: RedisStoreOptions, commandTimeoutMs = 2000) {
 
 describe("on a Redis Cluster of three masters with a replica each", () => {
   describeStoreContract("redis cluster with replicas", openStore);
+  describeEventContract("redis cluster with replicas", openStore);
 
   it("keeps each user's keys in one slot, on its master and its replica, and spreads 300 users over every master", async () => {
     // A prefix of its own: the keys checked below are this test's only.

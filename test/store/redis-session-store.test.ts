@@ -12,9 +12,11 @@ import { connectRedis } from "../../src/store/redis/redis-client.js";
 import { userKeys } from "../../src/store/redis/redis-keys.js";
 import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
 import { refreshTokenDigest, rotationTail } from "../../src/store/refresh-state.js";
+import type { EventRetention } from "../../src/store/session-events.js";
 import { uniqueUserId } from "../support/ids.js";
 import { ownedForBlock } from "../support/owned.js";
 import { hex, upsertInput, view } from "./fixtures.js";
+import { describeEventContract } from "./session-events-contract.js";
 import { describeStoreContract } from "./session-store-contract.js";
 
 const logger = createLogger("silent");
@@ -48,10 +50,25 @@ async function connectResp2(server: RedisServer) {
 
 async function openStore(
   server: RedisServer,
-  { maxSessionsPerUser = 0, keyPrefix = "sessionstore", commandTimeoutMs = 1000 } = {},
+  {
+    maxSessionsPerUser = 0,
+    keyPrefix = "sessionstore",
+    commandTimeoutMs = 1000,
+    events,
+  }: {
+    maxSessionsPerUser?: number;
+    keyPrefix?: string;
+    commandTimeoutMs?: number;
+    events?: EventRetention;
+  } = {},
 ) {
   const client = await connectResp3(server, commandTimeoutMs);
-  return new RedisSessionStore({ redis: client, keyPrefix, maxSessionsPerUser });
+  return new RedisSessionStore({
+    redis: client,
+    keyPrefix,
+    maxSessionsPerUser,
+    ...(events ? { events } : {}),
+  });
 }
 
 /** How often each command ran on the server (scripts' calls included), from INFO commandstats. */
@@ -65,6 +82,8 @@ async function commandCounts(client: Redis): Promise<Map<string, number>> {
 }
 
 describeStoreContract("redis, RESP3", (options) => openStore(shared(), options));
+
+describeEventContract("redis", (options) => openStore(shared(), options));
 
 describeStoreContract("redis, RESP2", async ({ maxSessionsPerUser }) => {
   const client = await connectResp2(shared());
@@ -177,6 +196,7 @@ describe("RedisSessionStore layout", () => {
       sessions: "p:{a%7Bb%7Dc%25}:h",
       byExpiry: "p:{a%7Bb%7Dc%25}:e",
       byId: "p:{a%7Bb%7Dc%25}:l",
+      events: "p:{a%7Bb%7Dc%25}:x",
     });
   });
 

@@ -6,9 +6,19 @@ import {
   RefreshTokenReusedError,
   SessionExistsError,
   SessionNotFoundError,
+  StoreClosedError,
   VersionMismatchError,
 } from "../errors.js";
+import { EventHub } from "../event-hub.js";
 import { rotationTail, sameDigest } from "../refresh-state.js";
+import {
+  EVENT_RETENTION_DEFAULTS,
+  type EventCursor,
+  type EventRead,
+  type EventRetention,
+  type SessionEvent,
+  type SessionEventType,
+} from "../session-events.js";
 import type {
   PageRequest,
   RefreshInput,
@@ -18,7 +28,9 @@ import type {
   StoredSession,
   StoreSignal,
   UpsertInput,
+  WatchOptions,
 } from "../session-store.js";
+import { MemoryEventLogs } from "./memory-event-logs.js";
 
 /** Options of {@link MemorySessionStore}. */
 export interface MemorySessionStoreOptions {
@@ -37,6 +49,8 @@ export interface MemorySessionStoreOptions {
    * process's clock.
    */
   readonly now?: Clock;
+  /** How long and how many events each user's log keeps (default 24 h and 1000). */
+  readonly events?: EventRetention;
 }
 
 /** What a refresh compares and rotates (see refresh-state.ts). */
@@ -80,10 +94,19 @@ export class MemorySessionStore implements SessionStore {
   private readonly maxSessionsPerUser: number;
   private readonly sweepTimer: NodeJS.Timeout | undefined;
   private readonly now: Clock;
+  private readonly events: MemoryEventLogs;
+  private readonly hub: EventHub;
 
   constructor(options: MemorySessionStoreOptions) {
     this.maxSessionsPerUser = options.maxSessionsPerUser;
     this.now = options.now ?? Date.now;
+    this.events = new MemoryEventLogs(options.events ?? EVENT_RETENTION_DEFAULTS);
+    // Notifications need no subscription here: every write tells the hub.
+    this.hub = new EventHub({
+      read: async (userId, cursor, limit) => this.readLog(userId, cursor, limit),
+      subscribe: async () => {},
+      unsubscribe: () => {},
+    });
     if (options.sweepIntervalMs > 0) {
       this.sweepTimer = setInterval(() => this.sweep(), options.sweepIntervalMs);
       this.sweepTimer.unref();
@@ -99,12 +122,13 @@ export class MemorySessionStore implements SessionStore {
     return total;
   }
 
-  /** Drops every expired session and every user left without sessions. */
+  /** Drops every expired session, every user left without sessions, and expired event logs. */
   sweep(): void {
     const now = this.now();
     for (const userId of this.users.keys()) {
       this.prune(userId, now);
     }
+    this.events.sweep(now);
   }
 
   async get(
@@ -132,7 +156,11 @@ export class MemorySessionStore implements SessionStore {
     }
     const sessions = this.prune(input.userId, now) ?? new Map<string, StoredSession>();
     this.users.set(input.userId, sessions);
-    if (!current) this.evictForInsert(sessions);
+    if (!current) {
+      for (const victim of this.evictForInsert(sessions)) {
+        this.emit(now, "evicted", input.userId, victim.sessionId, victim.version);
+      }
+    }
     // The same refresh token: a grace still running keeps running.
     const digest = input.refreshDigest ?? "";
     const held = current && this.refreshState(current);
@@ -152,6 +180,7 @@ export class MemorySessionStore implements SessionStore {
       tailLength: 0,
     });
     sessions.set(input.sessionId, stored);
+    this.emit(now, "upserted", input.userId, input.sessionId, stored.version);
     return stored;
   }
 
@@ -210,6 +239,7 @@ export class MemorySessionStore implements SessionStore {
     this.refreshStates.set(touched, this.refreshState(current));
     this.users.get(userId)?.set(sessionId, touched);
     this.prune(userId, now);
+    this.emit(now, "touched", userId, sessionId, touched.version);
     return touched;
   }
 
@@ -227,6 +257,7 @@ export class MemorySessionStore implements SessionStore {
     }
     this.users.get(userId)?.delete(sessionId);
     this.prune(userId, now);
+    if (current) this.emit(now, "deleted", userId, sessionId, current.version);
     return current !== undefined;
   }
 
@@ -250,7 +281,8 @@ export class MemorySessionStore implements SessionStore {
     signal?: StoreSignal,
   ): Promise<number> {
     signal?.throwIfAborted();
-    const sessions = this.prune(userId, this.now());
+    const now = this.now();
+    const sessions = this.prune(userId, now);
     if (!sessions) return 0;
     const keep = new Set(exceptSessionIds);
     let deleted = 0;
@@ -261,7 +293,31 @@ export class MemorySessionStore implements SessionStore {
       }
     }
     if (sessions.size === 0) this.users.delete(userId);
+    if (deleted > 0) {
+      // The kept ones, as the Redis script lists them: in the order asked, once each.
+      const kept = [...keep].filter((sessionId) => sessions.has(sessionId));
+      this.emit(now, "deleted-by-user", userId, "", 0n, kept);
+    }
     return deleted;
+  }
+
+  async readEvents(
+    userId: string,
+    after: string | undefined,
+    limit: number,
+    signal?: StoreSignal,
+  ): Promise<EventRead> {
+    signal?.throwIfAborted();
+    return this.readLog(userId, after === undefined ? undefined : { after, checked: true }, limit);
+  }
+
+  watch(userId: string, options: WatchOptions): AsyncIterable<SessionEvent> {
+    return this.hub.watch(userId, options);
+  }
+
+  /** Watch streams past their catch-up (for tests and metrics). */
+  get watchers(): number {
+    return this.hub.watchers;
   }
 
   /**
@@ -274,6 +330,30 @@ export class MemorySessionStore implements SessionStore {
 
   async close(): Promise<void> {
     clearInterval(this.sweepTimer);
+    this.hub.endAll(new StoreClosedError());
+  }
+
+  /**
+   * Records an event in the user's log, in the same synchronous step as the
+   * change it reports, and tells the watchers. Every write method calls it
+   * once per change (Refresh: "rotated" with the new version, and
+   * "reuse-detected" with the deleted session's version, or
+   * "deleted-by-user" with the kept ids when every session goes).
+   */
+  private emit(
+    now: number,
+    type: SessionEventType,
+    userId: string,
+    sessionId: string,
+    version: bigint,
+    keptSessionIds: readonly string[] = [],
+  ): void {
+    this.events.append(now, { type, userId, sessionId, version, keptSessionIds });
+    this.hub.changed(userId);
+  }
+
+  private readLog(userId: string, cursor: EventCursor | undefined, limit: number): EventRead {
+    return this.events.read(userId, cursor, limit, this.now());
   }
 
   private refreshState(session: StoredSession): RefreshState {
@@ -301,9 +381,9 @@ export class MemorySessionStore implements SessionStore {
    * Makes room for one more session under the cap by evicting the sessions
    * that expire soonest (ties broken by id, as Redis orders equal scores).
    */
-  private evictForInsert(sessions: Map<string, StoredSession>): void {
+  private evictForInsert(sessions: Map<string, StoredSession>): StoredSession[] {
     const excess = sessions.size - this.maxSessionsPerUser + 1;
-    if (this.maxSessionsPerUser === 0 || excess <= 0) return;
+    if (this.maxSessionsPerUser === 0 || excess <= 0) return [];
     const victims = [...sessions.values()]
       .sort(
         (a, b) =>
@@ -311,6 +391,7 @@ export class MemorySessionStore implements SessionStore {
       )
       .slice(0, excess);
     for (const victim of victims) sessions.delete(victim.sessionId);
+    return victims;
   }
 }
 

@@ -18,6 +18,12 @@ interface RedisUrls {
    */
   readonly url: string;
   readonly cluster: boolean;
+  /**
+   * Cluster only: subscribe to sharded channels through ioredis's sharded
+   * subscribers, one connection per master (the client that watches users'
+   * event channels; see RedisEventSubscriptions).
+   */
+  readonly shardedSubscribers?: boolean;
 }
 
 /** How to connect to the data nodes, wherever they are. */
@@ -389,6 +395,7 @@ function createCluster(options: RedisUrls & RedisConnectionOptions): Cluster {
     retryDelayOnTryAgain: retryDelay,
     retryDelayOnClusterDown: retryDelay,
     retryDelayOnFailover: retryDelay,
+    ...(options.shardedSubscribers ? { shardedSubscribers: true } : {}),
   });
 }
 

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import type { Cluster, Redis, Result } from "ioredis";
+import { Cluster, type Redis, type Result } from "ioredis";
 import { abortable } from "../abortable.js";
 import {
   ExpiresAtPassedError,
@@ -7,9 +7,21 @@ import {
   RefreshTokenReusedError,
   SessionExistsError,
   SessionNotFoundError,
+  StoreClosedError,
   StoreUnavailableError,
   VersionMismatchError,
 } from "../errors.js";
+import { EventHub } from "../event-hub.js";
+import {
+  EVENT_RETENTION_DEFAULTS,
+  EVENT_TYPE_CODES,
+  type EventCursor,
+  type EventRead,
+  type EventRetention,
+  EventsExpiredError,
+  parseEventId,
+  type SessionEvent,
+} from "../session-events.js";
 import type {
   PageRequest,
   RefreshInput,
@@ -19,7 +31,9 @@ import type {
   StoredSession,
   StoreSignal,
   UpsertInput,
+  WatchOptions,
 } from "../session-store.js";
+import { RedisEventSubscriptions } from "./redis-event-subscriptions.js";
 import { type UserKeys, userKeys } from "./redis-keys.js";
 import { decodeRecord } from "./redis-record.js";
 import { ReplicatedWriter } from "./replicated-writer.js";
@@ -34,6 +48,14 @@ export interface RedisSessionStoreOptions {
   readonly maxSessionsPerUser: number;
   /** Make every write wait for replicas to acknowledge it; off when absent. */
   readonly replication?: ReplicatedWrites;
+  /** How long and how many events each user's stream keeps (default 24 h and 1000). */
+  readonly events?: EventRetention;
+  /**
+   * Opens the connection that subscribes to watched users' channels (see
+   * RedisEventSubscriptions), on the first watch; by default a duplicate
+   * of `redis` (a Cluster's with sharded subscribers).
+   */
+  readonly connectSubscriber?: () => Promise<Redis | Cluster>;
 }
 
 /**
@@ -77,6 +99,7 @@ declare module "ioredis" {
       sessions: string,
       byExpiry: string,
       byId: string,
+      events: string,
       sessionId: string,
       data: Buffer,
       ttlMs: number,
@@ -101,6 +124,7 @@ declare module "ioredis" {
       sessions: string,
       byExpiry: string,
       byId: string,
+      events: string,
       sessionId: string,
       ttlMs: number,
     ): Result<[Status, Buffer?], Context>;
@@ -108,6 +132,7 @@ declare module "ioredis" {
       sessions: string,
       byExpiry: string,
       byId: string,
+      events: string,
       sessionId: string,
       expectedVersion: string,
     ): Result<[Status, number?], Context>;
@@ -122,8 +147,15 @@ declare module "ioredis" {
       sessions: string,
       byExpiry: string,
       byId: string,
+      events: string,
       ...exceptSessionIds: string[]
     ): Result<number, Context>;
+    sessionEvents(
+      events: string,
+      after: string,
+      checked: "1" | "0",
+      count: number,
+    ): Result<[EventsStatus, string?, EventEntry[]?], Context>;
   }
 }
 
@@ -135,19 +167,38 @@ function script(name: string): string {
   return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8");
 }
 
+/** What lua/events.lua says of a cursor. */
+const EventsStatus = { Ok: 0, Expired: 1 } as const;
+type EventsStatus = (typeof EventsStatus)[keyof typeof EventsStatus];
+/** A stream entry as XRANGE returns it: its id and its fields and values. */
+type EventEntry = [string, string[]];
+
 const COMMON = script("common");
 
-/** The scripts, each prefixed with the shared helpers; ioredis runs them by SHA. */
-const COMMANDS = {
-  sessionGet: { numberOfKeys: 1, lua: COMMON + script("get"), readOnly: true },
-  sessionUpsert: { numberOfKeys: 3, lua: COMMON + script("upsert") },
-  sessionTouch: { numberOfKeys: 3, lua: COMMON + script("touch") },
-  sessionRefresh: { numberOfKeys: 3, lua: COMMON + script("refresh") },
-  sessionDelete: { numberOfKeys: 3, lua: COMMON + script("delete") },
-  // Not read-only: it removes the expired sessions it passes over.
-  sessionList: { numberOfKeys: 3, lua: COMMON + script("list") },
-  sessionDeleteByUser: { numberOfKeys: 3, lua: COMMON + script("delete_by_user") },
-} as const;
+/**
+ * The scripts, each prefixed with the event settings and the shared
+ * helpers; ioredis runs them by SHA. The settings are written into the
+ * scripts rather than passed as arguments so that every write script (the
+ * Refresh script too) records events with one `emit` call and no
+ * arguments of its own for them.
+ */
+function commands(events: EventRetention) {
+  const settings =
+    `local EVENT_RETENTION_MS = ${Math.floor(events.retentionMs)}\n` +
+    `local EVENT_RETENTION_COUNT = ${Math.floor(events.retentionCount)}\n`;
+  const lua = (name: string) => settings + COMMON + script(name);
+  return {
+    sessionGet: { numberOfKeys: 1, lua: lua("get"), readOnly: true },
+    sessionUpsert: { numberOfKeys: 4, lua: lua("upsert") },
+    sessionTouch: { numberOfKeys: 4, lua: lua("touch") },
+    sessionRefresh: { numberOfKeys: 3, lua: lua("refresh") },
+    sessionDelete: { numberOfKeys: 4, lua: lua("delete") },
+    // Not read-only: it removes the expired sessions it passes over.
+    sessionList: { numberOfKeys: 3, lua: lua("list") },
+    sessionDeleteByUser: { numberOfKeys: 4, lua: lua("delete_by_user") },
+    sessionEvents: { numberOfKeys: 1, lua: lua("events"), readOnly: true },
+  } as const;
+}
 
 /**
  * Redis replies that mean "not now" rather than "broken": the server is
@@ -175,6 +226,8 @@ export class RedisSessionStore implements SessionStore {
   private readonly replicated: ReplicatedWriter | undefined;
   private readonly keyPrefix: string;
   private readonly maxSessionsPerUser: number;
+  private readonly subscriptions: RedisEventSubscriptions;
+  private readonly hub: EventHub;
 
   constructor(options: RedisSessionStoreOptions) {
     this.redis = options.redis;
@@ -184,11 +237,22 @@ export class RedisSessionStore implements SessionStore {
       : [options.redis];
     this.keyPrefix = options.keyPrefix;
     this.maxSessionsPerUser = options.maxSessionsPerUser;
+    const definitions = Object.entries(commands(options.events ?? EVENT_RETENTION_DEFAULTS));
     for (const client of this.clients) {
-      for (const [name, definition] of Object.entries(COMMANDS)) {
+      for (const [name, definition] of definitions) {
         client.defineCommand(name, definition);
       }
     }
+    const redis = options.redis;
+    this.subscriptions = new RedisEventSubscriptions({
+      connect: options.connectSubscriber ?? (() => duplicateForSubscriptions(redis)),
+      onChanged: (userId) => this.hub.changed(userId),
+    });
+    this.hub = new EventHub({
+      read: (userId, cursor, limit) => this.readLog(userId, cursor, limit),
+      subscribe: (userId) => this.subscriptions.subscribe(userId, this.locate(userId).events),
+      unsubscribe: (userId) => this.subscriptions.unsubscribe(this.locate(userId).events),
+    });
   }
 
   async get(userId: string, sessionId: string, signal?: StoreSignal) {
@@ -210,6 +274,7 @@ export class RedisSessionStore implements SessionStore {
           user.sessions,
           user.byExpiry,
           user.byId,
+          user.events,
           input.sessionId,
           data,
           input.ttlMs,
@@ -285,7 +350,14 @@ export class RedisSessionStore implements SessionStore {
       signal,
       user,
       (redis) =>
-        redis.sessionTouchBuffer(user.sessions, user.byExpiry, user.byId, sessionId, ttlMs),
+        redis.sessionTouchBuffer(
+          user.sessions,
+          user.byExpiry,
+          user.byId,
+          user.events,
+          sessionId,
+          ttlMs,
+        ),
       (reply) => reply[0] === Status.Ok,
     );
     if (status !== Status.Ok || !record) throw new SessionNotFoundError();
@@ -307,6 +379,7 @@ export class RedisSessionStore implements SessionStore {
           user.sessions,
           user.byExpiry,
           user.byId,
+          user.events,
           sessionId,
           expectedVersion?.toString() ?? "",
         ),
@@ -347,9 +420,35 @@ export class RedisSessionStore implements SessionStore {
       signal,
       user,
       (redis) =>
-        redis.sessionDeleteByUser(user.sessions, user.byExpiry, user.byId, ...exceptSessionIds),
+        redis.sessionDeleteByUser(
+          user.sessions,
+          user.byExpiry,
+          user.byId,
+          user.events,
+          ...exceptSessionIds,
+        ),
       (deleted) => deleted > 0,
     );
+  }
+
+  async readEvents(
+    userId: string,
+    after: string | undefined,
+    limit: number,
+    signal?: StoreSignal,
+  ): Promise<EventRead> {
+    const cursor: EventCursor | undefined =
+      after === undefined ? undefined : { after, checked: true };
+    return this.readLog(userId, cursor, limit, signal);
+  }
+
+  watch(userId: string, options: WatchOptions): AsyncIterable<SessionEvent> {
+    return this.hub.watch(userId, options);
+  }
+
+  /** Watch streams past their catch-up (for tests and metrics). */
+  get watchers(): number {
+    return this.hub.watchers;
   }
 
   async ping(signal?: StoreSignal): Promise<void> {
@@ -362,6 +461,8 @@ export class RedisSessionStore implements SessionStore {
    * on it.
    */
   async close(): Promise<void> {
+    this.hub.endAll(new StoreClosedError());
+    this.subscriptions.close();
     const { clients } = this;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
@@ -372,6 +473,32 @@ export class RedisSessionStore implements SessionStore {
     ]);
     clearTimeout(timer);
     for (const client of clients) client.disconnect();
+  }
+
+  /** One read of a user's event stream (see lua/events.lua). */
+  private async readLog(
+    userId: string,
+    cursor: EventCursor | undefined,
+    limit: number,
+    signal?: StoreSignal,
+  ): Promise<EventRead> {
+    let after = "";
+    if (cursor) {
+      const position = parseEventId(cursor.after);
+      if (!position) throw new RangeError("not an event id");
+      // Without leading zeros, as the script compares ids.
+      after = `${position.ms}-${position.seq}`;
+    }
+    const [status, lastId = "0-0", entries = []] = await this.call(signal, () =>
+      this.redis.sessionEvents(
+        this.locate(userId).events,
+        after,
+        cursor?.checked ? "1" : "0",
+        limit,
+      ),
+    );
+    if (status === EventsStatus.Expired) throw new EventsExpiredError();
+    return { lastId, events: entries.map((entry) => decodeEvent(userId, entry)) };
   }
 
   /** The names of one user's Redis keys (see redis-keys.ts). */
@@ -407,6 +534,69 @@ export class RedisSessionStore implements SessionStore {
       throw isUnavailable(error) ? new StoreUnavailableError(error) : error;
     }
   }
+}
+
+/** A stream entry written by lua/common.lua's emit, as an event. */
+function decodeEvent(userId: string, [id, fields]: EventEntry): SessionEvent {
+  const field = (name: string) => {
+    const at = fields.indexOf(name);
+    return at >= 0 && at % 2 === 0 ? fields[at + 1] : undefined;
+  };
+  const type = EVENT_TYPE_CODES[field("t") ?? ""];
+  if (!type) throw new Error("an event of an unknown type");
+  const kept = field("k");
+  return {
+    id,
+    type,
+    userId,
+    sessionId: field("s") ?? "",
+    version: BigInt(field("v") ?? "0"),
+    timeMs: Number(id.slice(0, id.indexOf("-"))),
+    keptSessionIds: kept ? decodeIds(kept) : [],
+  };
+}
+
+/** Splits ids written as "<length>:<id>" one after another (encode_ids in common.lua). */
+function decodeIds(encoded: string): string[] {
+  const ids: string[] = [];
+  const bytes = Buffer.from(encoded, "utf8");
+  let at = 0;
+  while (at < bytes.length) {
+    const colon = bytes.indexOf(0x3a, at);
+    if (colon < 0) break;
+    const length = Number(bytes.subarray(at, colon).toString("latin1"));
+    ids.push(bytes.subarray(colon + 1, colon + 1 + length).toString("utf8"));
+    at = colon + 1 + length;
+  }
+  return ids;
+}
+
+/**
+ * A client for subscriptions, made as `redis` was: a Cluster's with
+ * ioredis's sharded subscribers (one connection per master, made when a
+ * channel of its slots is first subscribed). Resolves once it is ready.
+ */
+async function duplicateForSubscriptions(redis: Redis | Cluster): Promise<Redis | Cluster> {
+  const client =
+    redis instanceof Cluster
+      ? redis.duplicate(undefined, { shardedSubscribers: true })
+      : redis.duplicate();
+  // Its state changes are the store client's to report; lost messages are
+  // made up for on "ready" (see RedisEventSubscriptions).
+  client.on("error", () => {});
+  if (client.status !== "ready") {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        client.disconnect();
+        reject(new Error("the subscriber connection was not ready in time"));
+      }, 10_000);
+      client.once("ready", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+  return client;
 }
 
 /**

@@ -193,3 +193,82 @@ local function settle(h, e, l, now, left)
     expire_keys(h, e, l, now)
   end
 end
+
+-- Session events (see src/store/session-events.ts). Every change to a
+-- user's sessions is recorded, by the script that makes it, in the user's
+-- stream x (same hash tag as h, e and l): one entry per event, its id
+-- ("<ms>-<seq>", from the server's clock) the event's id. A script that
+-- changes nothing records nothing, so no event is reported that did not
+-- happen and none is missed. Expiry is not an event.
+--
+-- EVENT_RETENTION_MS and EVENT_RETENTION_COUNT are the server's settings,
+-- written above this file when the scripts are registered.
+
+-- The type codes stored in the entries' 't' field.
+local EVENT = {
+  UPSERTED = 'u',
+  TOUCHED = 't',
+  DELETED = 'd',
+  DELETED_BY_USER = 'a',
+  ROTATED = 'r',
+  REUSE_DETECTED = 'x',
+  EVICTED = 'e',
+}
+
+-- The most entries one event removes for retention: one past the count in
+-- a steady state, more only after EVENT_RETENTION_COUNT was lowered or a
+-- user was quiet for longer than EVENT_RETENTION.
+local EVENT_TRIM_BATCH = 100
+
+-- Ids as "<length>:<id>" one after another: any bytes may appear in an id.
+local function encode_ids(ids)
+  local parts = {}
+  for i, id in ipairs(ids) do
+    parts[i] = #id .. ':' .. id
+  end
+  return table.concat(parts)
+end
+
+-- The ids of the entries of stream x that `range` (XRANGE's arguments after
+-- the key) names, for XDEL.
+local function entry_ids(x, ...)
+  local ids = {}
+  for i, entry in ipairs(redis.call('XRANGE', x, ...)) do
+    ids[i] = entry[1]
+  end
+  return ids
+end
+
+-- Records one event in stream x and tells the process watching the user
+-- (SPUBLISH on the stream's own name: a sharded channel in the user's
+-- slot). event_type is one of EVENT; session_id is '' and version '0' for
+-- DELETED_BY_USER, whose `kept` lists the ids of the live sessions it kept
+-- (omit it otherwise); version is the session's version after the change,
+-- or when it was removed, as a string of digits. Returns the event's id.
+--
+-- Retention trims by XDEL rather than XADD's MAXLEN or XTRIM: Redis 7.0
+-- updates the stream's max-deleted-entry-id on XDEL only, and that id is
+-- how a reader learns that events after its cursor were dropped (see
+-- events.lua). The stream expires EVENT_RETENTION after its last event.
+local function emit(x, now, event_type, session_id, version, kept)
+  local id
+  if kept and #kept > 0 then
+    id = redis.call('XADD', x, '*', 't', event_type, 's', session_id, 'v', version,
+      'k', encode_ids(kept))
+  else
+    id = redis.call('XADD', x, '*', 't', event_type, 's', session_id, 'v', version)
+  end
+  local excess = redis.call('XLEN', x) - EVENT_RETENTION_COUNT
+  if excess > 0 then
+    redis.call('XDEL', x, unpack(entry_ids(x, '-', '+', 'COUNT', math.min(excess, EVENT_TRIM_BATCH))))
+  end
+  -- Entries older than the retention: ids below "<now - retention>-0".
+  local old = entry_ids(x, '-', '(' .. digits(now - EVENT_RETENTION_MS) .. '-0',
+    'COUNT', EVENT_TRIM_BATCH)
+  if #old > 0 then
+    redis.call('XDEL', x, unpack(old))
+  end
+  redis.call('PEXPIREAT', x, digits(now + EVENT_RETENTION_MS))
+  redis.call('SPUBLISH', x, id)
+  return id
+end

@@ -1,12 +1,12 @@
 -- Deletes all of a user's sessions except the listed ones, atomically.
--- KEYS: the user's hash, by-expiry set, by-id set.
+-- KEYS: the user's hash, by-expiry set, by-id set, event stream.
 -- ARGV: the ids of the sessions to keep.
 -- Returns the number of live sessions deleted.
 --
 -- O(1) in the user's sessions: the three keys are UNLINKed (Redis frees
 -- them in a background thread) and the kept sessions written back, so the
 -- cost is that of the ids to keep. Nothing is left to clean up afterwards.
-local h, e, l = KEYS[1], KEYS[2], KEYS[3]
+local h, e, l, x = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 
 local now = now_ms()
 local kept = {}
@@ -41,5 +41,12 @@ end
 -- Nothing kept: the keys are gone, and must not be named again.
 if #kept > 0 then
   expire_keys(h, e, l, now)
+end
+if deleted > 0 then
+  local kept_ids = {}
+  for i, session in ipairs(kept) do
+    kept_ids[i] = session[1]
+  end
+  emit(x, now, EVENT.DELETED_BY_USER, '', '0', kept_ids)
 end
 return deleted

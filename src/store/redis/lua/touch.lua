@@ -1,8 +1,8 @@
 -- Moves one session's storage expiry, keeping its data and version.
--- KEYS: the user's hash, by-expiry set, by-id set.
+-- KEYS: the user's hash, by-expiry set, by-id set, event stream.
 -- ARGV: session id, ttl ms.
 -- Returns {0, record}, or {1} when there is no live session.
-local h, e, l = KEYS[1], KEYS[2], KEYS[3]
+local h, e, l, x = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, ttl = ARGV[1], tonumber(ARGV[2])
 
 local now = now_ms()
@@ -17,4 +17,5 @@ redis.call('HSET', h, id, updated)
 redis.call('ZADD', e, digits(expiry), id)
 -- The touched session is live, so the keys hold at least it.
 settle(h, e, l, now, stored(e))
+emit(x, now, EVENT.TOUCHED, id, version)
 return {0, updated}

@@ -1,11 +1,11 @@
 -- Inserts or replaces one session, conditionally on its stored version.
--- KEYS: the user's hash, by-expiry set, by-id set.
+-- KEYS: the user's hash, by-expiry set, by-id set, event stream.
 -- ARGV: session id, data, ttl ms, expires_at ms (0 for none), expected version
 --       ('' for unconditional), per-user cap (0 for none), the digest of the
 --       session's refresh token id ('' for none).
 -- Returns {0, version, storage expiry}, or {status}: 1 not found, 2 version
 -- mismatch, 3 already exists, 4 expires_at not in the future.
-local h, e, l = KEYS[1], KEYS[2], KEYS[3]
+local h, e, l, x = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, data = ARGV[1], ARGV[2]
 local ttl, expires_at = tonumber(ARGV[3]), tonumber(ARGV[4])
 local expected, cap, digest = ARGV[5], tonumber(ARGV[6]), ARGV[7]
@@ -63,7 +63,11 @@ if #dead > 0 then
   forget(h, e, l, dead)
 end
 if #victims > 0 then
+  local records = redis.call('HMGET', h, unpack(victims))
   forget(h, e, l, victims)
+  for i, victim in ipairs(victims) do
+    emit(x, now, EVENT.EVICTED, victim, parse(records[i]) or '0')
+  end
 end
 
 local expiry = storage_expiry(now, ttl, expires_at)
@@ -73,4 +77,5 @@ if not current then
   redis.call('ZADD', l, 0, id)
 end
 expire_keys(h, e, l, now)
+emit(x, now, EVENT.UPSERTED, id, version)
 return {0, version, expiry}
