@@ -53,6 +53,12 @@ export interface Config {
   readonly maxTtlSeconds: number;
   /** Live sessions kept per user; 0 means unlimited. */
   readonly maxSessionsPerUser: number;
+  /** How long a user's session events are kept for watchers to resume, in ms. */
+  readonly eventRetentionMs: number;
+  /** How many session events are kept per user. */
+  readonly eventRetentionCount: number;
+  /** Events one watch stream may hold for a client that reads slower than they come. */
+  readonly watchBufferEvents: number;
   /** Upper bound of the protobuf encoding of a session's extra_payload. */
   readonly maxPayloadBytes: number;
   /** Longest grace a Refresh may ask for, ms. */
@@ -500,6 +506,21 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     parse: integer(0, MAX_SAFE, 0),
   },
   {
+    key: "eventRetentionMs",
+    env: "EVENT_RETENTION",
+    description:
+      "how long each user's session events are kept for watchers to resume from (older cursors: OUT_OF_RANGE)",
+    defaultText: "86400s (24 h)",
+    parse: positiveDuration(86_400_000, 2_592_000_000),
+  },
+  {
+    key: "eventRetentionCount",
+    env: "EVENT_RETENTION_COUNT",
+    description: "how many session events are kept per user, the latest ones",
+    defaultText: "1000",
+    parse: integer(1, 1_000_000, 1000),
+  },
+  {
     key: "maxPayloadBytes",
     env: "MAX_PAYLOAD_BYTES",
     description: "largest protobuf encoding of a session's extra_payload, in bytes",
@@ -545,6 +566,14 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
       "longest a call may run: the deadline of calls that set none or a longer one (streams included)",
     defaultText: "60s",
     parse: positiveDuration(60_000, 86_400_000),
+  },
+  {
+    key: "watchBufferEvents",
+    env: "WATCH_BUFFER",
+    description:
+      "events one WatchUser or WatchSession stream may hold for a client that reads slower than they come; more: RESOURCE_EXHAUSTED",
+    defaultText: "1000",
+    parse: integer(1, 1_000_000, 1000),
   },
   {
     key: "maxConcurrentStreams",

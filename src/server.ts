@@ -23,6 +23,7 @@ import {
   registerSessionStoreService,
   sessionStoreService,
 } from "./service/session-store-service.js";
+import { createWatchHandlers, DEFAULT_WATCH_BUFFER_EVENTS } from "./service/watch.js";
 import type { SessionStore } from "./store/session-store.js";
 import {
   CONNECT_NODE_TRANSPORT,
@@ -85,6 +86,8 @@ export interface ServerOptions {
   readonly idleTimeoutMs?: number;
   /** MAX_CONNECTIONS_PER_PEER (default 0: unlimited). */
   readonly maxConnectionsPerPeer?: number;
+  /** WATCH_BUFFER: events a watch stream holds for a slow client before it is ended (default 1000). */
+  readonly watchBufferEvents?: number;
 }
 
 /** The defaults of the limits, as config.ts documents them. */
@@ -112,6 +115,8 @@ export interface SessionStoreServer {
   readonly telemetry: Telemetry;
   /** Client connections open right now. */
   readonly connections: number;
+  /** WatchUser and WatchSession streams past their catch-up, right now. */
+  readonly watchStreams: number;
   /** True when no credentials are configured: every caller that reaches the port is trusted. */
   readonly trustsEveryCaller: boolean;
   /** Replaces the callers allowed in (tokens file reloaded); only with credentials at start. */
@@ -121,8 +126,10 @@ export interface SessionStoreServer {
   /** Starts health probing and listening; resolves with the bound address. */
   listen(port: number, host: string): Promise<AddressInfo>;
   /**
-   * Shuts down gracefully: health NOT_SERVING, then the port closes (see
-   * PortListener.close); after `graceMs` what is still running is cancelled.
+   * Shuts down gracefully: health NOT_SERVING, watch streams ended
+   * UNAVAILABLE (SHUTTING_DOWN: they would otherwise hold the port open
+   * until MAX_DEADLINE), then the port closes (see PortListener.close);
+   * after `graceMs` what is still running is cancelled.
    */
   close(graceMs?: number): Promise<void>;
 }
@@ -146,6 +153,12 @@ export function createServer(options: ServerOptions): SessionStoreServer {
   });
   const handlers = createSessionStoreHandlers({
     ...options,
+    onStoreError: (kind) => telemetry.storeError(kind),
+  });
+  const watches = createWatchHandlers({
+    store,
+    logger,
+    watchBufferEvents: options.watchBufferEvents ?? DEFAULT_WATCH_BUFFER_EVENTS,
     onStoreError: (kind) => telemetry.storeError(kind),
   });
   const fastPathOn = options.grpcFastPath ?? true;
@@ -187,7 +200,7 @@ export function createServer(options: ServerOptions): SessionStoreServer {
     maxConnectionsPerPeer: options.maxConnectionsPerPeer ?? LIMIT_DEFAULTS.maxConnectionsPerPeer,
   };
   const routes = (router: ConnectRouter) => {
-    registerSessionStoreService(router, handlers);
+    registerSessionStoreService(router, handlers, watches);
     registerHealth(router, health, [sessionStoreService.typeName]);
     if (reflection !== "off") registerReflection(router, [sessionStoreService, HealthService]);
   };
@@ -230,6 +243,9 @@ export function createServer(options: ServerOptions): SessionStoreServer {
     get connections() {
       return port.connections;
     },
+    get watchStreams() {
+      return watches.streams;
+    },
     trustsEveryCaller: auth === undefined,
     setCredentials(credentials) {
       if (!auth) throw new Error("the server was started without credentials");
@@ -245,6 +261,7 @@ export function createServer(options: ServerOptions): SessionStoreServer {
     },
     async close(graceMs = 10_000) {
       health.shutdown();
+      watches.shutdown();
       await port.close(graceMs);
     },
   };

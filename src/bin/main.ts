@@ -26,6 +26,10 @@ const EXIT_CANNOT_LISTEN = 71;
 
 async function openStore(config: Config, logger: Logger, now: Clock): Promise<SessionStore> {
   const location = redisLocation(config);
+  const events = {
+    retentionMs: config.eventRetentionMs,
+    retentionCount: config.eventRetentionCount,
+  };
   if (location === undefined) {
     logger.warn(
       "REDIS_URL is not set: using the embedded in-memory store; sessions will not survive a restart and are not shared between instances",
@@ -34,6 +38,7 @@ async function openStore(config: Config, logger: Logger, now: Clock): Promise<Se
       maxSessionsPerUser: config.maxSessionsPerUser,
       sweepIntervalMs: 10_000,
       now,
+      events,
     });
   }
   const { store } = await connectRedisSessionStore(
@@ -52,6 +57,7 @@ async function openStore(config: Config, logger: Logger, now: Clock): Promise<Se
     {
       keyPrefix: config.keyPrefix,
       maxSessionsPerUser: config.maxSessionsPerUser,
+      events,
       waitReplicas: { replicas: config.redisWaitReplicas, timeoutMs: config.redisWaitTimeoutMs },
     },
     logger,

@@ -32,6 +32,7 @@ import {
   payloadTooDeep,
   payloadTooLarge,
 } from "./validate.js";
+import type { WatchHandlers } from "./watch.js";
 
 /** What the handlers need: the store, the request limits, and where failures go. */
 export interface SessionStoreServiceOptions {
@@ -288,12 +289,16 @@ export function explainUndecodable(
 export function registerSessionStoreService(
   router: ConnectRouter,
   handlers: SessionStoreHandlers,
+  watches: WatchHandlers,
 ): void {
-  router.service(SessionStoreService, toServiceImpl(handlers));
+  router.service(SessionStoreService, toServiceImpl(handlers, watches));
 }
 
 /** The handlers as a Connect service implementation. */
-function toServiceImpl(handlers: SessionStoreHandlers): ServiceImpl<typeof SessionStoreService> {
+function toServiceImpl(
+  handlers: SessionStoreHandlers,
+  watches: WatchHandlers,
+): ServiceImpl<typeof SessionStoreService> {
   return {
     get: async (req, ctx) => (await handlers.get(req, ctx.signal)).message(),
     upsert: async (req, ctx) => (await handlers.upsert(req, ctx.signal)).message(),
@@ -302,13 +307,7 @@ function toServiceImpl(handlers: SessionStoreHandlers): ServiceImpl<typeof Sessi
     listByUser: async (req, ctx) => (await handlers.listByUser(req, ctx.signal)).message(),
     deleteByUser: async (req, ctx) => (await handlers.deleteByUser(req, ctx.signal)).message(),
     refresh: async (req, ctx) => (await handlers.refresh(req, ctx.signal)).message(),
-    // biome-ignore lint/correctness/useYield: being built
-    async *watchUser() {
-      throw new ConnectError("WatchUser is being built", Code.Unimplemented);
-    },
-    // biome-ignore lint/correctness/useYield: being built
-    async *watchSession() {
-      throw new ConnectError("WatchSession is being built", Code.Unimplemented);
-    },
+    watchUser: (req, ctx) => watches.watchUser(req, ctx.signal),
+    watchSession: (req, ctx) => watches.watchSession(req, ctx.signal),
   };
 }

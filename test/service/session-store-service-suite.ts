@@ -13,6 +13,7 @@ import {
   createSessionStoreHandlers,
   registerSessionStoreService,
 } from "../../src/service/session-store-service.js";
+import { createWatchHandlers, DEFAULT_WATCH_BUFFER_EVENTS } from "../../src/service/watch.js";
 import type { SessionStore } from "../../src/store/session-store.js";
 import { clientPool } from "../support/clients.js";
 import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
@@ -47,8 +48,13 @@ export async function inProcessClient(store: SessionStore): Promise<ServiceClien
     maxTtlSeconds: MAX_TTL_SECONDS,
     maxPayloadBytes: MAX_PAYLOAD_BYTES,
   });
+  const watches = createWatchHandlers({
+    store,
+    logger: createLogger("silent"),
+    watchBufferEvents: DEFAULT_WATCH_BUFFER_EVENTS,
+  });
   const transport = createRouterTransport((router) =>
-    registerSessionStoreService(router, handlers),
+    registerSessionStoreService(router, handlers, watches),
   );
   return { client: createClient(SessionStoreService, transport), close: async () => {} };
 }
