@@ -50,6 +50,8 @@ export interface TestServerOptions {
   readonly healthAuth?: boolean;
   /** REVOKE_ALL_ON_REUSE (default false). */
   readonly revokeAllOnReuse?: boolean;
+  /** WATCH_BUFFER (the server's default otherwise). */
+  readonly watchBufferEvents?: number;
   /** The limits (RATE_LIMIT, MAX_DEADLINE and the connection limits); the server's defaults otherwise. */
   readonly limits?: Pick<
     ServerOptions,
@@ -83,6 +85,7 @@ export async function startTestServer(
     ...(options.revokeAllOnReuse === undefined
       ? {}
       : { revokeAllOnReuse: options.revokeAllOnReuse }),
+    ...(options.watchBufferEvents ? { watchBufferEvents: options.watchBufferEvents } : {}),
     ...options.limits,
   });
   const { port } = await server.listen(0, "127.0.0.1");
