@@ -1,5 +1,5 @@
 import type { DescService, MessageShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import { ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import {
   DeleteByUserResponseSchema,
   DeleteResponseSchema,
