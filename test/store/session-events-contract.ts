@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../harness/wait-for.js";
+import { refreshTokenDigest } from "../../src/store/refresh-state.js";
 import {
   compareEventIds,
   type EventRetention,
@@ -122,6 +123,39 @@ export function describeEventContract(name: string, open: OpenEventStore): void 
       const third = events[2]?.id ?? "";
       expect((await store.readEvents(userId, third, 100)).events).toEqual(events.slice(3));
       expect((await store.readEvents(userId, third, 1)).events).toEqual(events.slice(3, 4));
+    });
+
+    it("records a Refresh rotation as ROTATED and a detected reuse as REUSE_DETECTED; an answer within the grace changes nothing", async () => {
+      const userId = uniqueUserId();
+      const digest = refreshTokenDigest;
+      const refresh = (sessionId: string, presented: string, next: string, revokeAll = false) =>
+        store.refresh({
+          userId,
+          sessionId,
+          presentedDigest: digest(presented),
+          newTokenId: next,
+          newDigest: digest(next),
+          ttlMs: 60_000,
+          graceMs: 60_000,
+          revokeAllOnReuse: revokeAll,
+        });
+      for (const id of ["a", "b", "c"]) {
+        await store.upsert(upsertInput(userId, id, { refreshDigest: digest("r1") }));
+      }
+      const cursor = await end(store, userId);
+      await refresh("a", "r1", "r2");
+      expect((await refresh("a", "r1", "r2b")).rotated).toBe(false);
+      await expect(refresh("a", "r0", "r3")).rejects.toThrow("refresh token was already used");
+      await expect(refresh("b", "r0", "r3", true)).rejects.toThrow(
+        "refresh token was already used",
+      );
+      expect((await store.readEvents(userId, cursor, 100)).events.map(shape)).toEqual([
+        { type: "rotated", userId, sessionId: "a", version: 2n, keptSessionIds: [] },
+        { type: "reuse-detected", userId, sessionId: "a", version: 2n, keptSessionIds: [] },
+        // With revoke-all: the session, then the others ("c").
+        { type: "reuse-detected", userId, sessionId: "b", version: 1n, keptSessionIds: [] },
+        { type: "deleted-by-user", userId, sessionId: "", version: 0n, keptSessionIds: [] },
+      ]);
     });
 
     it("records one DELETED_BY_USER that removed sessions, with the live ones it kept", async () => {

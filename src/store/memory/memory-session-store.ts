@@ -212,18 +212,24 @@ export class MemorySessionStore implements SessionStore {
       });
       this.users.get(userId)?.set(sessionId, rotated);
       this.prune(userId, now);
+      this.emit(now, "rotated", userId, sessionId, rotated.version);
       return { rotated: true, session: rotated };
     }
     if (now <= state.previousUntilMs && sameDigest(input.presentedDigest, state.previous)) {
       return { rotated: false, session: current };
     }
     // Reuse: the presented token was rotated away before, or never issued.
+    let others = 0;
     if (input.revokeAllOnReuse) {
+      const sessions = this.prune(userId, now);
+      others = (sessions?.size ?? 1) - 1;
       this.users.delete(userId);
     } else {
       this.users.get(userId)?.delete(sessionId);
       this.prune(userId, now);
     }
+    this.emit(now, "reuse-detected", userId, sessionId, current.version);
+    if (others > 0) this.emit(now, "deleted-by-user", userId, "", 0n);
     throw new RefreshTokenReusedError();
   }
 

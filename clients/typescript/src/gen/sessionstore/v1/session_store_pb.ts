@@ -797,8 +797,8 @@ export enum EventType {
   /**
    * EVENT_TYPE_DELETED_BY_USER means a DeleteByUser (or a reuse with
    * REVOKE_ALL_ON_REUSE) removed all of the user's sessions except those it
-   * was asked to keep; session_id is empty. WatchSession sends it only to
-   * watchers of a session it removed.
+   * was asked to keep; session_id is empty. WatchSession sends it to the
+   * watchers of every session it did not keep.
    *
    * @generated from enum value: EVENT_TYPE_DELETED_BY_USER = 4;
    */
@@ -1016,8 +1016,9 @@ export const SessionStoreService: GenService<{
   /**
    * WatchSession streams the changes to one session, as WatchUser does for
    * all of a user's sessions: the events whose session_id is this session,
-   * and the DELETED_BY_USER events that deleted it. The session need not
-   * exist when the watch begins.
+   * and the DELETED_BY_USER events that did not keep it (including one made
+   * while the session did not exist). The session need not exist when the
+   * watch begins.
    *
    * The stream's message is SessionEvent itself, one type for both watch
    * RPCs, rather than a response message of each RPC's own.
