@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { create, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
@@ -21,6 +21,7 @@ import {
   ServerReflection as ServerReflectionV1Alpha,
 } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { file_health_v1_health } from "../../gen/health/v1/health_pb.js";
+import { waitFor } from "../../harness/wait-for.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
 import { type ClientPool, clientPool } from "../support/clients.js";
 import { errorInfoBase64 } from "../support/error-info.js";
@@ -128,9 +129,17 @@ describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s"
     );
     expect(listed).toEqual(
       expect.arrayContaining([
-        ...["Get", "Upsert", "Touch", "Delete", "ListByUser", "DeleteByUser"].map(
-          (method) => `sessionstore.v1.SessionStoreService/${method}`,
-        ),
+        ...[
+          "Get",
+          "Upsert",
+          "Touch",
+          "Delete",
+          "ListByUser",
+          "DeleteByUser",
+          "Refresh",
+          "WatchUser",
+          "WatchSession",
+        ].map((method) => `sessionstore.v1.SessionStoreService/${method}`),
         "grpc.health.v1.Health/Check",
         "grpc.health.v1.Health/Watch",
       ]),
@@ -178,6 +187,52 @@ describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s"
       message: "session not found",
       details: [{ type: "google.rpc.ErrorInfo", value: errorInfoBase64("SESSION_NOT_FOUND") }],
     });
+  });
+
+  it("watches a user's sessions with WatchUser, as the README shows", async () => {
+    const userId = uniqueUserId();
+    // The README's command, against this server: it streams until stopped.
+    // In a process group of its own: node_modules/.bin/buf is a Node
+    // wrapper that runs the buf binary as its child, and both must go.
+    const watch = spawn(
+      BUF,
+      [
+        "curl",
+        "--reflect-protocol",
+        reflect,
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "-d",
+        JSON.stringify({ userId }),
+        `${running.baseUrl}/sessionstore.v1.SessionStoreService/WatchUser`,
+      ],
+      { detached: true },
+    );
+    let stdout = "";
+    watch.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString("utf8");
+    });
+    const exited = new Promise((resolve) => watch.on("exit", resolve));
+    try {
+      // Written until buf's stream is live and has printed two events.
+      await waitFor("buf curl to print two events", async () => {
+        await call("sessionstore.v1.SessionStoreService/Upsert", {
+          session: { id: "s1", userId },
+          ttl: "60s",
+        });
+        return (stdout.match(/"eventId"/g) ?? []).length >= 2;
+      });
+    } finally {
+      process.kill(-(watch.pid as number), "SIGTERM");
+      await exited;
+    }
+    const events = stdout
+      .split(/\n(?=\{)/)
+      .map((text) => JSON.parse(text) as Record<string, unknown>);
+    expect(events[0]).toMatchObject({ type: "EVENT_TYPE_UPSERTED", sessionId: "s1", userId });
+    expect(events[0]?.eventId).toMatch(/^\d+-\d+$/);
+    expect(Number(events[1]?.version)).toBe(Number(events[0]?.version) + 1);
   });
 
   it("checks health", async () => {
