@@ -3,7 +3,7 @@
  * sessions, in the same atomic step as the change, and what watchers read.
  *
  * Each user has one ordered log of events. An event's id is
- * "<ms>-<seq>" (a Redis stream id: the ms of the store's clock when it was
+ * "<ms>-<seq>" (the ms of the store's clock when it was
  * written, and a counter within that ms), and ids only grow within a
  * user's log. The log keeps events for a bounded time and count
  * (EventRetention); a reader whose cursor is older than what the log can

@@ -19,7 +19,7 @@ const RETRY_MS = 250;
 
 /**
  * The sharded pub/sub subscriptions of one process: one channel per
- * watched user (the user's event stream key, which the write scripts
+ * watched user (the user's event log key, which the write scripts
  * SPUBLISH to), all on one subscriber connection, so a process holds a
  * bounded number of connections whatever the number of watchers.
  *

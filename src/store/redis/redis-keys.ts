@@ -6,7 +6,7 @@
  *                  (Unix ms): pruning, eviction, the keys' TTL, counting
  *   P:{tag(U)}:l   a sorted set of the same ids, all scored 0: ZRANGE BYLEX
  *                  pages through it in byte-wise order in O(log n + page)
- *   P:{tag(U)}:x   a stream of the user's session events (lua/common.lua's
+ *   P:{tag(U)}:x   a list of the user's session events (lua/common.lua's
  *                  emit), kept for EVENT_RETENTION and EVENT_RETENTION_COUNT;
  *                  its name is also the sharded pub/sub channel (SPUBLISH)
  *                  that tells watchers of new events, in the user's slot
@@ -18,7 +18,7 @@
  * One hash rather than one key per session so that DeleteByUser can make
  * every session of a user unreadable at once, in O(1), by UNLINKing three
  * keys (see lua/delete_by_user.lua). All three expire with the user's
- * longest-lived session; the event stream expires EVENT_RETENTION after
+ * longest-lived session; the event log expires EVENT_RETENTION after
  * its last event, so watchers still learn of the deletions.
  *
  * The braces are a Redis Cluster hash tag: every key of one user hashes to
@@ -38,7 +38,7 @@ export interface UserKeys {
   readonly byExpiry: string;
   /** The user's session ids in byte-wise order (all scored 0). */
   readonly byId: string;
-  /** The stream of the user's session events, and the channel announcing them. */
+  /** The log of the user's session events, and the channel announcing them. */
   readonly events: string;
 }
 

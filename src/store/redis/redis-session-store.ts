@@ -48,7 +48,7 @@ export interface RedisSessionStoreOptions {
   readonly maxSessionsPerUser: number;
   /** Make every write wait for replicas to acknowledge it; off when absent. */
   readonly replication?: ReplicatedWrites;
-  /** How long and how many events each user's stream keeps (default 24 h and 1000). */
+  /** How long and how many events each user's log keeps (default 24 h and 1000). */
   readonly events?: EventRetention;
   /**
    * Opens the connection that subscribes to watched users' channels (see
@@ -156,7 +156,7 @@ declare module "ioredis" {
       after: string,
       checked: "1" | "0",
       count: number,
-    ): Result<[EventsStatus, string?, EventEntry[]?], Context>;
+    ): Result<[EventsStatus, string?, string[]?], Context>;
   }
 }
 
@@ -171,8 +171,6 @@ function script(name: string): string {
 /** What lua/events.lua says of a cursor. */
 const EventsStatus = { Ok: 0, Expired: 1 } as const;
 type EventsStatus = (typeof EventsStatus)[keyof typeof EventsStatus];
-/** A stream entry as XRANGE returns it: its id and its fields and values. */
-type EventEntry = [string, string[]];
 
 const COMMON = script("common");
 
@@ -477,7 +475,7 @@ export class RedisSessionStore implements SessionStore {
     for (const client of clients) client.disconnect();
   }
 
-  /** One read of a user's event stream (see lua/events.lua). */
+  /** One read of a user's event log (see lua/events.lua). */
   private async readLog(
     userId: string,
     cursor: EventCursor | undefined,
@@ -538,23 +536,24 @@ export class RedisSessionStore implements SessionStore {
   }
 }
 
-/** A stream entry written by lua/common.lua's emit, as an event. */
-function decodeEvent(userId: string, [id, fields]: EventEntry): SessionEvent {
-  const field = (name: string) => {
-    const at = fields.indexOf(name);
-    return at >= 0 && at % 2 === 0 ? fields[at + 1] : undefined;
-  };
-  const type = EVENT_TYPE_CODES[field("t") ?? ""];
+/**
+ * An entry of a user's event log as lua/common.lua's emit writes it,
+ * "<id>|<type>|<version>|<ids>", as an event.
+ */
+function decodeEvent(userId: string, entry: string): SessionEvent {
+  const [id = "", code = "", version = "0"] = entry.split("|", 3);
+  const type = EVENT_TYPE_CODES[code];
   if (!type) throw new Error("an event of an unknown type");
-  const kept = field("k");
+  const idsAt = id.length + code.length + version.length + 3;
+  const [sessionId = "", ...keptSessionIds] = decodeIds(entry.slice(idsAt));
   return {
     id,
     type,
     userId,
-    sessionId: field("s") ?? "",
-    version: BigInt(field("v") ?? "0"),
+    sessionId,
+    version: BigInt(version),
     timeMs: Number(id.slice(0, id.indexOf("-"))),
-    keptSessionIds: kept ? decodeIds(kept) : [],
+    keptSessionIds,
   };
 }
 

@@ -196,15 +196,25 @@ end
 
 -- Session events (see src/store/session-events.ts). Every change to a
 -- user's sessions is recorded, by the script that makes it, in the user's
--- stream x (same hash tag as h, e and l): one entry per event, its id
--- ("<ms>-<seq>", from the server's clock) the event's id. A script that
--- changes nothing records nothing, so no event is reported that did not
--- happen and none is missed. Expiry is not an event.
+-- event log x (same hash tag as h, e and l), so that no event is reported
+-- that did not happen and none is missed. A script that changes nothing
+-- records nothing. Expiry is not an event.
+--
+-- The log is a list: a header, then one entry per event, oldest first.
+--   header  "!<id of the last event dropped, 0-0 for none>"
+--   entry   "<id>|<type>|<version>|<ids>"
+-- where an id is "<ms>-<seq>" (the server's clock, then a sequence within
+-- the millisecond) and <ids> is the session id, then for DELETED_BY_USER
+-- the ids it kept, each as "<length>:<id>". A list rather than a Redis
+-- stream: a stream preallocates about 4 KB for its first entry, which
+-- for users with one session would multiply Redis' memory per session by
+-- ten; a short list takes a few hundred bytes. The header is how a reader
+-- learns that events after its cursor were dropped (see events.lua).
 --
 -- EVENT_RETENTION_MS and EVENT_RETENTION_COUNT are the server's settings,
 -- written above this file when the scripts are registered.
 
--- The type codes stored in the entries' 't' field.
+-- The type codes of the entries.
 local EVENT = {
   UPSERTED = 'u',
   TOUCHED = 't',
@@ -215,9 +225,9 @@ local EVENT = {
   EVICTED = 'e',
 }
 
--- The most entries one event removes for retention: one past the count in
--- a steady state, more only after EVENT_RETENTION_COUNT was lowered or a
--- user was quiet for longer than EVENT_RETENTION.
+-- The most entries one event drops for retention: one in a steady state,
+-- more only after EVENT_RETENTION_COUNT was lowered or a user was quiet
+-- for longer than EVENT_RETENTION.
 local EVENT_TRIM_BATCH = 100
 
 -- Ids as "<length>:<id>" one after another: any bytes may appear in an id.
@@ -229,44 +239,51 @@ local function encode_ids(ids)
   return table.concat(parts)
 end
 
--- The ids of the entries of stream x that `range` (XRANGE's arguments after
--- the key) names, for XDEL.
-local function entry_ids(x, ...)
-  local ids = {}
-  for i, entry in ipairs(redis.call('XRANGE', x, ...)) do
-    ids[i] = entry[1]
-  end
-  return ids
+-- The ms and seq of an entry's id (or of an id), as numbers.
+local function event_position(entry)
+  local ms, seq = string.match(entry, '^(%d+)-(%d+)')
+  return tonumber(ms), tonumber(seq)
 end
 
--- Records one event in stream x and tells the process watching the user
--- (SPUBLISH on the stream's own name: a sharded channel in the user's
--- slot). event_type is one of EVENT; session_id is '' and version '0' for
+-- Records one event in log x and tells the process watching the user
+-- (SPUBLISH on the log's own name: a sharded channel in the user's slot).
+-- event_type is one of EVENT; session_id is '' and version '0' for
 -- DELETED_BY_USER, whose `kept` lists the ids of the live sessions it kept
 -- (omit it otherwise); version is the session's version after the change,
 -- or when it was removed, as a string of digits. Returns the event's id.
---
--- Retention trims by XDEL rather than XADD's MAXLEN or XTRIM: Redis 7.0
--- updates the stream's max-deleted-entry-id on XDEL only, and that id is
--- how a reader learns that events after its cursor were dropped (see
--- events.lua). The stream expires EVENT_RETENTION after its last event.
 local function emit(x, now, event_type, session_id, version, kept)
-  local id
-  if kept and #kept > 0 then
-    id = redis.call('XADD', x, '*', 't', event_type, 's', session_id, 'v', version,
-      'k', encode_ids(kept))
+  local last = redis.call('LINDEX', x, -1)
+  local ms, seq = now, 0
+  if last then
+    -- The header alone (a log whose events were all dropped) names the
+    -- last id too: ids never go back.
+    local last_ms, last_seq = event_position(string.match(last, '^!?(.*)'))
+    if last_ms >= now then
+      ms, seq = last_ms, last_seq + 1
+    end
   else
-    id = redis.call('XADD', x, '*', 't', event_type, 's', session_id, 'v', version)
+    redis.call('RPUSH', x, '!0-0')
   end
-  local excess = redis.call('XLEN', x) - EVENT_RETENTION_COUNT
-  if excess > 0 then
-    redis.call('XDEL', x, unpack(entry_ids(x, '-', '+', 'COUNT', math.min(excess, EVENT_TRIM_BATCH))))
+  local id = digits(ms) .. '-' .. digits(seq)
+  local ids = {session_id}
+  for _, kept_id in ipairs(kept or {}) do
+    ids[#ids + 1] = kept_id
   end
-  -- Entries older than the retention: ids below "<now - retention>-0".
-  local old = entry_ids(x, '-', '(' .. digits(now - EVENT_RETENTION_MS) .. '-0',
-    'COUNT', EVENT_TRIM_BATCH)
-  if #old > 0 then
-    redis.call('XDEL', x, unpack(old))
+  local length = redis.call('RPUSH', x, id .. '|' .. event_type .. '|' .. version .. '|' .. encode_ids(ids))
+  -- What retention drops from the front: past EVENT_RETENTION_COUNT, then
+  -- older than EVENT_RETENTION (the event just written is neither).
+  local drop = math.min(math.max(length - 1 - EVENT_RETENTION_COUNT, 0), EVENT_TRIM_BATCH)
+  local cutoff = now - EVENT_RETENTION_MS
+  while drop < EVENT_TRIM_BATCH do
+    local entry = redis.call('LINDEX', x, 1 + drop)
+    if not entry or event_position(entry) >= cutoff then
+      break
+    end
+    drop = drop + 1
+  end
+  if drop > 0 then
+    local dropped = redis.call('LPOP', x, drop + 1)
+    redis.call('LPUSH', x, '!' .. string.match(dropped[#dropped], '^([^|]*)'))
   end
   redis.call('PEXPIREAT', x, digits(now + EVENT_RETENTION_MS))
   redis.call('SPUBLISH', x, id)
