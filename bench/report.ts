@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import os from "node:os";
+import type { EventLatency } from "./event-latency.js";
 import type { LatencyProbe, LoadResult } from "./load.js";
 import { median } from "./stats.js";
 
@@ -26,6 +27,8 @@ export interface Report {
       maxMs: number;
     };
   };
+  /** Write acknowledged to event received, on WatchUser streams. */
+  readonly events: EventLatency;
   readonly rss: {
     serviceAtRest: number;
     serviceUnderLoad: number;
@@ -54,7 +57,7 @@ export interface Report {
   };
 }
 
-const METHODS = ["Get", "Upsert", "Touch", "ListByUser", "DeleteByUser"];
+const METHODS = ["Get", "Upsert", "Refresh", "Touch", "ListByUser", "DeleteByUser"];
 const AUTH_AND_RATE_LIMIT = "service, auth + rate limit";
 const VARIANTS = [
   "service",
@@ -140,6 +143,8 @@ export function renderReport(report: Report): string {
   );
   const peerGet = summary(report, "Get|grpc-js peer");
   const upsert = summary(report, "Upsert|service");
+  const refresh = summary(report, "Refresh|service");
+  const refreshVsUpsert = pairedRatio(report, "Refresh|service", "Upsert|service", "throughput");
   const [smallList, largeList] = [report.listScaling[0], report.listScaling.at(-1)];
   const memoryRows = report.memory.rows;
   const servicePerUser = memoryRows[0]?.bytesPerSession ?? Number.NaN;
@@ -180,6 +185,12 @@ export function renderReport(report: Report): string {
       "≥ 0.8×",
       `${times(upsertVsGet)} (${int(upsert.throughput)} vs ${int(get.throughput)} RPC/s)`,
       upsertVsGet >= 0.8,
+    ],
+    [
+      "Refresh throughput ÷ Upsert throughput (service): an atomic rotation against a plain write",
+      "≥ 0.9×",
+      `${times(refreshVsUpsert)} (${int(refresh.throughput)} vs ${int(upsert.throughput)} RPC/s)`,
+      refreshVsUpsert >= 0.9,
     ],
     [
       `ListByUser with ${sizes.at(-1)} other sessions: SCAN reference ÷ service (p50)`,
@@ -338,6 +349,18 @@ export function renderReport(report: Report): string {
     "VmRSS sampled every 100 ms: through section 1 and a sustained closed-loop gRPC Get load at 64 in flight, then through section 2. " +
       "The service runs as `npm start` and the Docker image run it: the entry point's `#!` line sets `MALLOC_ARENA_MAX=2` and " +
       "`--max-semi-space-size=4` (the peer runs with Node's defaults).",
+  );
+
+  const ev = report.events;
+  lines.push("", "## 6. Live session events", "");
+  lines.push(
+    `${ev.watchers} WatchUser streams on the service over gRPC (connect-es client), one user each, while Upserts to those users arrive ` +
+      `at ${int(ev.writesPerSecond)} a second (open loop) from another connection: for each write, the time from its response ` +
+      "(the write acknowledged) to its UPSERTED event reaching the watcher. Negative: the event came first.",
+    "",
+    "| Writes | Events received | p50 ms | p99 ms | max ms |",
+    "| ---: | ---: | ---: | ---: | ---: |",
+    `| ${int(ev.writes)} | ${int(ev.received)} | ${ms(ev.p50Ms)} | ${ms(ev.p99Ms)} | ${ms(ev.maxMs)} |`,
   );
 
   lines.push("", "## Notes", "");

@@ -16,6 +16,7 @@ import {
   DeleteByUserRequestSchema,
   GetRequestSchema,
   ListByUserRequestSchema,
+  RefreshRequestSchema,
   TouchRequestSchema,
   UpsertRequestSchema,
 } from "../gen/sessionstore/v1/session_store_pb.js";
@@ -28,6 +29,8 @@ import {
 } from "../src/service/session-store-service.js";
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
+import { refreshTokenDigest } from "../src/store/refresh-state.js";
+import { measureEventLatency } from "./event-latency.js";
 import {
   type Call,
   closedLoop,
@@ -66,6 +69,7 @@ const settings = quick
       listSizes: [10_000, 100_000],
       seedScans: 2,
       memorySessions: 20_000,
+      events: { watchers: 50, rate: 500, durationMs: 2000 },
     }
   : {
       rounds: 5,
@@ -78,9 +82,20 @@ const settings = quick
       listSizes: [100_000, 1_000_000],
       seedScans: 3,
       memorySessions: 100_000,
+      events: { watchers: 200, rate: 1000, durationMs: 5000 },
     };
 
-const METHODS = ["Get", "Upsert", "Touch", "ListByUser", "DeleteByUser"] as const;
+const METHODS = ["Get", "Upsert", "Refresh", "Touch", "ListByUser", "DeleteByUser"] as const;
+/** Methods whose calls change what the next call of the same kind must send: a workload per measurement. */
+type OneOffMethod = "Refresh" | "DeleteByUser";
+/**
+ * How many times each session is refreshed in a Refresh measurement, one
+ * generation of tokens after another: call i refreshes session i mod n
+ * from token g to g + 1, where n = calls / this. With n far above the
+ * concurrency, a session's previous refresh has always completed when the
+ * next one is sent.
+ */
+const REFRESHES_PER_SESSION = 4;
 /** The name of the service variant run with GRPC_FAST_PATH=false. */
 const CONNECT_NODE_ONLY = "service, connect-node only";
 /** The name of the service variant run with a tokens file and RATE_LIMIT. */
@@ -142,6 +157,7 @@ function directVariant(handlers: SessionStoreHandlers): Variant {
   const byMethod: Record<Method, (message: never) => Promise<unknown>> = {
     Get: (m) => handlers.get(m),
     Upsert: (m) => handlers.upsert(m),
+    Refresh: (m) => handlers.refresh(m),
     Touch: (m) => handlers.touch(m),
     ListByUser: (m) => handlers.listByUser(m),
     DeleteByUser: (m) => handlers.deleteByUser(m),
@@ -261,7 +277,7 @@ async function main() {
     put(u, s),
   );
   for (let i = 0; i < SESSIONS_PER_LIST_USER; i++) await put("bench-list", `s${i}`);
-  const workloads: Record<Exclude<Method, "DeleteByUser">, Workload> = {
+  const workloads: Record<Exclude<Method, OneOffMethod>, Workload> = {
     Get: workload(
       keyed("bench-get").map(([u, s]) => requests.get(u, s)),
       GetRequestSchema,
@@ -292,9 +308,36 @@ async function main() {
     );
   };
 
+  // Each Refresh measurement rotates sessions of its own, each through
+  // REFRESHES_PER_SESSION generations of tokens.
+  let refreshBatch = 0;
+  const refreshWorkload = async (calls: number) => {
+    const sessions = Math.ceil(calls / REFRESHES_PER_SESSION);
+    const user = (i: number) => `bench-refresh-${refreshBatch}-${i % 1000}`;
+    refreshBatch++;
+    const ids = Array.from({ length: sessions }, (_, i) => [user(i), `s${i}`] as const);
+    await forEachConcurrently(ids, 256, ([u, s]) =>
+      store.upsert({ ...benchInput(u, s), refreshDigest: refreshTokenDigest("g0") }),
+    );
+    return workload(
+      Array.from({ length: calls }, (_, i) => {
+        const [u, s] = ids[i % sessions] as readonly [string, string];
+        const generation = Math.floor(i / sessions);
+        return requests.refresh(u, s, `g${generation}`, `g${generation + 1}`);
+      }),
+      RefreshRequestSchema,
+    );
+  };
+  const oneOffWorkload = (method: OneOffMethod, calls: number) =>
+    method === "Refresh" ? refreshWorkload(calls) : deleteWorkload(calls);
+
   log(`warming up (${settings.warmup} calls per method and variant)`);
   for (const variant of variants) {
-    for (const [method, input] of Object.entries(workloads) as [Method, Workload][]) {
+    const warmups = [
+      ...(Object.entries(workloads) as [Method, Workload][]),
+      ["Refresh", await refreshWorkload(settings.warmup)] as [Method, Workload],
+    ];
+    for (const [method, input] of warmups) {
       if (variant.methods && !variant.methods.includes(method)) continue;
       const warmup = await closedLoop((i) => variant.call(method, input, i), {
         concurrency: settings.concurrency,
@@ -318,7 +361,10 @@ async function main() {
       for (const variant of order) {
         if (variant.methods && !variant.methods.includes(method)) continue;
         const calls = method === "DeleteByUser" ? settings.deleteCalls : settings.calls;
-        const input = method === "DeleteByUser" ? await deleteWorkload(calls) : workloads[method];
+        const input =
+          method === "DeleteByUser" || method === "Refresh"
+            ? await oneOffWorkload(method, calls)
+            : workloads[method];
         const result = await measure(variant, (i) => variant.call(method, input, i), calls);
         if (result.errors > 0)
           throw new Error(
@@ -383,6 +429,16 @@ async function main() {
   }
   protocolSampler.stop();
   const rssAllProtocols = protocolSampler.peak.get(service.pid) ?? Number.NaN;
+
+  const events = await measureEventLatency(service.port, settings.events);
+  log(
+    `events: ${events.received} of ${events.writes} writes seen by ${events.watchers} watchers, p50 ${events.p50Ms.toFixed(2)} ms, p99 ${events.p99Ms.toFixed(2)} ms`,
+  );
+  if (events.received < events.writes) {
+    throw new Error(
+      `events: ${events.writes - events.received} writes were never seen by their watcher`,
+    );
+  }
 
   // Latency at half the peak, open loop, from a separate light client
   // process; the same load on the peer and on a bare node:http2 server.
@@ -462,6 +518,7 @@ async function main() {
       peerUnderLoad: peerRssUnderLoad,
     },
     listScaling,
+    events,
     memory,
     security: { tokensFileLines: tokens.lines, rateLimit: NEVER_LIMITING_RATE },
   };

@@ -6,6 +6,7 @@ import {
   DeleteByUserRequestSchema,
   GetRequestSchema,
   ListByUserRequestSchema,
+  RefreshRequestSchema,
   type Session,
   SessionSchema,
   TokenTransport,
@@ -88,6 +89,14 @@ export const requests = {
     encode(UpsertRequestSchema, { session, ttl: durationFromMs(TTL_MS) }),
   touch: (userId: string, sessionId: string) =>
     encode(TouchRequestSchema, { userId, sessionId, ttl: durationFromMs(TTL_MS) }),
+  refresh: (userId: string, sessionId: string, presented: string, next: string) =>
+    encode(RefreshRequestSchema, {
+      userId,
+      sessionId,
+      presentedRefreshTokenId: presented,
+      newRefreshTokenId: next,
+      ttl: durationFromMs(TTL_MS),
+    }),
   listByUser: (userId: string) => encode(ListByUserRequestSchema, { userId, pageSize: 10 }),
   deleteByUser: (userId: string) => encode(DeleteByUserRequestSchema, { userId }),
 };
