@@ -1,5 +1,5 @@
 import type { DescService, MessageShape } from "@bufbuild/protobuf";
-import { ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import type { ConnectError, ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import {
   DeleteByUserResponseSchema,
   DeleteResponseSchema,
