@@ -59,7 +59,7 @@ export async function inspectRedisLayout(
   const expected = new Set<string>();
   for (const { userId } of users) {
     const keys = userKeys(prefix, userId);
-    expected.add(keys.sessions).add(keys.byExpiry).add(keys.byId);
+    expected.add(keys.sessions).add(keys.byExpiry).add(keys.byId).add(keys.events);
   }
 
   let keysUnderPrefix = 0;

@@ -2,10 +2,41 @@ import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { startRedisSentinelSet } from "../../harness/redis-sentinel.js";
 import { waitFor } from "../../harness/wait-for.js";
+import { StoreUnavailableError } from "../../src/store/errors.js";
+import { EventsExpiredError, type SessionEvent } from "../../src/store/session-events.js";
+import type { SessionStore } from "../../src/store/session-store.js";
 import { ownedForBlock } from "../support/owned.js";
 import { openRedisStore, type RedisStoreOptions, upsertInput } from "./fixtures.js";
 import { expectFailoverFollowed } from "./sentinel-failover.js";
+import { describeEventContract } from "./session-events-contract.js";
 import { describeStoreContract } from "./session-store-contract.js";
+
+/** A watch of `userId` on `store`, collecting its events, and why it ended. */
+function watching(store: SessionStore, userId: string, signal: AbortSignal) {
+  const watcher: { events: SessionEvent[]; live: boolean; ended: unknown } = {
+    events: [],
+    live: false,
+    ended: undefined,
+  };
+  const onLive = () => {
+    watcher.live = true;
+  };
+  (async () => {
+    try {
+      for await (const event of store.watch(userId, {
+        after: undefined,
+        bufferSize: 1000,
+        signal,
+        onLive,
+      })) {
+        watcher.events.push(event);
+      }
+    } catch (error) {
+      if (!signal.aborted) watcher.ended = error;
+    }
+  })();
+  return watcher;
+}
 
 // The Redis store with its primary found through Redis Sentinel (a primary,
 // a replica and three sentinels, all started here): the whole contract,
@@ -37,15 +68,52 @@ async function openStore(
 describe("through Redis Sentinel (a primary, a replica, three sentinels)", () => {
   describeStoreContract("redis sentinel", openStore);
 
-  it("follows SENTINEL FAILOVER to the new primary, keeping what was replicated", async () => {
+  describeEventContract("redis sentinel", openStore);
+
+  it("follows SENTINEL FAILOVER to the new primary, keeping what was replicated, and so do its watchers", async () => {
     const store = await openStore({ maxSessionsPerUser: 0, keyPrefix: "failover" });
+    const stop = new AbortController();
     try {
+      // A watcher of the user the failover writes to, live before it.
+      let watcher = watching(store, "failover-user", stop.signal);
+      await waitFor("the watch to be live", () => watcher.live);
+      await store.upsert(upsertInput("failover-user", "watched-before"));
+      await waitFor("the watcher's first event", () =>
+        watcher.events.some((e) => e.sessionId === "watched-before"),
+      );
       // Writes that land on the old primary before the sentinels demote it
       // are lost: counted, not asserted (the failover tests under load
       // measure them, and show that REDIS_WAIT_REPLICAS=1 prevents it).
       const figures = await expectFailoverFollowed(store, set(), "failover");
       console.info(`sentinel failover: ${JSON.stringify(figures)}`);
+      // The subscriber follows the primary too: a write there reaches a
+      // watcher. Its watch may have ended EVENTS_EXPIRED (events it had
+      // seen were lost with the old primary), and a new one from now must
+      // then get the write.
+      let probes = 0;
+      await waitFor(
+        "a write on the new primary to reach a watcher",
+        async () => {
+          if (watcher.ended !== undefined) {
+            // Both are what a client resumes from (UNAVAILABLE, or OUT_OF_RANGE and a new list).
+            expect([EventsExpiredError, StoreUnavailableError]).toContain(
+              (watcher.ended as object).constructor,
+            );
+            watcher = watching(store, "failover-user", stop.signal);
+          }
+          const probe = `probe-${probes++}`;
+          await store.upsert(upsertInput("failover-user", probe));
+          await waitFor(
+            "the probe's event",
+            () => watcher.events.some((e) => e.sessionId === probe) || watcher.ended !== undefined,
+            { timeoutMs: 2000 },
+          ).catch(() => undefined);
+          return watcher.events.some((e) => e.sessionId === probe);
+        },
+        { timeoutMs: 20_000 },
+      );
     } finally {
+      stop.abort(new Error("the test is over"));
       await store.close();
     }
   }, 60_000);
