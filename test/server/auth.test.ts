@@ -73,7 +73,15 @@ interface Path {
   upsert(userId: string, authorization: string | undefined): Promise<Outcome>;
   deleteByUser(userId: string, authorization: string | undefined): Promise<Outcome>;
   get(userId: string, authorization: string | undefined): Promise<Outcome>;
+  refresh(userId: string, authorization: string | undefined): Promise<Outcome>;
 }
+
+/** The Refresh every path sends: of session "s", which the tests never give this token. */
+const REFRESH = {
+  sessionId: "s",
+  presentedRefreshTokenId: "rt-presented",
+  newRefreshTokenId: "rt-next",
+};
 
 function connectPath(name: string, transport: () => Transport): Path {
   const client = () => createClient(SessionStoreService, transport());
@@ -87,6 +95,8 @@ function connectPath(name: string, transport: () => Transport): Path {
       ),
     deleteByUser: (userId, auth) => outcome(() => client().deleteByUser({ userId }, headers(auth))),
     get: (userId, auth) => outcome(() => client().get({ sessionId: "s", userId }, headers(auth))),
+    refresh: (userId, auth) =>
+      outcome(() => client().refresh({ ...REFRESH, userId, ttl: ttl(60_000) }, headers(auth))),
   };
 }
 
@@ -113,6 +123,14 @@ const grpcJsPath: Path = {
     outcome(() => grpcJs.call("DeleteByUser", { userId }, { metadata: metadataOf(auth) })),
   get: (userId, auth) =>
     outcome(() => grpcJs.call("Get", { sessionId: "s", userId }, { metadata: metadataOf(auth) })),
+  refresh: (userId, auth) =>
+    outcome(() =>
+      grpcJs.call(
+        "Refresh",
+        { ...REFRESH, userId, ttl: { seconds: 60 } },
+        { metadata: metadataOf(auth) },
+      ),
+    ),
 };
 
 function metadataOf(authorization: string | undefined): Metadata {
@@ -189,6 +207,12 @@ describe.each(PATHS)("$name", (path) => {
       message: "the caller's scope (read) does not allow Upsert, which needs write",
     });
     expect(await stored(userId)).toBe(false);
+    // Refresh needs write as well (then NOT_FOUND: no such session yet).
+    expect(await path.refresh(userId, bearer(readerToken))).toEqual({
+      code: Code.PermissionDenied,
+      message: "the caller's scope (read) does not allow Refresh, which needs write",
+    });
+    expect((await path.refresh(userId, bearer(writerToken))).code).toBe(Code.NotFound);
     // write (by the digest in the file): Upsert, but not DeleteByUser.
     expect((await path.upsert(userId, bearer(writerToken))).code).toBe(OK);
     expect((await path.get(userId, bearer(readerToken))).code).toBe(OK);
