@@ -1,4 +1,4 @@
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { create, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
@@ -8,7 +8,7 @@ import {
   type FileDescriptorProto,
   FileDescriptorProtoSchema,
 } from "@bufbuild/protobuf/wkt";
-import { createClient, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Transport } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ServerReflectionRequestSchema as RequestV1Schema,
@@ -187,52 +187,6 @@ describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s"
       message: "session not found",
       details: [{ type: "google.rpc.ErrorInfo", value: errorInfoBase64("SESSION_NOT_FOUND") }],
     });
-  });
-
-  it("watches a user's sessions with WatchUser, as the README shows", async () => {
-    const userId = uniqueUserId();
-    // The README's command, against this server: it streams until stopped.
-    // In a process group of its own: node_modules/.bin/buf is a Node
-    // wrapper that runs the buf binary as its child, and both must go.
-    const watch = spawn(
-      BUF,
-      [
-        "curl",
-        "--reflect-protocol",
-        reflect,
-        "--protocol",
-        "grpc",
-        "--http2-prior-knowledge",
-        "-d",
-        JSON.stringify({ userId }),
-        `${running.baseUrl}/sessionstore.v1.SessionStoreService/WatchUser`,
-      ],
-      { detached: true },
-    );
-    let stdout = "";
-    watch.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString("utf8");
-    });
-    const exited = new Promise((resolve) => watch.on("exit", resolve));
-    try {
-      // Written until buf's stream is live and has printed two events.
-      await waitFor("buf curl to print two events", async () => {
-        await call("sessionstore.v1.SessionStoreService/Upsert", {
-          session: { id: "s1", userId },
-          ttl: "60s",
-        });
-        return (stdout.match(/"eventId"/g) ?? []).length >= 2;
-      });
-    } finally {
-      process.kill(-(watch.pid as number), "SIGTERM");
-      await exited;
-    }
-    const events = stdout
-      .split(/\n(?=\{)/)
-      .map((text) => JSON.parse(text) as Record<string, unknown>);
-    expect(events[0]).toMatchObject({ type: "EVENT_TYPE_UPSERTED", sessionId: "s1", userId });
-    expect(events[0]?.eventId).toMatch(/^\d+-\d+$/);
-    expect(Number(events[1]?.version)).toBe(Number(events[0]?.version) + 1);
   });
 
   it("checks health", async () => {
@@ -526,5 +480,57 @@ describe("grpc.reflection.v1alpha.ServerReflection with a typed client", () => {
       expect(response?.validHost).toBe(HOST);
       expect(response?.originalRequest).toEqual(create(RequestV1AlphaSchema, requests[i]));
     });
+  });
+});
+
+describe("buf curl watching", () => {
+  it("streams a user's events with the README's WatchUser command until MAX_DEADLINE ends it", async () => {
+    // A server of its own whose MAX_DEADLINE ends the stream, so that buf
+    // exits by itself after printing what it received.
+    const short = await startTestServer(store, { limits: { maxDeadlineMs: 1500 } });
+    try {
+      const userId = uniqueUserId();
+      const watch = execFile(BUF, [
+        "curl",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "-d",
+        JSON.stringify({ userId }),
+        `${short.baseUrl}/sessionstore.v1.SessionStoreService/WatchUser`,
+      ]);
+      let stdout = "";
+      let stderr = "";
+      watch.stdout?.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString("utf8");
+      });
+      watch.stderr?.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString("utf8");
+      });
+      const exitCode = new Promise<number | null>((resolve) => watch.on("exit", resolve));
+      // Written until buf's stream is live and has printed two events.
+      await waitFor("buf curl to print two events", async () => {
+        await store.upsert({
+          userId,
+          sessionId: "s1",
+          data: new Uint8Array(),
+          ttlMs: 60_000,
+          expiresAtMs: undefined,
+          expectedVersion: undefined,
+        });
+        return (stdout.match(/"eventId"/g) ?? []).length >= 2;
+      });
+      // buf exits with the gRPC code shifted left by 3.
+      expect(await exitCode).toBe(Code.DeadlineExceeded << 3);
+      expect(stderr).toContain("deadline_exceeded");
+      const events = stdout
+        .split(/\n(?=\{)/)
+        .map((text) => JSON.parse(text) as Record<string, unknown>);
+      expect(events[0]).toMatchObject({ type: "EVENT_TYPE_UPSERTED", sessionId: "s1", userId });
+      expect(events[0]?.eventId).toMatch(/^\d+-\d+$/);
+      expect(Number(events[1]?.version)).toBe(Number(events[0]?.version) + 1);
+    } finally {
+      await short.stop();
+    }
   });
 });
