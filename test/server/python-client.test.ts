@@ -121,25 +121,17 @@ async function generateRpcStubs(dir: string): Promise<void> {
   );
 }
 
-/** Runs the example to completion; resolves with its exit code and output either way. */
-async function runExample(
-  port: number,
-  stubs: string,
-  userId: string,
-  extraArgs: readonly string[] = [],
+/** Runs a Python script to completion; resolves with its exit code and output either way. */
+async function runPython(
+  script: string,
+  args: readonly string[],
   env: Record<string, string> = {},
 ): Promise<{ code: number | string | null; stdout: string; stderr: string }> {
-  const args = [
-    EXAMPLE,
-    "--target",
-    `127.0.0.1:${port}`,
-    "--stubs",
-    stubs,
-    "--user-id",
-    userId,
-    ...extraArgs,
-  ];
-  return run(PYTHON, args, { cwd: ROOT, env: { ...PYTHON_ENV, ...env }, timeout: 30_000 }).then(
+  return run(PYTHON, [script, ...args], {
+    cwd: ROOT,
+    env: { ...PYTHON_ENV, ...env },
+    timeout: 30_000,
+  }).then(
     (done) => ({ code: 0, ...done }),
     (error: ExecFileException & { stdout?: string; stderr?: string }) => ({
       code: error.code ?? error.signal ?? null,
@@ -147,6 +139,18 @@ async function runExample(
       stderr: error.stderr ?? "",
     }),
   );
+}
+
+/** Runs the example against the server on `port`. */
+function runExample(
+  port: number,
+  stubs: string,
+  userId: string,
+  extraArgs: readonly string[] = [],
+  env: Record<string, string> = {},
+) {
+  const target = ["--target", `127.0.0.1:${port}`, "--stubs", stubs, "--user-id", userId];
+  return runPython(EXAMPLE, [...target, ...extraArgs], env);
 }
 
 /** The example's output when every step passes. */
@@ -369,26 +373,14 @@ describe("the Python client example", () => {
           server = runServer({ PORT: "0", HOST: "127.0.0.1", MAX_TTL_SECONDS: "3600" });
           const port = await server.port();
           const userId = `user-${randomUUID()}`;
-          const result = await run(
-            PYTHON,
-            [
-              "test/support/python/error_details.py",
-              "--target",
-              `127.0.0.1:${port}`,
-              "--stubs",
-              stubs,
-              "--user-id",
-              userId,
-            ],
-            { cwd: ROOT, env: PYTHON_ENV, timeout: 30_000 },
-          ).then(
-            (done) => ({ code: 0, ...done }),
-            (error: ExecFileException & { stdout?: string; stderr?: string }) => ({
-              code: error.code ?? null,
-              stdout: error.stdout ?? "",
-              stderr: error.stderr ?? "",
-            }),
-          );
+          const result = await runPython("test/support/python/error_details.py", [
+            "--target",
+            `127.0.0.1:${port}`,
+            "--stubs",
+            stubs,
+            "--user-id",
+            userId,
+          ]);
           expect(result.code, `${result.stdout}${result.stderr}`).toBe(0);
           expect(result.stdout.trimEnd().split("\n")).toEqual([
             "ok get-missing code=NOT_FOUND reason=SESSION_NOT_FOUND domain=sessionstore metadata=",
@@ -427,32 +419,20 @@ describe("the Python client example", () => {
             });
           }
 
-          const result = await run(
-            PYTHON,
-            [
-              "test/support/python/deep_payload.py",
-              "--target",
-              `127.0.0.1:${port}`,
-              "--stubs",
-              stubs,
-              "--user-id",
-              userId,
-              "--max-depth",
-              String(MAX_PAYLOAD_DEPTH),
-              "--read",
-              "objects",
-              "--read",
-              "lists",
-            ],
-            { cwd: ROOT, env: PYTHON_ENV, timeout: 30_000 },
-          ).then(
-            (done) => ({ code: 0, ...done }),
-            (error: ExecFileException & { stdout?: string; stderr?: string }) => ({
-              code: error.code ?? null,
-              stdout: error.stdout ?? "",
-              stderr: error.stderr ?? "",
-            }),
-          );
+          const result = await runPython("test/support/python/deep_payload.py", [
+            "--target",
+            `127.0.0.1:${port}`,
+            "--stubs",
+            stubs,
+            "--user-id",
+            userId,
+            "--max-depth",
+            String(MAX_PAYLOAD_DEPTH),
+            "--read",
+            "objects",
+            "--read",
+            "lists",
+          ]);
           const max = MAX_PAYLOAD_DEPTH;
           expect(result.code, `${result.stdout}${result.stderr}`).toBe(0);
           expect(result.stdout.trimEnd().split("\n")).toEqual([

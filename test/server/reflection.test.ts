@@ -33,6 +33,18 @@ const run = promisify(execFile);
 const BUF = fileURLToPath(new URL("../../node_modules/.bin/buf", import.meta.url));
 
 const SESSION_STORE_PROTO = "sessionstore/v1/session_store.proto";
+/** The RPCs of SessionStoreService, in the order the proto declares them. */
+const SESSION_STORE_METHODS = [
+  "Get",
+  "Upsert",
+  "Touch",
+  "Delete",
+  "ListByUser",
+  "DeleteByUser",
+  "Refresh",
+  "WatchUser",
+  "WatchSession",
+];
 const HEALTH_PROTO = file_health_v1_health.proto.name;
 /** gRPC's NOT_FOUND, as reflection's error_response carries it. */
 const NOT_FOUND = 5;
@@ -129,17 +141,7 @@ describe.each(["grpc-v1", "grpc-v1alpha"])("buf curl with --reflect-protocol %s"
     );
     expect(listed).toEqual(
       expect.arrayContaining([
-        ...[
-          "Get",
-          "Upsert",
-          "Touch",
-          "Delete",
-          "ListByUser",
-          "DeleteByUser",
-          "Refresh",
-          "WatchUser",
-          "WatchSession",
-        ].map((method) => `sessionstore.v1.SessionStoreService/${method}`),
+        ...SESSION_STORE_METHODS.map((method) => `sessionstore.v1.SessionStoreService/${method}`),
         "grpc.health.v1.Health/Check",
         "grpc.health.v1.Health/Watch",
       ]),
@@ -315,17 +317,7 @@ describe("grpc.reflection.v1.ServerReflection with a typed client", () => {
     ]);
     expectSelfContained(files);
     expect(first?.service.map((service) => service.name)).toEqual(["SessionStoreService"]);
-    expect(first?.service[0]?.method.map((method) => method.name)).toEqual([
-      "Get",
-      "Upsert",
-      "Touch",
-      "Delete",
-      "ListByUser",
-      "DeleteByUser",
-      "Refresh",
-      "WatchUser",
-      "WatchSession",
-    ]);
+    expect(first?.service[0]?.method.map((method) => method.name)).toEqual(SESSION_STORE_METHODS);
     const watch = first?.service[0]?.method.find((method) => method.name === "WatchUser");
     expect(watch).toMatchObject({
       serverStreaming: true,

@@ -3,40 +3,12 @@ import { describe, expect, it } from "vitest";
 import { startRedisSentinelSet } from "../../harness/redis-sentinel.js";
 import { waitFor } from "../../harness/wait-for.js";
 import { StoreUnavailableError } from "../../src/store/errors.js";
-import { EventsExpiredError, type SessionEvent } from "../../src/store/session-events.js";
-import type { SessionStore } from "../../src/store/session-store.js";
+import { EventsExpiredError } from "../../src/store/session-events.js";
 import { ownedForBlock } from "../support/owned.js";
 import { openRedisStore, type RedisStoreOptions, upsertInput } from "./fixtures.js";
 import { expectFailoverFollowed } from "./sentinel-failover.js";
-import { describeEventContract } from "./session-events-contract.js";
+import { backgroundWatch, describeEventContract } from "./session-events-contract.js";
 import { describeStoreContract } from "./session-store-contract.js";
-
-/** A watch of `userId` on `store`, collecting its events, and why it ended. */
-function watching(store: SessionStore, userId: string, signal: AbortSignal) {
-  const watcher: { events: SessionEvent[]; live: boolean; ended: unknown } = {
-    events: [],
-    live: false,
-    ended: undefined,
-  };
-  const onLive = () => {
-    watcher.live = true;
-  };
-  (async () => {
-    try {
-      for await (const event of store.watch(userId, {
-        after: undefined,
-        bufferSize: 1000,
-        signal,
-        onLive,
-      })) {
-        watcher.events.push(event);
-      }
-    } catch (error) {
-      if (!signal.aborted) watcher.ended = error;
-    }
-  })();
-  return watcher;
-}
 
 // The Redis store with its primary found through Redis Sentinel (a primary,
 // a replica and three sentinels, all started here): the whole contract,
@@ -72,14 +44,13 @@ describe("through Redis Sentinel (a primary, a replica, three sentinels)", () =>
 
   it("follows SENTINEL FAILOVER to the new primary, keeping what was replicated, and so do its watchers", async () => {
     const store = await openStore({ maxSessionsPerUser: 0, keyPrefix: "failover" });
-    const stop = new AbortController();
+    let watcher = backgroundWatch(store, "failover-user");
     try {
       // A watcher of the user the failover writes to, live before it.
-      let watcher = watching(store, "failover-user", stop.signal);
       await waitFor("the watch to be live", () => watcher.live);
       await store.upsert(upsertInput("failover-user", "watched-before"));
       await waitFor("the watcher's first event", () =>
-        watcher.events.some((e) => e.sessionId === "watched-before"),
+        watcher.seen.some((e) => e.sessionId === "watched-before"),
       );
       // Writes that land on the old primary before the sentinels demote it
       // are lost: counted, not asserted (the failover tests under load
@@ -99,21 +70,21 @@ describe("through Redis Sentinel (a primary, a replica, three sentinels)", () =>
             expect([EventsExpiredError, StoreUnavailableError]).toContain(
               (watcher.ended as object).constructor,
             );
-            watcher = watching(store, "failover-user", stop.signal);
+            watcher = backgroundWatch(store, "failover-user");
           }
           const probe = `probe-${probes++}`;
           await store.upsert(upsertInput("failover-user", probe));
           await waitFor(
             "the probe's event",
-            () => watcher.events.some((e) => e.sessionId === probe) || watcher.ended !== undefined,
+            () => watcher.seen.some((e) => e.sessionId === probe) || watcher.ended !== undefined,
             { timeoutMs: 2000 },
           ).catch(() => undefined);
-          return watcher.events.some((e) => e.sessionId === probe);
+          return watcher.seen.some((e) => e.sessionId === probe);
         },
         { timeoutMs: 20_000 },
       );
     } finally {
-      stop.abort(new Error("the test is over"));
+      watcher.stop(new Error("the test is over"));
       await store.close();
     }
   }, 60_000);

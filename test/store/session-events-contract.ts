@@ -48,6 +48,47 @@ async function end(store: SessionStore, userId: string): Promise<string> {
 }
 
 /**
+ * A watch of `userId` on `store` iterated in the background: the events it
+ * received, whether it is live (registered, catch-up read), why it ended
+ * (unless by `stop`), and `done`, which settles as the iteration does.
+ */
+export function backgroundWatch(
+  store: SessionStore,
+  userId: string,
+  { after, bufferSize = 100 }: { after?: string | undefined; bufferSize?: number } = {},
+) {
+  const abort = new AbortController();
+  const watch = {
+    seen: [] as SessionEvent[],
+    live: false,
+    ended: undefined as unknown,
+    stop: (reason: Error) => abort.abort(reason),
+    done: Promise.resolve(),
+  };
+  const onLive = () => {
+    watch.live = true;
+  };
+  watch.done = (async () => {
+    try {
+      for await (const event of store.watch(userId, {
+        after,
+        bufferSize,
+        signal: abort.signal,
+        onLive,
+      })) {
+        watch.seen.push(event);
+      }
+    } catch (error) {
+      if (!abort.signal.aborted) watch.ended = error;
+      throw error;
+    }
+  })();
+  // Awaited by the test when it matters; never an unhandled rejection.
+  watch.done.catch(() => undefined);
+  return watch;
+}
+
+/**
  * The session-event contract of the SessionStore port (session-events.ts):
  * each write records its events in the same step, in order, with growing
  * ids; retention by count and age; stale and malformed cursors; and watch
@@ -271,59 +312,31 @@ export function describeEventContract(name: string, open: OpenEventStore): void 
       await store.upsert(upsertInput(userId, "a"));
       const cursor = await end(store, userId);
       await store.upsert(upsertInput(userId, "b"));
-      const abort = new AbortController();
-      const seen: SessionEvent[] = [];
-      let live = false;
-      const watching = (async () => {
-        for await (const event of store.watch(userId, {
-          after: cursor,
-          bufferSize: 100,
-          signal: abort.signal,
-          onLive: () => {
-            live = true;
-          },
-        })) {
-          seen.push(event);
-        }
-      })();
-      await waitFor("the watch to be live", () => live);
+      const watch = backgroundWatch(store, userId, { after: cursor });
+      await waitFor("the watch to be live", () => watch.live);
       for (let i = 0; i < 50; i++) await store.touch(userId, "b", 60_000);
       await store.delete(userId, "a", undefined);
-      await waitFor("every event", () => seen.length === 52);
-      expect(seen.map((e) => e.type)).toEqual([
+      await waitFor("every event", () => watch.seen.length === 52);
+      expect(watch.seen.map((e) => e.type)).toEqual([
         "upserted",
         ...Array.from({ length: 50 }, () => "touched"),
         "deleted",
       ]);
-      expect(seen).toEqual(await allEvents(store, userId, cursor));
-      abort.abort(new Error("done"));
-      await expect(watching).rejects.toThrow("done");
+      expect(watch.seen).toEqual(await allEvents(store, userId, cursor));
+      watch.stop(new Error("done"));
+      await expect(watch.done).rejects.toThrow("done");
     });
 
     it("starts a watcher without a cursor at the events written from now", async () => {
       const userId = uniqueUserId();
       await store.upsert(upsertInput(userId, "before"));
-      const abort = new AbortController();
-      const seen: SessionEvent[] = [];
-      let live = false;
-      const watching = (async () => {
-        for await (const event of store.watch(userId, {
-          after: undefined,
-          bufferSize: 100,
-          signal: abort.signal,
-          onLive: () => {
-            live = true;
-          },
-        })) {
-          seen.push(event);
-        }
-      })();
-      await waitFor("the watch to be live", () => live);
+      const watch = backgroundWatch(store, userId);
+      await waitFor("the watch to be live", () => watch.live);
       await store.upsert(upsertInput(userId, "after"));
-      await waitFor("the new event", () => seen.length === 1);
-      expect(seen.map((e) => e.sessionId)).toEqual(["after"]);
-      abort.abort(new Error("done"));
-      await expect(watching).rejects.toThrow("done");
+      await waitFor("the new event", () => watch.seen.length === 1);
+      expect(watch.seen.map((e) => e.sessionId)).toEqual(["after"]);
+      watch.stop(new Error("done"));
+      await expect(watch.done).rejects.toThrow("done");
     });
 
     it("ends a watcher that takes no events once its buffer overflows, and no other", async () => {
