@@ -516,9 +516,10 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
   {
     key: "eventRetentionCount",
     env: "EVENT_RETENTION_COUNT",
-    description: "how many session events are kept per user, the latest ones",
+    description:
+      "how many session events are kept per user, the latest ones; 0 turns events off (nothing recorded, watching FAILED_PRECONDITION)",
     defaultText: "1000",
-    parse: integer(1, 1_000_000, 1000),
+    parse: integer(0, 1_000_000, 1000),
   },
   {
     key: "maxPayloadBytes",

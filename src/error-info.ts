@@ -33,6 +33,7 @@ export const REASONS = {
   REFRESH_TOKEN_REUSED: Code.PermissionDenied,
   REFRESH_STATE_MISSING: Code.FailedPrecondition,
   EVENTS_EXPIRED: Code.OutOfRange,
+  EVENTS_DISABLED: Code.FailedPrecondition,
   WATCHER_TOO_SLOW: Code.ResourceExhausted,
   SHUTTING_DOWN: Code.Unavailable,
   DEADLINE_EXCEEDED: Code.DeadlineExceeded,

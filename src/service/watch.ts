@@ -12,6 +12,7 @@ import { statusError } from "../error-info.js";
 import type { Logger } from "../observability/logger.js";
 import type { StoreErrorKind } from "../observability/telemetry.js";
 import {
+  EventsDisabledError,
   EventsExpiredError,
   parseEventId,
   type SessionEvent,
@@ -149,6 +150,13 @@ export function createWatchHandlers(options: WatchHandlersOptions): WatchHandler
       return statusError(
         "EVENTS_EXPIRED",
         "events after after_event_id may have been dropped - list the sessions again and watch without after_event_id",
+      );
+    }
+    if (error instanceof EventsDisabledError) {
+      return statusError(
+        "EVENTS_DISABLED",
+        "session events are off on this server (EVENT_RETENTION_COUNT=0)",
+        { limit: "EVENT_RETENTION_COUNT" },
       );
     }
     if (error instanceof WatcherTooSlowError) {

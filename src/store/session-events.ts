@@ -50,7 +50,11 @@ export interface SessionEvent {
 export interface EventRetention {
   /** Events older than this are dropped (EVENT_RETENTION), in ms; at least 1. */
   readonly retentionMs: number;
-  /** At most this many events per user are kept (EVENT_RETENTION_COUNT); at least 1. */
+  /**
+   * At most this many events per user are kept (EVENT_RETENTION_COUNT); 0
+   * turns events off: nothing is recorded, and watching fails with
+   * EventsDisabledError.
+   */
   readonly retentionCount: number;
 }
 
@@ -116,6 +120,23 @@ export class EventsExpiredError extends Error {
   constructor() {
     super("events after the cursor may have been dropped");
   }
+}
+
+/** Events are off (EVENT_RETENTION_COUNT=0): nothing is recorded to read or watch. */
+export class EventsDisabledError extends Error {
+  override readonly name = "EventsDisabledError";
+  constructor() {
+    super("session events are off");
+  }
+}
+
+/**
+ * A watch that fails at once, for a store whose events are off: the
+ * error surfaces where the stream is iterated, as any other watch failure.
+ */
+export async function* eventsDisabledWatch(): AsyncGenerator<SessionEvent> {
+  yield* [];
+  throw new EventsDisabledError();
 }
 
 /** A watcher did not take its events as fast as they came, and its buffer filled. */

@@ -140,6 +140,31 @@ describe("watchUserEvents", () => {
   });
 });
 
+describe("a server with events off (EVENT_RETENTION_COUNT=0)", () => {
+  it("answers watches FAILED_PRECONDITION (EVENTS_DISABLED), which the iterator throws at once", async () => {
+    const off = new MemorySessionStore({
+      maxSessionsPerUser: 0,
+      sweepIntervalMs: 0,
+      events: { retentionMs: 3_600_000, retentionCount: 0 },
+    });
+    const server = await startTestServer(off);
+    try {
+      const offClient = createSessionStoreClient({ baseUrl: server.baseUrl });
+      const error = await (async () => {
+        for await (const _ of watchUserEvents(offClient, uniqueUserId())) {
+          expect.unreachable();
+        }
+      })().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConnectError);
+      expect((error as ConnectError).code).toBe(Code.FailedPrecondition);
+      expect(errorReason(error)).toBe("EVENTS_DISABLED");
+    } finally {
+      await server.server.close(0);
+      await off.close();
+    }
+  });
+});
+
 describe("watchSessionEvents", () => {
   it("gets only its session's events, across streams", async () => {
     const userId = uniqueUserId();

@@ -4,6 +4,7 @@ import { refreshTokenDigest } from "../../src/store/refresh-state.js";
 import {
   compareEventIds,
   type EventRetention,
+  EventsDisabledError,
   EventsExpiredError,
   parseEventId,
   type SessionEvent,
@@ -379,6 +380,45 @@ export function describeEventContract(name: string, open: OpenEventStore): void 
       await expect(stalled.next()).rejects.toBeInstanceOf(WatcherTooSlowError);
       abort.abort(new Error("done"));
       await expect(other).rejects.toThrow("done");
+    });
+
+    it("records nothing with EVENT_RETENTION_COUNT=0, and refuses to read or watch", async () => {
+      const off = await open({
+        maxSessionsPerUser: 0,
+        events: { retentionMs: 3_600_000, retentionCount: 0 },
+      });
+      try {
+        const userId = uniqueUserId();
+        await off.upsert(upsertInput(userId, "a", { refreshDigest: refreshTokenDigest("r1") }));
+        await off.touch(userId, "a", 60_000);
+        await off.refresh({
+          userId,
+          sessionId: "a",
+          presentedDigest: refreshTokenDigest("r1"),
+          newTokenId: "r2",
+          newDigest: refreshTokenDigest("r2"),
+          ttlMs: 60_000,
+          graceMs: 0,
+          revokeAllOnReuse: false,
+        });
+        expect(await off.delete(userId, "a", undefined)).toBe(true);
+        await expect(off.readEvents(userId, undefined, 10)).rejects.toBeInstanceOf(
+          EventsDisabledError,
+        );
+        const stream = off.watch(userId, {
+          after: undefined,
+          bufferSize: 10,
+          signal: new AbortController().signal,
+        });
+        await expect(stream[Symbol.asyncIterator]().next()).rejects.toBeInstanceOf(
+          EventsDisabledError,
+        );
+        // Where the backend is shared (Redis), a store with events on
+        // reads the user's log: nothing was recorded.
+        expect(await store.readEvents(userId, undefined, 0)).toEqual({ events: [], lastId: "0-0" });
+      } finally {
+        await off.close();
+      }
     });
 
     it("ends a watcher whose cursor's events were dropped", async () => {

@@ -223,6 +223,10 @@ describe("loadConfig", () => {
     );
   });
 
+  it("turns session events off with EVENT_RETENTION_COUNT=0", () => {
+    expect(load({ EVENT_RETENTION_COUNT: "0" }).eventRetentionCount).toBe(0);
+  });
+
   it("turns IDLE_TIMEOUT off with 0, but never MAX_DEADLINE", () => {
     expect(load({ IDLE_TIMEOUT: "0" }).idleTimeoutMs).toBe(0);
     expect(failure({ MAX_DEADLINE: "0" })).toContain(
@@ -270,7 +274,8 @@ describe("loadConfig", () => {
     [{ MAX_SESSIONS_PER_USER: "-3" }, "invalid MAX_SESSIONS_PER_USER"],
     [{ EVENT_RETENTION: "0" }, "invalid EVENT_RETENTION (--event-retention)"],
     [{ EVENT_RETENTION: "2592001s" }, "invalid EVENT_RETENTION"],
-    [{ EVENT_RETENTION_COUNT: "0" }, "invalid EVENT_RETENTION_COUNT"],
+    [{ EVENT_RETENTION_COUNT: "-1" }, "invalid EVENT_RETENTION_COUNT"],
+    [{ EVENT_RETENTION_COUNT: "1000001" }, "invalid EVENT_RETENTION_COUNT"],
     [{ WATCH_BUFFER: "0" }, "invalid WATCH_BUFFER (--watch-buffer)"],
     [{ MAX_PAYLOAD_BYTES: "lots" }, "invalid MAX_PAYLOAD_BYTES"],
     [{ MAX_REQUEST_BYTES: "0" }, "invalid MAX_REQUEST_BYTES"],

@@ -999,7 +999,9 @@ export const SessionStoreService: GenService<{
    * cursor. A watcher that does not read its stream fast enough is ended
    * with RESOURCE_EXHAUSTED (reason WATCHER_TOO_SLOW) and may resume from its
    * cursor. Streams also end at the server's MAX_DEADLINE and when the server
-   * shuts down (UNAVAILABLE); both resume the same way.
+   * shuts down (UNAVAILABLE); both resume the same way. FAILED_PRECONDITION
+   * (reason EVENTS_DISABLED) on a server that records no events
+   * (EVENT_RETENTION_COUNT=0).
    *
    * The stream's message is SessionEvent itself, one type for both watch
    * RPCs, rather than a response message of each RPC's own.

@@ -16,6 +16,8 @@ import {
   type EventCursor,
   type EventRead,
   type EventRetention,
+  EventsDisabledError,
+  eventsDisabledWatch,
   type SessionEvent,
   type SessionEventType,
 } from "../session-events.js";
@@ -95,12 +97,15 @@ export class MemorySessionStore implements SessionStore {
   private readonly sweepTimer: NodeJS.Timeout | undefined;
   private readonly now: Clock;
   private readonly events: MemoryEventLogs;
+  /** EVENT_RETENTION_COUNT=0: nothing is recorded. */
+  private readonly eventsOff: boolean;
   private readonly hub: EventHub;
 
   constructor(options: MemorySessionStoreOptions) {
     this.maxSessionsPerUser = options.maxSessionsPerUser;
     this.now = options.now ?? Date.now;
     this.events = new MemoryEventLogs(options.events ?? EVENT_RETENTION_DEFAULTS);
+    this.eventsOff = options.events?.retentionCount === 0;
     // Notifications need no subscription here: every write tells the hub.
     this.hub = new EventHub({
       read: async (userId, cursor, limit) => this.readLog(userId, cursor, limit),
@@ -314,10 +319,12 @@ export class MemorySessionStore implements SessionStore {
     signal?: StoreSignal,
   ): Promise<EventRead> {
     signal?.throwIfAborted();
+    if (this.eventsOff) throw new EventsDisabledError();
     return this.readLog(userId, after === undefined ? undefined : { after, checked: true }, limit);
   }
 
   watch(userId: string, options: WatchOptions): AsyncIterable<SessionEvent> {
+    if (this.eventsOff) return eventsDisabledWatch();
     return this.hub.watch(userId, options);
   }
 
@@ -354,6 +361,7 @@ export class MemorySessionStore implements SessionStore {
     version: bigint,
     keptSessionIds: readonly string[] = [],
   ): void {
+    if (this.eventsOff) return;
     this.events.append(now, { type, userId, sessionId, version, keptSessionIds });
     this.hub.changed(userId);
   }

@@ -18,7 +18,9 @@ import {
   type EventCursor,
   type EventRead,
   type EventRetention,
+  EventsDisabledError,
   EventsExpiredError,
+  eventsDisabledWatch,
   parseEventId,
   type SessionEvent,
 } from "../session-events.js";
@@ -225,6 +227,8 @@ export class RedisSessionStore implements SessionStore {
   private readonly replicated: ReplicatedWriter | undefined;
   private readonly keyPrefix: string;
   private readonly maxSessionsPerUser: number;
+  /** EVENT_RETENTION_COUNT=0: the scripts record nothing. */
+  private readonly eventsOff: boolean;
   private readonly subscriptions: RedisEventSubscriptions;
   private readonly hub: EventHub;
 
@@ -236,6 +240,7 @@ export class RedisSessionStore implements SessionStore {
       : [options.redis];
     this.keyPrefix = options.keyPrefix;
     this.maxSessionsPerUser = options.maxSessionsPerUser;
+    this.eventsOff = options.events?.retentionCount === 0;
     const definitions = Object.entries(commands(options.events ?? EVENT_RETENTION_DEFAULTS));
     for (const client of this.clients) {
       for (const [name, definition] of definitions) {
@@ -437,12 +442,14 @@ export class RedisSessionStore implements SessionStore {
     limit: number,
     signal?: StoreSignal,
   ): Promise<EventRead> {
+    if (this.eventsOff) throw new EventsDisabledError();
     const cursor: EventCursor | undefined =
       after === undefined ? undefined : { after, checked: true };
     return this.readLog(userId, cursor, limit, signal);
   }
 
   watch(userId: string, options: WatchOptions): AsyncIterable<SessionEvent> {
+    if (this.eventsOff) return eventsDisabledWatch();
     return this.hub.watch(userId, options);
   }
 

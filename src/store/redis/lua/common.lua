@@ -252,6 +252,10 @@ end
 -- (omit it otherwise); version is the session's version after the change,
 -- or when it was removed, as a string of digits. Returns the event's id.
 local function emit(x, now, event_type, session_id, version, kept)
+  -- Events are off: no log, no message.
+  if EVENT_RETENTION_COUNT == 0 then
+    return nil
+  end
   local last = redis.call('LINDEX', x, -1)
   local ms, seq = now, 0
   if last then
