@@ -95,7 +95,7 @@ describe("the Python client package", () => {
         "ok stale CAS reason=VERSION_MISMATCH",
         "ok touch keeps the version",
         "ok list pages=3 sessions=5",
-        "ok list_sessions",
+        "ok list all",
         "ok delete-by-user deleted=4",
         "ok kept",
         "ok get deleted reason=SESSION_NOT_FOUND",

@@ -64,7 +64,7 @@ def main() -> int:
             if token_seen == "":
                 break
         step(f"list pages={pages} sessions={len(ids)}", ids == [f"s{i}" for i in range(1, 6)])
-        step("list_sessions", [s.id for s in client.list_sessions(user, page_size=2)] == ids)
+        step("list all", [s.id for s in client.list_sessions(user, page_size=2)] == ids)
         deleted = client.delete_by_user(user, except_session_ids=["s1"])
         step(f"delete-by-user deleted={deleted}", deleted == 4)
         step("kept", [s.id for s in client.list_sessions(user)] == ["s1"])
