@@ -2,7 +2,7 @@
 // variables are well formed and every query parses as PromQL (promtool
 // checks them as recording rules). Whether the metrics they name exist is
 // checked against a live server in metric-names.test.ts.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -45,12 +45,11 @@ describe("the Grafana dashboard", () => {
     expect(graphs.length).toBeGreaterThan(0);
     for (const panel of graphs) {
       expect(panel.targets?.length, `${panel.title}: queries`).toBeGreaterThan(0);
-      expect(panel.datasource?.uid, panel.title).toBe("${datasource}");
-      for (const target of panel.targets ?? [])
-        expect(target.datasource?.uid).toBe("${datasource}");
+      expect(panel.datasource?.uid, panel.title).toBe("$datasource");
+      for (const target of panel.targets ?? []) expect(target.datasource?.uid).toBe("$datasource");
     }
     for (const variable of variables.filter((v) => v.type === "query")) {
-      expect(variable.datasource?.uid, variable.name).toBe("${datasource}");
+      expect(variable.datasource?.uid, variable.name).toBe("$datasource");
     }
   });
 
