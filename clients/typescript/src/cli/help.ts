@@ -1,5 +1,11 @@
 /** sessionstore-ctl's help texts, rendered from the command and option tables. */
-import { COMMANDS, type CommandSpec, GLOBAL_OPTIONS, type OptionSpec } from "./command-line.js";
+import {
+  COMMANDS,
+  type CommandSpec,
+  GLOBAL_OPTIONS,
+  type OptionSpec,
+  type UsageError,
+} from "./command-line.js";
 
 const NAME = "sessionstore-ctl";
 
@@ -70,4 +76,10 @@ export function commandHelp(command: CommandSpec): string {
     "",
     ...FOOTER,
   ].join("\n");
+}
+
+/** A usage error as printed: what is wrong, and which help to read. */
+export function usageMessage(error: UsageError): string {
+  const help = error.command ? `${NAME} ${error.command} --help` : `${NAME} --help`;
+  return `${NAME}: ${error.message}\nSee ${help}.`;
 }

@@ -1,14 +1,14 @@
 /**
  * One run of sessionstore-ctl, from its arguments to its exit code, with
  * everything of the process (environment, output, signals) passed in by
- * main.ts, so nothing here reaches for globals.
+ * main.ts, so nothing here reaches for globals. Help and usage errors are
+ * answered from the command tables alone; the clients load only for a
+ * command that calls the server, so those answer at once.
  */
-
 import { parseCommandLine, UsageError } from "./command-line.js";
-import { COMMAND_RUNNERS } from "./commands.js";
-import { connect, type Environment } from "./connection.js";
-import { describeFailure, EXIT, exitCodeOf, failureLine } from "./exit-codes.js";
-import { commandHelp, mainHelp } from "./help.js";
+import type { Environment } from "./connection.js";
+import { EXIT } from "./exit-codes.js";
+import { commandHelp, mainHelp, usageMessage } from "./help.js";
 
 /** What a run may touch of its process. */
 export interface CliProcess {
@@ -23,39 +23,18 @@ export interface CliProcess {
 
 /** Runs the command line `argv` (without node and the script) and resolves with the exit code. */
 export async function runCli(argv: readonly string[], io: CliProcess): Promise<number> {
-  const print = (line: string) => io.stdout(`${line}\n`);
-  const warn = (line: string) => io.stderr(`${line}\n`);
-  let json = false;
+  let line: ReturnType<typeof parseCommandLine>;
   try {
-    const line = parseCommandLine(argv);
-    if (line.kind === "help") {
-      print(line.command ? commandHelp(line.command) : mainHelp());
-      return EXIT.ok;
-    }
-    json = line.values.json === true;
-    if (line.values.token !== undefined) {
-      warn("warning: a token on the command line is visible in ps; prefer --token-file");
-    }
-    const connection = connect(line.values, io.env);
-    return await COMMAND_RUNNERS[line.command.name]({
-      connection,
-      args: line.args,
-      values: line.values,
-      json,
-      print,
-      warn,
-      untilStopped: io.untilStopped,
-    });
+    line = parseCommandLine(argv);
   } catch (error) {
-    if (error instanceof UsageError) {
-      const help = error.command
-        ? `sessionstore-ctl ${error.command} --help`
-        : "sessionstore-ctl --help";
-      warn(`sessionstore-ctl: ${error.message}\nSee ${help}.`);
-      return EXIT.usage;
-    }
-    const failure = describeFailure(error);
-    warn(json ? JSON.stringify({ error: failure }) : `sessionstore-ctl: ${failureLine(failure)}`);
-    return exitCodeOf(error);
+    if (!(error instanceof UsageError)) throw error;
+    io.stderr(`${usageMessage(error)}\n`);
+    return EXIT.usage;
   }
+  if (line.kind === "help") {
+    io.stdout(`${line.command ? commandHelp(line.command) : mainHelp()}\n`);
+    return EXIT.ok;
+  }
+  const { runCommand } = await import("./run-command.js");
+  return runCommand(line, io);
 }
