@@ -1,5 +1,6 @@
 // @sessionstore/client as an SDK user gets it: `npm pack`, installed into an
-// empty project, type-checked against and run against a live server. The
+// empty project, type-checked against and run against a live server, its
+// sessionstore-ctl bin too (test/process/ctl.test.ts tests the command). The
 // install is offline, as `npm test` must be: every package comes as a
 // tarball packed from this workspace's node_modules, npm runs --offline on a
 // fresh empty cache, and its registry is a closed loopback port, so a
@@ -294,7 +295,13 @@ describe("the @sessionstore/client package, packed and installed like a user wou
   it("ships its build, declarations and sources, nothing else", () => {
     const paths = packedClient.files.map((file) => file.path);
     expect(paths).toEqual(
-      expect.arrayContaining(["dist/index.js", "dist/index.d.ts", "dist/web.js", "dist/web.d.ts"]),
+      expect.arrayContaining([
+        "dist/index.js",
+        "dist/index.d.ts",
+        "dist/web.js",
+        "dist/web.d.ts",
+        "dist/cli/main.js",
+      ]),
     );
     expect(
       paths.filter((path) => !/^(dist|src)\/|^package\.json$|^README\.md$/.test(path)),
@@ -354,6 +361,35 @@ describe("the @sessionstore/client package, packed and installed like a user wou
       });
     },
   );
+
+  it("installs sessionstore-ctl as a bin that runs against a live server", async () => {
+    // npm links the bin and makes it executable; run through its #! line.
+    const ctl = join(project, "node_modules/.bin/sessionstore-ctl");
+    const ctlEnv = { PATH: process.env.PATH ?? "" };
+    const help = await run(ctl, ["--help"], { env: ctlEnv, timeout: 15_000 });
+    expect(help.stdout).toContain("Usage: sessionstore-ctl <command>");
+    const health = await run(ctl, ["health", "--target", baseUrl], {
+      env: ctlEnv,
+      timeout: 15_000,
+    });
+    expect(health.stdout).toBe("SERVING\n");
+    // And with TLS and the token from the environment, as an operator runs it.
+    const tlsEnv = {
+      ...ctlEnv,
+      SESSIONSTORE_TARGET: tlsBaseUrl,
+      SESSIONSTORE_CA_FILE: caFile,
+      SESSIONSTORE_TOKEN: writerToken,
+    };
+    await runProgram(["out/node-user.js", tlsBaseUrl, "grpc", "ctl-get"], {
+      SESSIONSTORE_CA_FILE: caFile,
+      SESSIONSTORE_TOKEN: writerToken,
+    });
+    const get = await run(ctl, ["get", "u1", "ctl-get", "--json"], {
+      env: tlsEnv,
+      timeout: 15_000,
+    });
+    expect(JSON.parse(get.stdout)).toMatchObject({ session: { id: "ctl-get", version: "1" } });
+  });
 
   it("runs the browser entry (fetch) from /web and by the `browser` condition", async () => {
     const web = await runProgram(["out/web-user.js", baseUrl, "connect", "web-connect"]);
