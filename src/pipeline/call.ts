@@ -87,6 +87,19 @@ export const OK = 0;
 export type CallEnd = (code: StatusCode) => void;
 
 /**
+ * What a policy returns when the call's handler must run inside something
+ * it sets up, such as the tracing policy's span as the active context (an
+ * AsyncLocalStorage), so the handler's own work (the store's spans) hangs
+ * under it. Both transports run the handler through Admission.run.
+ */
+export interface CallScope {
+  /** Told once how the call ended, as a CallEnd is. */
+  readonly end: CallEnd;
+  /** Runs the handler, returning what it returns; synchronously calls `handler`. */
+  run<T>(handler: () => T): T;
+}
+
+/**
  * Something a policy may need that not every transport can provide; the
  * pipeline refuses at startup to run a policy on a transport that lacks
  * what it requires, rather than letting it silently see nothing there.
@@ -108,9 +121,10 @@ export interface CallPolicy {
    * Runs before the handler, in the pipeline's order. Throwing (or
    * rejecting with) a ConnectError rejects the call with that status, and
    * the handler never runs. May return the function to be told the final
-   * status code of the call; it is called for rejected calls too.
+   * status code of the call; it is called for rejected calls too. A
+   * CallScope also wraps the handler's run.
    */
-  begin(call: Call): CallEnd | undefined | Promise<CallEnd | undefined>;
+  begin(call: Call): CallEnd | CallScope | undefined | Promise<CallEnd | CallScope | undefined>;
 }
 
 /** A way calls arrive (the gRPC fast path, connect-node), as the pipeline checks it. */

@@ -1,7 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { statusError } from "../error-info.js";
 import type { Logger } from "../observability/logger.js";
-import type { Call, CallEnd, CallPolicy, StatusCode, Transport } from "./call.js";
+import type { Call, CallEnd, CallPolicy, CallScope, StatusCode, Transport } from "./call.js";
 
 /** Whether a call may go on to its handler, and how to report its end. */
 export interface Admission {
@@ -13,6 +13,11 @@ export interface Admission {
    * when the status has been sent or the call was cancelled.
    */
   finish(code: StatusCode): void;
+  /**
+   * Runs the call's handler inside what the policies' CallScopes set up
+   * (the first policy's outermost); with none, simply calls it.
+   */
+  run<T>(handler: () => T): T;
 }
 
 /** The ordered policies every call passes through. */
@@ -55,39 +60,57 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     }
   }
 
-  const reject = (ends: CallEnd[], error: unknown, policy: CallPolicy): Admission => {
-    if (error instanceof ConnectError) return new CallAdmission(ends, logger, error);
+  const reject = (begun: Begun, error: unknown, policy: CallPolicy): Admission => {
+    if (error instanceof ConnectError) return new CallAdmission(begun, logger, error);
     logger.error({ err: error, policy: policy.name }, "a call policy failed");
-    return new CallAdmission(ends, logger, statusError("INTERNAL", "internal error"));
+    return new CallAdmission(begun, logger, statusError("INTERNAL", "internal error"));
   };
 
-  const startAt = (call: Call, from: number, ends: CallEnd[]): Admission | Promise<Admission> => {
+  const startAt = (call: Call, from: number, begun: Begun): Admission | Promise<Admission> => {
     for (let i = from; i < policies.length; i++) {
       const policy = policies[i] as CallPolicy;
-      let begun: ReturnType<CallPolicy["begin"]>;
+      let result: ReturnType<CallPolicy["begin"]>;
       try {
-        begun = policy.begin(call);
+        result = policy.begin(call);
       } catch (error) {
-        return reject(ends, error, policy);
+        return reject(begun, error, policy);
       }
-      if (begun instanceof Promise) {
-        return begun.then(
+      if (result instanceof Promise) {
+        return result.then(
           (end) => {
-            if (end) ends.push(end);
-            return startAt(call, i + 1, ends);
+            begun.add(end);
+            return startAt(call, i + 1, begun);
           },
-          (error: unknown) => reject(ends, error, policy),
+          (error: unknown) => reject(begun, error, policy),
         );
       }
-      if (begun) ends.push(begun);
+      begun.add(result);
     }
-    return new CallAdmission(ends, logger, undefined);
+    return new CallAdmission(begun, logger, undefined);
   };
 
   return {
     policies,
-    start: (call) => startAt(call, 0, []),
+    start: (call) => startAt(call, 0, new Begun()),
   };
+}
+
+/** What the policies that began a call returned: their ends, and their scopes. */
+class Begun {
+  readonly ends: CallEnd[] = [];
+  /** Undefined until a policy returns a CallScope: most calls have none. */
+  scopes: CallScope[] | undefined;
+
+  add(result: CallEnd | CallScope | undefined): void {
+    if (result === undefined) return;
+    if (typeof result === "function") {
+      this.ends.push(result);
+      return;
+    }
+    this.ends.push(result.end);
+    if (this.scopes === undefined) this.scopes = [result];
+    else this.scopes.push(result);
+  }
 }
 
 /** An Admission: a class rather than closures, as one is made per call. */
@@ -95,17 +118,30 @@ class CallAdmission implements Admission {
   private finished = false;
 
   constructor(
-    private readonly ends: CallEnd[],
+    private readonly begun: Begun,
     private readonly logger: Logger,
     readonly rejection: ConnectError | undefined,
   ) {}
 
+  run<T>(handler: () => T): T {
+    const { scopes } = this.begun;
+    if (scopes === undefined) return handler();
+    let wrapped = handler;
+    for (let i = scopes.length - 1; i >= 0; i--) {
+      const scope = scopes[i] as CallScope;
+      const inner = wrapped;
+      wrapped = () => scope.run(inner);
+    }
+    return wrapped();
+  }
+
   finish(code: StatusCode): void {
     if (this.finished) return;
     this.finished = true;
-    for (let i = this.ends.length - 1; i >= 0; i--) {
+    const { ends } = this.begun;
+    for (let i = ends.length - 1; i >= 0; i--) {
       try {
-        (this.ends[i] as CallEnd)(code);
+        (ends[i] as CallEnd)(code);
       } catch (error) {
         this.logger.error({ err: error }, "a call policy failed at the end of a call");
       }

@@ -192,12 +192,16 @@ async function serveCall(
   try {
     if (admission.rejection) code = await answer(admission.rejection);
     else if (deadline.error) code = await answer(deadline.error);
+    // Inside the policies' scopes (the tracing policy's span), so what
+    // the handler does is part of the call.
     else
-      code = await runHandler(req, res, handler, format, controller, send, answer, options).catch(
-        // A bug here must still answer the client (generic INTERNAL, cause
-        // logged), never leave the call hanging.
-        (error: unknown) => answer(toStatusError(error, options.logger, call.procedure)),
-      );
+      code = await admission
+        .run(() => runHandler(req, res, handler, format, controller, send, answer, options))
+        .catch(
+          // A bug here must still answer the client (generic INTERNAL, cause
+          // logged), never leave the call hanging.
+          (error: unknown) => answer(toStatusError(error, options.logger, call.procedure)),
+        );
   } finally {
     clearTimeout(timer);
     admission.finish(code);

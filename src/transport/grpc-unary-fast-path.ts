@@ -221,19 +221,23 @@ function serveUnary(
       finish(undefined, error);
       return;
     }
-    route.handler(request, abort, encoded).then(
-      (response) => {
-        let bytes: Uint8Array;
-        try {
-          bytes = response.binary();
-        } catch (error) {
-          finish(undefined, error);
-          return;
-        }
-        finish(bytes, undefined);
-      },
-      (error: unknown) => finish(undefined, error),
-    );
+    // Inside the policies' scopes (the tracing policy's span), so what the
+    // handler does is part of the call. Admitted: `admission` is set.
+    (admission as Admission)
+      .run(() => route.handler(request, abort, encoded))
+      .then(
+        (response) => {
+          let bytes: Uint8Array;
+          try {
+            bytes = response.binary();
+          } catch (error) {
+            finish(undefined, error);
+            return;
+          }
+          finish(bytes, undefined);
+        },
+        (error: unknown) => finish(undefined, error),
+      );
   };
 
   // Policies decide first; then request problems are answered; the handler

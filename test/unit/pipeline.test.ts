@@ -114,3 +114,65 @@ describe("createPipeline", () => {
     expect(events).toEqual(["begin a", "end a 0"]);
   });
 });
+
+describe("CallScope", () => {
+  /** A policy whose scope logs entering and leaving the handler's run. */
+  function scoped(name: string, events: string[], async = false): CallPolicy {
+    return {
+      name,
+      begin() {
+        const scope = {
+          end: (code: number) => events.push(`end ${name} ${code}`),
+          run<T>(handler: () => T): T {
+            events.push(`enter ${name}`);
+            try {
+              return handler();
+            } finally {
+              events.push(`leave ${name}`);
+            }
+          },
+        };
+        return async ? Promise.resolve(scope) : scope;
+      },
+    };
+  }
+
+  it("runs the handler inside every scope, the first policy's outermost, and tells their ends", async () => {
+    const events: string[] = [];
+    const admission = await pipelineOf(
+      scoped("a", events),
+      policy("b", events),
+      scoped("c", events, true),
+    ).start(call);
+    expect(admission.run(() => events.push("handler") && 42)).toBe(42);
+    admission.finish(0);
+    expect(events).toEqual([
+      "begin b",
+      "enter a",
+      "enter c",
+      "handler",
+      "leave c",
+      "leave a",
+      "end c 0",
+      "end b 0",
+      "end a 0",
+    ]);
+  });
+
+  it("without scopes, run simply calls the handler", () => {
+    const admission = pipelineOf(policy("a", [])).start(call) as Admission;
+    expect(admission.run(() => "result")).toBe("result");
+  });
+
+  it("a rejected call's scopes are told its end", () => {
+    const events: string[] = [];
+    const rejection = new ConnectError("no", Code.PermissionDenied);
+    const admission = pipelineOf(
+      scoped("a", events),
+      policy("b", events, { reject: rejection }),
+    ).start(call) as Admission;
+    expect(admission.rejection).toBe(rejection);
+    admission.finish(Code.PermissionDenied);
+    expect(events).toEqual(["begin b", `end a ${Code.PermissionDenied}`]);
+  });
+});
