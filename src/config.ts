@@ -1,6 +1,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { LOG_LEVELS, type LogLevel } from "./observability/logger.js";
+import { SAMPLERS, type SamplerName, type TracingSettings } from "./observability/tracing.js";
 import type { Rate } from "./pipeline/call.js";
 import { formatRate, parseRate, UNLIMITED } from "./pipeline/rate.js";
 import { parseSentinelAddresses } from "./store/redis/sentinel-addresses.js";
@@ -104,6 +105,22 @@ export interface Config {
   readonly adminTls: boolean;
   /** Require a bearer token with the admin scope for /metrics. */
   readonly metricsAuth: boolean;
+  /** OTEL_SDK_DISABLED: tracing off, whatever else says. */
+  readonly otelSdkDisabled: boolean;
+  /** OTEL_TRACES_EXPORTER: "otlp" or "none"; undefined: otlp when an endpoint is set, else none. */
+  readonly otelTracesExporter: "otlp" | "none" | undefined;
+  /** OTEL_EXPORTER_OTLP_ENDPOINT: the OTLP/HTTP base URL (traces go to its /v1/traces). */
+  readonly otelExporterOtlpEndpoint: string | undefined;
+  /** OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: the URL traces are POSTed to, as it is. */
+  readonly otelExporterOtlpTracesEndpoint: string | undefined;
+  /** OTEL_EXPORTER_OTLP_PROTOCOL (and _TRACES_): only http/json is spoken. */
+  readonly otelExporterOtlpProtocol: "http/json" | undefined;
+  readonly otelServiceName: string;
+  readonly otelTracesSampler: SamplerName;
+  /** OTEL_TRACES_SAMPLER_ARG: the ratio of the traceidratio samplers. */
+  readonly otelTracesSamplerArg: number | undefined;
+  /** Tracing as the OTEL_* settings above make it; undefined when off. */
+  readonly tracing: TracingSettings | undefined;
   /** Whether test-only settings may be used (SESSIONSTORE_ALLOW_TEST_SETTINGS). */
   readonly allowTestSettings: boolean;
   /**
@@ -241,6 +258,21 @@ function oneOf<T extends string>(values: readonly T[]) {
       : (values as readonly string[]).includes(raw)
         ? (raw as T)
         : new Invalid(`one of ${values.join(", ")}`);
+}
+
+/** An http:// or https:// URL (an OTLP/HTTP endpoint). */
+function httpUrl(raw: string | undefined): string | undefined | Invalid {
+  if (raw === undefined) return undefined;
+  return URL.canParse(raw) && /^https?:$/.test(new URL(raw).protocol)
+    ? raw
+    : new Invalid("an http:// or https:// URL");
+}
+
+/** A sampling ratio from 0 to 1. */
+function ratio(raw: string | undefined): number | undefined | Invalid {
+  if (raw === undefined) return undefined;
+  const value = /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+  return value >= 0 && value <= 1 ? value : new Invalid("a ratio from 0 to 1, such as 0.01");
 }
 
 /** Sentinel addresses (see parseSentinelAddresses), with the spaces around entries dropped. */
@@ -713,6 +745,84 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     defaultText: "false",
     parse: boolean(false),
   },
+  // OpenTelemetry tracing: the standard OTEL_* variables (see README, Tracing).
+  {
+    key: "otelTracesExporter",
+    env: "OTEL_TRACES_EXPORTER",
+    description:
+      "otlp: export a span per RPC (and per store call) over OTLP/HTTP JSON; none: no tracing",
+    defaultText: "otlp when an OTLP endpoint is set, else none",
+    parse: oneOf(["otlp", "none"] as const) as Setting<"otelTracesExporter">["parse"],
+  },
+  {
+    key: "otelExporterOtlpEndpoint",
+    env: "OTEL_EXPORTER_OTLP_ENDPOINT",
+    description: "OTLP/HTTP collector base URL; traces go to its /v1/traces",
+    defaultText: "http://localhost:4318",
+    secret: true,
+    parse: httpUrl,
+  },
+  {
+    key: "otelExporterOtlpTracesEndpoint",
+    env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    description: "URL spans are POSTed to, as it is (wins over OTEL_EXPORTER_OTLP_ENDPOINT)",
+    defaultText: undefined,
+    secret: true,
+    parse: httpUrl,
+  },
+  {
+    key: "otelExporterOtlpProtocol",
+    env: "OTEL_EXPORTER_OTLP_PROTOCOL",
+    description: "OTLP transport; only http/json is supported",
+    defaultText: "http/json",
+    parse: oneOf(["http/json"] as const) as Setting<"otelExporterOtlpProtocol">["parse"],
+  },
+  {
+    key: "otelExporterOtlpProtocol",
+    env: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    description: "OTLP transport of traces; only http/json is supported",
+    defaultText: "http/json",
+    parse: oneOf(["http/json"] as const) as Setting<"otelExporterOtlpProtocol">["parse"],
+  },
+  {
+    key: "otelServiceName",
+    env: "OTEL_SERVICE_NAME",
+    description: "service.name of the exported spans",
+    defaultText: "sessionstore",
+    parse: (raw) =>
+      raw === undefined
+        ? "sessionstore"
+        : /^[\x21-\x7e]{1,128}$/.test(raw)
+          ? raw
+          : new Invalid("1 to 128 printable ASCII characters without spaces"),
+  },
+  {
+    key: "otelTracesSampler",
+    env: "OTEL_TRACES_SAMPLER",
+    description: `which calls are traced: ${SAMPLERS.join(", ")} (parentbased_*: follow the caller's traceparent)`,
+    defaultText: "parentbased_always_on",
+    parse: (raw) =>
+      raw === undefined
+        ? "parentbased_always_on"
+        : (SAMPLERS as readonly string[]).includes(raw)
+          ? (raw as SamplerName)
+          : new Invalid(`one of ${SAMPLERS.join(", ")}`),
+  },
+  {
+    key: "otelTracesSamplerArg",
+    env: "OTEL_TRACES_SAMPLER_ARG",
+    description:
+      "the ratio of calls traced by the traceidratio samplers, 0 to 1 (needs OTEL_TRACES_SAMPLER=traceidratio or parentbased_traceidratio)",
+    defaultText: "1.0",
+    parse: ratio,
+  },
+  {
+    key: "otelSdkDisabled",
+    env: "OTEL_SDK_DISABLED",
+    description: "true: no tracing, whatever the other OTEL_* settings say",
+    defaultText: "false",
+    parse: boolean(false),
+  },
   // Test-only settings: refused unless SESSIONSTORE_ALLOW_TEST_SETTINGS=true.
   {
     key: "allowTestSettings",
@@ -775,7 +885,54 @@ export function loadConfig(
   checkRedisSecurity(config as unknown as Config, given);
   checkRedisWait(config as unknown as Config, given);
   checkTestSettings(config as unknown as Config, given);
+  config.tracing = tracingOf(config as unknown as Config, given);
   return Object.freeze(checkCombinations(config as unknown as Config));
+}
+
+/**
+ * Tracing as the OTEL_* settings make it, or undefined when it is off. Off
+ * unless asked for: OTEL_TRACES_EXPORTER=otlp, or an OTLP endpoint set and
+ * OTEL_TRACES_EXPORTER unset (the SDK's default exporter is otlp, so an
+ * endpoint alone means "send traces there"); OTEL_TRACES_EXPORTER=none and
+ * OTEL_SDK_DISABLED=true turn it off whatever else is set. A sampler
+ * setting with tracing off (unless explicitly off), or a ratio for a
+ * sampler without one, is refused rather than ignored: it says the
+ * operator expects traces.
+ */
+function tracingOf(config: Config, given: ReadonlySet<string>): TracingSettings | undefined {
+  const endpoint = config.otelExporterOtlpTracesEndpoint ?? config.otelExporterOtlpEndpoint;
+  const on =
+    !config.otelSdkDisabled &&
+    (config.otelTracesExporter === "otlp" ||
+      (config.otelTracesExporter === undefined && endpoint !== undefined));
+  const ratioSampler = config.otelTracesSampler.endsWith("traceidratio");
+  if (given.has("OTEL_TRACES_SAMPLER_ARG") && !ratioSampler) {
+    throw new ConfigError(
+      "OTEL_TRACES_SAMPLER_ARG needs OTEL_TRACES_SAMPLER=traceidratio or parentbased_traceidratio, the samplers that take a ratio",
+    );
+  }
+  const explicitlyOff = config.otelSdkDisabled || config.otelTracesExporter === "none";
+  if (!on && !explicitlyOff) {
+    // (Not OTEL_SERVICE_NAME: platforms set it for every process they run.)
+    const orphan = ["OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"].filter((env) =>
+      given.has(env),
+    );
+    if (orphan.length > 0) {
+      throw new ConfigError(
+        `${orphan.join(", ")} ${orphan.length > 1 ? "need" : "needs"} tracing on: set OTEL_TRACES_EXPORTER=otlp (and OTEL_EXPORTER_OTLP_ENDPOINT, the collector)`,
+      );
+    }
+  }
+  if (!on) return undefined;
+  const url =
+    config.otelExporterOtlpTracesEndpoint ??
+    `${(config.otelExporterOtlpEndpoint ?? "http://localhost:4318").replace(/\/+$/, "")}/v1/traces`;
+  return Object.freeze({
+    url,
+    serviceName: config.otelServiceName,
+    sampler: config.otelTracesSampler,
+    ratio: config.otelTracesSamplerArg ?? 1,
+  });
 }
 
 /** The settings that exist only for tests; see checkTestSettings. */

@@ -1,5 +1,6 @@
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
+import type { Tracer } from "@opentelemetry/api";
 import { HealthService, registerHealth } from "./grpc/health.js";
 import {
   registerReflection,
@@ -16,6 +17,7 @@ import { createPipeline } from "./pipeline/pipeline.js";
 import { UNLIMITED } from "./pipeline/rate.js";
 import { rateLimitPolicy } from "./pipeline/rate-limit-policy.js";
 import { telemetryPolicy } from "./pipeline/telemetry-policy.js";
+import { tracingPolicy } from "./pipeline/tracing-policy.js";
 import {
   createSessionStoreHandlers,
   explainUndecodable,
@@ -25,6 +27,7 @@ import {
 } from "./service/session-store-service.js";
 import { createWatchHandlers, DEFAULT_WATCH_BUFFER_EVENTS } from "./service/watch.js";
 import type { SessionStore } from "./store/session-store.js";
+import { type StoreSystem, tracedStore } from "./store/traced-store.js";
 import {
   CONNECT_NODE_TRANSPORT,
   createConnectNodeTransport,
@@ -88,6 +91,12 @@ export interface ServerOptions {
   readonly maxConnectionsPerPeer?: number;
   /** WATCH_BUFFER: events a watch stream holds for a slow client before it is ended (default 1000). */
   readonly watchBufferEvents?: number;
+  /**
+   * OpenTelemetry: the tracer of a span per call (the tracing policy, first
+   * in the pipeline) and of the store's spans, and which store it is (their
+   * db.system). Absent, tracing is off: no policy, no wrapper, no cost.
+   */
+  readonly tracing?: { readonly tracer: Tracer; readonly storeSystem: StoreSystem } | undefined;
 }
 
 /** The defaults of the limits, as config.ts documents them. */
@@ -137,22 +146,28 @@ export interface SessionStoreServer {
 /**
  * Assembles the server from its layers: the SessionStoreService handlers
  * over the store, grpc.health.v1 and reflection, the call pipeline
- * (telemetry first, then `policies`, then the rate limit), and the two
+ * (tracing when on, telemetry, then `policies`, then the rate limit), and the two
  * transports that run it on one cleartext port: the gRPC unary fast path
  * and connect-node for everything else. It does not own the store: closing
  * the server leaves the store open.
  */
 export function createServer(options: ServerOptions): SessionStoreServer {
-  const { logger, store } = options;
+  const { logger, tracing } = options;
+  // Health probes use the store itself: they are no calls, and would start a trace each.
+  const store = tracing
+    ? tracedStore(options.store, tracing.tracer, tracing.storeSystem)
+    : options.store;
   const telemetry =
     options.telemetry ?? createTelemetry({ logger, rpcLogLevel: "debug", processMetrics: false });
   const health =
-    options.health ?? new HealthMonitor({ probe: (signal) => store.ping(signal), ...HEALTH_PROBE });
+    options.health ??
+    new HealthMonitor({ probe: (signal) => options.store.ping(signal), ...HEALTH_PROBE });
   health.subscribe((serving) => {
     if (!health.isShutDown) telemetry.storeConnected(serving);
   });
   const handlers = createSessionStoreHandlers({
     ...options,
+    store,
     onStoreError: (kind) => telemetry.storeError(kind),
   });
   const watches = createWatchHandlers({
@@ -184,6 +199,8 @@ export function createServer(options: ServerOptions): SessionStoreServer {
   });
   const pipeline = createPipeline({
     policies: [
+      // First: its span covers the whole call, rejected calls included.
+      ...(tracing ? [tracingPolicy(tracing.tracer)] : []),
       telemetryPolicy(telemetry),
       ...(auth ? [auth] : []),
       ...(options.policies ?? []),

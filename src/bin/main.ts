@@ -8,6 +8,7 @@ import { type Clock, processClock } from "../clock.js";
 import { type Config, ConfigError, helpText, loadConfig } from "../config.js";
 import { createLogger, type Logger } from "../observability/logger.js";
 import { createTelemetry } from "../observability/telemetry.js";
+import { createTracing } from "../observability/tracing.js";
 import type { Credentials } from "../pipeline/credentials.js";
 import { readCredentials, readTlsCredentials, tokensFileExposure } from "../security-files.js";
 import { createServer } from "../server.js";
@@ -148,11 +149,27 @@ async function main(): Promise<void> {
     rpcLogLevel: config.rpcLogLevel,
     processMetrics: true,
   });
+  const tracing = config.tracing && createTracing(config.tracing);
+  if (config.tracing) {
+    // The endpoint may carry credentials: only the sampler and the name are logged.
+    logger.info(
+      {
+        sampler: config.tracing.sampler,
+        ratio: config.tracing.ratio,
+        service: config.tracing.serviceName,
+      },
+      "tracing on: exporting spans over OTLP/HTTP",
+    );
+  }
   const server = createServer({
     ...config,
     store,
     logger,
     telemetry,
+    tracing: tracing && {
+      tracer: tracing.tracer,
+      storeSystem: config.redisUrl || config.redisSentinels ? "redis" : "memory",
+    },
     ...(tls ? { tls } : {}),
     ...(credentials ? { credentials } : {}),
   });
@@ -239,6 +256,14 @@ async function main(): Promise<void> {
     logger.info({ signal, graceMs: config.shutdownTimeoutMs }, "shutting down");
     await server.close(config.shutdownTimeoutMs);
     await store.close();
+    // The spans of the last calls, before the process goes.
+    await tracing?.shutdown().catch((error: unknown) => {
+      // The class only: the exporter's message may quote the endpoint's URL.
+      logger.warn(
+        { reason: error instanceof Error ? error.name : "unknown" },
+        "the last spans could not be exported",
+      );
+    });
     admin?.server.closeAllConnections();
     await new Promise((resolve) => (admin ? admin.server.close(resolve) : resolve(undefined)));
     logger.info("stopped");

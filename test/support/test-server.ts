@@ -52,6 +52,8 @@ export interface TestServerOptions {
   readonly revokeAllOnReuse?: boolean;
   /** WATCH_BUFFER (the server's default otherwise). */
   readonly watchBufferEvents?: number;
+  /** OpenTelemetry tracing (off otherwise). */
+  readonly tracing?: ServerOptions["tracing"];
   /** The limits (RATE_LIMIT, MAX_DEADLINE and the connection limits); the server's defaults otherwise. */
   readonly limits?: Pick<
     ServerOptions,
@@ -86,6 +88,7 @@ export async function startTestServer(
       ? {}
       : { revokeAllOnReuse: options.revokeAllOnReuse }),
     ...(options.watchBufferEvents ? { watchBufferEvents: options.watchBufferEvents } : {}),
+    ...(options.tracing ? { tracing: options.tracing } : {}),
     ...options.limits,
   });
   const { port } = await server.listen(0, "127.0.0.1");

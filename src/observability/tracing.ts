@@ -1,0 +1,111 @@
+import { context, type Tracer } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type Sampler,
+  SimpleSpanProcessor,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+} from "@opentelemetry/sdk-trace";
+
+/** OTEL_TRACES_SAMPLER's values that this server supports. */
+export const SAMPLERS = [
+  "always_on",
+  "always_off",
+  "traceidratio",
+  "parentbased_always_on",
+  "parentbased_always_off",
+  "parentbased_traceidratio",
+] as const;
+export type SamplerName = (typeof SAMPLERS)[number];
+
+/** What tracing is built from, as config.ts reads it from the OTEL_* variables. */
+export interface TracingSettings {
+  /** Where spans are POSTed as OTLP/HTTP JSON, e.g. http://collector:4318/v1/traces. */
+  readonly url: string;
+  /** service.name of the spans' resource. */
+  readonly serviceName: string;
+  readonly sampler: SamplerName;
+  /** The ratio of the traceidratio samplers, from 0 to 1. */
+  readonly ratio: number;
+}
+
+/** The tracer the server's spans come from, and its exporter's lifecycle. */
+export interface Tracing {
+  readonly tracer: Tracer;
+  /** Exports every span ended so far. */
+  flush(): Promise<void>;
+  /** Exports what is left, then stops exporting (graceful shutdown). */
+  shutdown(): Promise<void>;
+}
+
+/** Options of {@link createTracing}. */
+export interface TracingOptions {
+  /**
+   * "batch" (the default) exports spans in the background, a batch every
+   * few seconds, off the calls' path; "simple" exports each span as it
+   * ends, for tests that read the receiver right after a call.
+   */
+  readonly export?: "batch" | "simple";
+}
+
+/** The instrumentation scope's name on every span. */
+const SCOPE = "sessionstore";
+
+/**
+ * Builds the OpenTelemetry SDK for the server's spans: a tracer provider
+ * with the configured sampler and an OTLP/HTTP (JSON) exporter. The
+ * provider is not registered globally: the server is handed its tracer, so
+ * two servers in one process (tests) keep their spans apart. What is global
+ * is the AsyncLocalStorage context manager (set once per process), through
+ * which the tracing policy makes a call's span the parent of the spans its
+ * handler starts.
+ *
+ * The SDK is built from `settings` alone: the packages used here read no
+ * OTEL_* variable themselves except the OTLP exporter's transport details
+ * (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE and
+ * the client certificate ones), which it still honours as its defaults.
+ */
+export function createTracing(settings: TracingSettings, options: TracingOptions = {}): Tracing {
+  // Returns false when one is set already (a second server in the process).
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  const exporter = new OTLPTraceExporter({ url: settings.url });
+  const processor =
+    options.export === "simple"
+      ? new SimpleSpanProcessor({ exporter })
+      : new BatchSpanProcessor({ exporter });
+  const provider = new TracerProvider({
+    resource: defaultResource().merge(
+      resourceFromAttributes({ "service.name": settings.serviceName }),
+    ),
+    sampler: samplerOf(settings),
+    spanProcessors: [processor],
+  });
+  return {
+    tracer: provider.getTracer(SCOPE),
+    flush: () => provider.forceFlush(),
+    shutdown: () => provider.shutdown(),
+  };
+}
+
+function samplerOf({ sampler, ratio }: TracingSettings): Sampler {
+  switch (sampler) {
+    case "always_on":
+      return new AlwaysOnSampler();
+    case "always_off":
+      return new AlwaysOffSampler();
+    case "traceidratio":
+      return new TraceIdRatioBasedSampler(ratio);
+    case "parentbased_always_on":
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+    case "parentbased_always_off":
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+    case "parentbased_traceidratio":
+      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) });
+  }
+}
