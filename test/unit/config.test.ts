@@ -72,6 +72,15 @@ describe("loadConfig", () => {
       healthAuth: false,
       adminTls: false,
       metricsAuth: false,
+      otelSdkDisabled: false,
+      otelTracesExporter: undefined,
+      otelExporterOtlpEndpoint: undefined,
+      otelExporterOtlpTracesEndpoint: undefined,
+      otelExporterOtlpProtocol: undefined,
+      otelServiceName: "sessionstore",
+      otelTracesSampler: "parentbased_always_on",
+      otelTracesSamplerArg: undefined,
+      tracing: undefined,
       allowTestSettings: false,
       testClockOffsetMs: 0,
     });
@@ -119,8 +128,28 @@ describe("loadConfig", () => {
         METRICS_AUTH: "true",
         SESSIONSTORE_ALLOW_TEST_SETTINGS: "true",
         SESSIONSTORE_TEST_CLOCK_OFFSET_MS: "-300000",
+        OTEL_SDK_DISABLED: "false",
+        OTEL_TRACES_EXPORTER: "otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/",
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/json",
+        OTEL_SERVICE_NAME: "sessions-eu",
+        OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG: "0.01",
       }),
     ).toEqual({
+      otelSdkDisabled: false,
+      otelTracesExporter: "otlp",
+      otelExporterOtlpEndpoint: "http://collector:4318/",
+      otelExporterOtlpProtocol: "http/json",
+      otelServiceName: "sessions-eu",
+      otelTracesSampler: "parentbased_traceidratio",
+      otelTracesSamplerArg: 0.01,
+      tracing: {
+        url: "http://collector:4318/v1/traces",
+        serviceName: "sessions-eu",
+        sampler: "parentbased_traceidratio",
+        ratio: 0.01,
+      },
       port: 7000,
       host: "127.0.0.1",
       adminPort: 0,
@@ -915,6 +944,76 @@ describe("the settings of writes that wait for replicas", () => {
         REDIS_COMMAND_TIMEOUT_MS: "1500",
       }),
     ).toMatchObject({ redisWaitTimeoutMs: 1000, redisCommandTimeoutMs: 1500 });
+  });
+});
+
+describe("the OTEL_* settings", () => {
+  const endpoint = "http://collector:4318";
+
+  it("leave tracing off unless an exporter or an endpoint asks for it", () => {
+    expect(load().tracing).toBeUndefined();
+    expect(load({ OTEL_SERVICE_NAME: "sessions" }).tracing).toBeUndefined();
+    expect(
+      load({ OTEL_TRACES_EXPORTER: "none", OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }).tracing,
+    ).toBeUndefined();
+    expect(
+      load({
+        OTEL_SDK_DISABLED: "true",
+        OTEL_TRACES_EXPORTER: "otlp",
+        OTEL_TRACES_SAMPLER: "always_on",
+      }).tracing,
+    ).toBeUndefined();
+  });
+
+  it("turn tracing on with OTEL_TRACES_EXPORTER=otlp or an endpoint, with the standard defaults", () => {
+    expect(load({ OTEL_TRACES_EXPORTER: "otlp" }).tracing).toEqual({
+      url: "http://localhost:4318/v1/traces",
+      serviceName: "sessionstore",
+      sampler: "parentbased_always_on",
+      ratio: 1,
+    });
+    expect(load({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }).tracing?.url).toBe(
+      `${endpoint}/v1/traces`,
+    );
+    // The traces endpoint is used as it is, and wins.
+    expect(
+      load({
+        OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "https://traces.example:443/otlp",
+      }).tracing?.url,
+    ).toBe("https://traces.example:443/otlp");
+    expect(
+      load({
+        OTEL_TRACES_EXPORTER: "otlp",
+        OTEL_TRACES_SAMPLER: "traceidratio",
+        OTEL_TRACES_SAMPLER_ARG: "0",
+      }).tracing,
+    ).toMatchObject({ sampler: "traceidratio", ratio: 0 });
+  });
+
+  it("refuse what cannot be meant, never repeating an endpoint", () => {
+    expect(failure({ OTEL_TRACES_EXPORTER: "jaeger" })).toMatch(/OTEL_TRACES_EXPORTER.*otlp, none/);
+    expect(failure({ OTEL_TRACES_EXPORTER: "otlp", OTEL_TRACES_SAMPLER: "xray" })).toMatch(
+      /OTEL_TRACES_SAMPLER.*always_on/,
+    );
+    expect(
+      failure({
+        OTEL_TRACES_EXPORTER: "otlp",
+        OTEL_TRACES_SAMPLER: "traceidratio",
+        OTEL_TRACES_SAMPLER_ARG: "1.5",
+      }),
+    ).toMatch(/OTEL_TRACES_SAMPLER_ARG.*ratio from 0 to 1/);
+    expect(failure({ OTEL_TRACES_EXPORTER: "otlp", OTEL_TRACES_SAMPLER_ARG: "0.5" })).toMatch(
+      /OTEL_TRACES_SAMPLER_ARG needs OTEL_TRACES_SAMPLER=traceidratio/,
+    );
+    expect(failure({ OTEL_TRACES_SAMPLER: "always_on" })).toMatch(
+      /OTEL_TRACES_SAMPLER needs tracing on: set OTEL_TRACES_EXPORTER=otlp/,
+    );
+    expect(failure({ OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" })).toMatch(/http\/json/);
+    const secretUrl = "ftp://user:hunter2@collector";
+    const message = failure({ OTEL_EXPORTER_OTLP_ENDPOINT: secretUrl });
+    expect(message).toMatch(/OTEL_EXPORTER_OTLP_ENDPOINT.*http:\/\/ or https:\/\/ URL/);
+    expect(message).not.toContain("hunter2");
   });
 });
 
