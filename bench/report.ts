@@ -48,6 +48,8 @@ export interface Report {
     sessionBytes: number;
     rows: readonly { layout: string; bytesPerSession: number }[];
   };
+  /** OTLP export requests the tracing variants sent to the bench's receiver. */
+  readonly tracingExports: number;
   /** How the "auth + rate limit" variant was configured. */
   readonly security: {
     /** Callers' lines in its tokens file. */
@@ -141,6 +143,14 @@ export function renderReport(report: Report): string {
     "Upsert|service",
     "cpuMicrosPerCall",
   );
+  const tracingCpu = ["1%", "100%"].map((ratio) => {
+    const name = `Get|service, tracing ${ratio}`;
+    return {
+      ratio,
+      cpu: pairedRatio(report, name, "Get|service", "cpuMicrosPerCall"),
+      get: summary(report, name),
+    };
+  });
   const peerGet = summary(report, "Get|grpc-js peer");
   const upsert = summary(report, "Upsert|service");
   const refresh = summary(report, "Refresh|service");
@@ -180,6 +190,12 @@ export function renderReport(report: Report): string {
       `${times(securedCpu)} (${int(securedGet.cpu)} vs ${int(get.cpu)} µs; Upsert: ${times(securedUpsertCpu)})`,
       securedCpu <= 1.15,
     ],
+    ...tracingCpu.map(({ ratio, cpu, get: traced }): [string, string, string, boolean] => [
+      `Get server CPU per RPC: tracing on at ${ratio} sampling (OTLP/HTTP to a local receiver) ÷ service (tracing off)`,
+      "report",
+      `${times(cpu)} (${int(traced.cpu)} vs ${int(get.cpu)} µs)`,
+      true,
+    ]),
     [
       "Upsert throughput ÷ Get throughput (service)",
       "≥ 0.8×",

@@ -41,6 +41,7 @@ import {
   rawGrpcClient,
   statusName,
 } from "./load.js";
+import { startOtlpSink } from "./otlp-sink.js";
 import { type ServerUnderTest, startBareServer, startPeer, startService } from "./processes.js";
 import { type Report, renderReport } from "./report.js";
 import { seedGetAll, seedUpsert } from "./seed-reference.js";
@@ -106,6 +107,11 @@ const AUTH_AND_RATE_LIMIT = "service, auth + rate limit";
  * token bucket is still taken from on every call.
  */
 const NEVER_LIMITING_RATE = "1000000/s";
+/** The names of the service variants run with tracing on, by their sampling ratio. */
+const TRACING_VARIANTS = [
+  { name: "service, tracing 1%", ratio: "0.01" },
+  { name: "service, tracing 100%", ratio: "1" },
+] as const;
 type Method = (typeof METHODS)[number];
 const SESSIONS_PER_KEYED_USER = 100;
 const SESSIONS_PER_LIST_USER = 5;
@@ -237,6 +243,26 @@ async function main() {
     }),
   );
   await checkPoliciesRun(secured, tokens);
+  // The same service with OpenTelemetry tracing on, exporting to a receiver
+  // in this process that discards; the load sends no traceparent, so the
+  // ratio samples every call's root.
+  const otlpSink = owned(await startOtlpSink());
+  const tracingServices: ServerUnderTest[] = [];
+  for (const { name, ratio } of TRACING_VARIANTS) {
+    tracingServices.push(
+      owned(
+        await startService(redis.url, {
+          name,
+          env: {
+            OTEL_TRACES_EXPORTER: "otlp",
+            OTEL_EXPORTER_OTLP_ENDPOINT: otlpSink.endpoint,
+            OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+            OTEL_TRACES_SAMPLER_ARG: ratio,
+          },
+        }),
+      ),
+    );
+  }
   const rssAtRest = processRssBytes(service.pid);
   const peerRssAtRest = processRssBytes(peer.pid);
   const bench = new Redis(redis.url, { enableAutoPipelining: true });
@@ -263,6 +289,7 @@ async function main() {
     grpcVariant(service),
     grpcVariant(connectOnly, ["Get", "Upsert"]),
     grpcVariant(secured, ["Get", "Upsert"], bearer),
+    ...tracingServices.map((server) => grpcVariant(server, ["Get"])),
     grpcVariant(peer),
     directVariant(handlers),
   ];
@@ -493,6 +520,11 @@ async function main() {
   await peer.stop();
   await connectOnly.stop();
   await secured.stop();
+  for (const server of tracingServices) await server.stop();
+  // Each stop flushed its spans: none exported would mean tracing never ran.
+  if (otlpSink.exports === 0) throw new Error("tracing: the services exported no spans");
+  log(`tracing: ${otlpSink.exports} OTLP export requests received`);
+  await otlpSink.stop();
 
   const listScaling = await measureListScaling(redis, service, bench);
   await service.stop();
@@ -521,6 +553,7 @@ async function main() {
     events,
     memory,
     security: { tokensFileLines: tokens.lines, rateLimit: NEVER_LIMITING_RATE },
+    tracingExports: otlpSink.exports,
   };
   const markdown = renderReport(report);
   process.stdout.write(`${markdown}\n`);
