@@ -52,9 +52,9 @@ func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]
 	return b.header, nil
 }
 
-// RequireTransportSecurity is false so that a token can be used on a
-// trusted network without TLS, as the other clients allow; anyone on the
-// path can read it there.
+// RequireTransportSecurity is true over TLS and false without, so that a
+// token can be used on a trusted network without TLS, as the other
+// clients allow; anyone on the path can read it there.
 func (b bearerToken) RequireTransportSecurity() bool { return b.secure }
 
 // Dial connects to target ("host:port").

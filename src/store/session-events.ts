@@ -89,7 +89,7 @@ const MAX_U64 = 2n ** 64n - 1n;
 
 /**
  * Parses an event id ("<ms>-<seq>", each an unsigned 64-bit integer in
- * decimal, as Redis writes stream ids); undefined when it is not one.
+ * decimal); undefined when it is not one.
  */
 export function parseEventId(id: string): EventPosition | undefined {
   const match = EVENT_ID.exec(id);

@@ -9,15 +9,15 @@ import {
   type SessionEvent,
 } from "../session-events.js";
 
-/** One user's log, as a Redis stream keeps it. */
+/** One user's log, as the Redis store's list keeps it (lua/common.lua's emit). */
 interface UserLog {
   readonly events: SessionEvent[];
-  /** The last id given out (Redis' last-generated-id). */
+  /** The last id given out (the id of the Redis log's last entry). */
   lastMs: number;
   lastSeq: number;
-  /** The greatest id dropped by retention (Redis' max-deleted-entry-id). */
+  /** The greatest id dropped by retention (the Redis log's header). */
   maxDeletedId: string;
-  /** When the whole log goes: retention after its last write (the stream's PEXPIREAT). */
+  /** When the whole log goes: retention after its last write (the Redis log's PEXPIREAT). */
   expiresAtMs: number;
 }
 
