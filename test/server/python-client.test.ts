@@ -1,4 +1,4 @@
-import { type ExecFileException, execFile, spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,6 +13,7 @@ import { type ClientPool, clientPool } from "../support/clients.js";
 import { nestedLists, nestedObjects } from "../support/deep-payload.js";
 import { sessionFixture, ttl } from "../support/fixtures.js";
 import { createTestPki, type Issued, type TestCa, type TestPki } from "../support/pki.js";
+import { runCommand } from "../support/run-command.js";
 import { runServer, type ServerProcess } from "../support/server-process.js";
 
 const run = promisify(execFile);
@@ -122,23 +123,12 @@ async function generateRpcStubs(dir: string): Promise<void> {
 }
 
 /** Runs a Python script to completion; resolves with its exit code and output either way. */
-async function runPython(
-  script: string,
-  args: readonly string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | string | null; stdout: string; stderr: string }> {
-  return run(PYTHON, [script, ...args], {
+function runPython(script: string, args: readonly string[], env: Record<string, string> = {}) {
+  return runCommand(PYTHON, [script, ...args], {
     cwd: ROOT,
     env: { ...PYTHON_ENV, ...env },
-    timeout: 30_000,
-  }).then(
-    (done) => ({ code: 0, ...done }),
-    (error: ExecFileException & { stdout?: string; stderr?: string }) => ({
-      code: error.code ?? error.signal ?? null,
-      stdout: error.stdout ?? "",
-      stderr: error.stderr ?? "",
-    }),
-  );
+    timeoutMs: 30_000,
+  });
 }
 
 /** Runs the example against the server on `port`. */

@@ -3,12 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import {
-  expectScenarioPassed,
-  runCommand,
-  startScenarioServer,
-} from "../support/client-scenario.js";
+import { expectScenarioPassed, startScenarioServer } from "../support/client-scenario.js";
 import { createTestPki } from "../support/pki.js";
+import { runCommand } from "../support/run-command.js";
 import type { ServerProcess } from "../support/server-process.js";
 
 // The Python client package (clients/python) as a user installs it: copied

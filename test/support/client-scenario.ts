@@ -1,17 +1,14 @@
-import { type ExecFileException, execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { expect } from "vitest";
 import type { TestPki } from "./pki.js";
+import type { CommandResult } from "./run-command.js";
 import { runServer, type ServerProcess } from "./server-process.js";
 
 // The client scenario every language's client package runs (Python's
 // examples/scenario.py, Go's cmd/scenario): the server it runs against,
 // and what it must print.
-
-const run = promisify(execFile);
 
 /** What a scenario prints when every step passes: step names and reasons, never ids. */
 export const SCENARIO_OUTPUT = [
@@ -61,27 +58,8 @@ export async function startScenarioServer(pki: TestPki, name: string): Promise<S
   return { server, target, caFile: ca.certFile, tokenFile, token };
 }
 
-/** Runs a command; resolves with its exit code and output either way. */
-export function runCommand(
-  command: string,
-  args: readonly string[],
-  options: { cwd?: string; env: NodeJS.ProcessEnv },
-) {
-  return run(command, args, { ...options, timeout: 120_000 }).then(
-    (done) => ({ code: 0 as number | string | null, ...done }),
-    (error: ExecFileException & { stdout?: string; stderr?: string }) => ({
-      code: error.code ?? error.signal ?? null,
-      stdout: error.stdout ?? "",
-      stderr: error.stderr ?? "",
-    }),
-  );
-}
-
 /** Asserts that a scenario run passed every step and never printed the token. */
-export function expectScenarioPassed(
-  result: { code: number | string | null; stdout: string; stderr: string },
-  token: string,
-): void {
+export function expectScenarioPassed(result: CommandResult, token: string): void {
   expect(result.code, `the scenario failed:\n${result.stdout}${result.stderr}`).toBe(0);
   expect(result.stdout.trimEnd().split("\n")).toEqual(SCENARIO_OUTPUT);
   expect(result.stdout + result.stderr).not.toContain(token);
