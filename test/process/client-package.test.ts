@@ -14,12 +14,16 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectScenarioPassed, startScenarioServer } from "../support/client-scenario.js";
 import { createTestPki, type TestPki } from "../support/pki.js";
+import { runCommand } from "../support/run-command.js";
 import { runServer, type ServerProcess } from "../support/server-process.js";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const CLIENT = join(ROOT, "clients/typescript");
+/** The shared client scenario in TypeScript, compiled in the user's project. */
+const SCENARIO = join(CLIENT, "examples/scenario.ts");
 const TSC = join(ROOT, "node_modules/typescript/bin/tsc");
 /** The server's own dependencies: none may reach an SDK user. */
 const SERVER_ONLY = ["ioredis", "pino", "prom-client"];
@@ -272,6 +276,7 @@ describe("the @sessionstore/client package, packed and installed like a user wou
       writeFile(join(project, "node-user.ts"), NODE_PROGRAM),
       writeFile(join(project, "web-user.ts"), WEB_PROGRAM),
       writeFile(join(project, "tsconfig.json"), JSON.stringify(TSCONFIG)),
+      writeFile(join(project, "scenario.ts"), await readFile(SCENARIO)),
     ]);
     await run(process.execPath, [TSC, "-p", "tsconfig.json"], {
       cwd: project,
@@ -361,6 +366,31 @@ describe("the @sessionstore/client package, packed and installed like a user wou
       });
     },
   );
+
+  it("runs the shared client scenario over TLS with a token against a live server", async () => {
+    // The same steps and output as the Python package's and the Go module's.
+    const scenarioPki = createTestPki();
+    const scenarioServer = await startScenarioServer(scenarioPki, "typescript");
+    try {
+      const scenario = await runCommand(
+        process.execPath,
+        [
+          "out/scenario.js",
+          "--target",
+          scenarioServer.target,
+          "--ca-file",
+          scenarioServer.caFile,
+          "--token-file",
+          scenarioServer.tokenFile,
+        ],
+        { cwd: project, env: { PATH: process.env.PATH ?? "" } },
+      );
+      expectScenarioPassed(scenario, scenarioServer.token);
+    } finally {
+      scenarioServer.server.kill();
+      scenarioPki.remove();
+    }
+  });
 
   it("installs sessionstore-ctl as a bin that runs against a live server", async () => {
     // npm links the bin and makes it executable; run through its #! line.

@@ -6,9 +6,9 @@ import type { TestPki } from "./pki.js";
 import type { CommandResult } from "./run-command.js";
 import { runServer, type ServerProcess } from "./server-process.js";
 
-// The client scenario every language's client package runs (Python's
-// examples/scenario.py, Go's cmd/scenario): the server it runs against,
-// and what it must print.
+// The client scenario every language's client package runs (TypeScript's
+// clients/typescript/examples/scenario.ts, Python's examples/scenario.py,
+// Go's cmd/scenario): the server it runs against, and what it must print.
 
 /** What a scenario prints when every step passes: step names and reasons, never ids. */
 export const SCENARIO_OUTPUT = [

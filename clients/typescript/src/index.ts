@@ -9,6 +9,11 @@ import { SessionStoreService } from "./gen/sessionstore/v1/session_store_pb.js";
 import { createNodeTransport, type SessionStoreClientOptions } from "./node-transport.js";
 
 /**
+ * Connect's error class and status codes, which every failed call rejects
+ * with, so callers can branch on `err.code` without a dependency of their own.
+ */
+export { Code, ConnectError } from "@connectrpc/connect";
+/**
  * The interceptor behind the `token` option and the type of what it takes,
  * for callers who build their own transport or client.
  */
@@ -77,6 +82,8 @@ export {
   WatchSessionRequestSchema,
   WatchUserRequestSchema,
 } from "./gen/sessionstore/v1/session_store_pb.js";
+/** Every session of a user, over as many ListByUser pages as it takes. */
+export { type ListSessionsOptions, listSessions } from "./list.js";
 /**
  * The options of {@link createSessionStoreClient}: where the server is, the
  * protocol, the token and TLS.

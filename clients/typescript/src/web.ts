@@ -11,6 +11,11 @@ import { type BearerTokenSource, bearerTokenInterceptor } from "./bearer-token.j
 import { SessionStoreService } from "./gen/sessionstore/v1/session_store_pb.js";
 
 /**
+ * Connect's error class and status codes, which every failed call rejects
+ * with, so callers can branch on `err.code` without a dependency of their own.
+ */
+export { Code, ConnectError } from "@connectrpc/connect";
+/**
  * The interceptor behind the `token` option and the type of what it takes,
  * for callers who build their own transport or client; the same as the
  * Node entry's.
@@ -80,6 +85,8 @@ export {
   WatchSessionRequestSchema,
   WatchUserRequestSchema,
 } from "./gen/sessionstore/v1/session_store_pb.js";
+/** Every session of a user, over as many ListByUser pages as it takes. */
+export { type ListSessionsOptions, listSessions } from "./list.js";
 /**
  * Async iterators over WatchUser and WatchSession that resume from their
  * last event when a stream ends.

@@ -17,6 +17,7 @@ import {
   SessionSchema,
   TouchResponseSchema,
 } from "../gen/sessionstore/v1/session_store_pb.js";
+import { listSessions } from "../list.js";
 import { watchSessionEvents, watchUserEvents } from "../watch.js";
 import {
   type CommandName,
@@ -83,15 +84,11 @@ const list: Command = async (context) => {
     throw new UsageError("--page-size must be a whole number from 1 to 1000", "list");
   }
   const sessions: Session[] = [];
-  let pageToken = "";
-  do {
-    const page = await context.connection.sessions.listByUser(
-      { userId, pageSize, pageToken },
-      deadline(context),
-    );
-    sessions.push(...page.sessions);
-    pageToken = page.nextPageToken;
-  } while (pageToken !== "");
+  const pages = listSessions(context.connection.sessions, userId, {
+    pageSize,
+    ...deadline(context),
+  });
+  for await (const session of pages) sessions.push(session);
   if (context.json) {
     const document = { sessions: sessions.map((session) => jsonValue(SessionSchema, session)) };
     context.print(JSON.stringify(document));
