@@ -1,4 +1,5 @@
 import {
+  type Attributes,
   context,
   ROOT_CONTEXT,
   SpanKind,
@@ -71,27 +72,40 @@ const headerGetter: TextMapGetter<CallHeaders> = {
  */
 export function tracingPolicy(tracer: Tracer): CallPolicy {
   const propagator = new W3CTraceContextPropagator();
+  // A span's attributes by protocol and procedure, made once: the SDK
+  // copies them into each span it records.
+  const cache: Record<Protocol, Map<string, Attributes>> = {
+    grpc: new Map(),
+    "grpc-web": new Map(),
+    connect: new Map(),
+  };
+  const attributesOf = (protocol: Protocol, procedure: string): Attributes => {
+    const known = cache[protocol].get(procedure);
+    if (known) return known;
+    const slash = procedure.lastIndexOf("/");
+    const attributes = Object.freeze({
+      "rpc.system": RPC_SYSTEM[protocol],
+      "rpc.service": procedure.slice(0, slash),
+      "rpc.method": procedure.slice(slash + 1),
+    });
+    cache[protocol].set(procedure, attributes);
+    return attributes;
+  };
   return {
     name: "tracing",
     begin(call): CallScope {
       const parent = propagator.extract(ROOT_CONTEXT, call.headers, headerGetter);
-      const slash = call.procedure.lastIndexOf("/");
       const system = RPC_SYSTEM[call.protocol];
       const span = tracer.startSpan(
         call.procedure,
-        {
-          kind: SpanKind.SERVER,
-          attributes: {
-            "rpc.system": system,
-            "rpc.service": call.procedure.slice(0, slash),
-            "rpc.method": call.procedure.slice(slash + 1),
-          },
-        },
+        { kind: SpanKind.SERVER, attributes: attributesOf(call.protocol, call.procedure) },
         parent,
       );
-      const active = trace.setSpan(parent, span);
+      // A span not sampled is not made the active context: nothing would
+      // record under it (see tracedStore), and entering one costs.
+      const active = span.isRecording() ? trace.setSpan(parent, span) : undefined;
       return {
-        run: (handler) => context.with(active, handler),
+        run: (handler) => (active ? context.with(active, handler) : handler()),
         end(code: StatusCode) {
           span.setAttribute("rpc.grpc.status_code", code);
           if (system === "connect_rpc" && code !== 0) {

@@ -1,4 +1,4 @@
-import { SpanKind, SpanStatusCode, type Tracer } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
 import { StoreUnavailableError } from "./errors.js";
 import type { SessionStore } from "./session-store.js";
 
@@ -21,6 +21,7 @@ const TRACED = [
  * The store with a span around each request it answers ("store.get",
  * "store.upsert", ...), a child of the RPC's span (the active context the
  * tracing policy sets), so a trace shows how much of a call the store took.
+ * Calls outside a recorded span (an RPC not sampled) get none.
  * A Redis store's spans are CLIENT spans (a call to another service), the
  * embedded store's INTERNAL ones. Attributes: db.system and
  * db.operation.name only, never an id or a key; a failure adds error.type
@@ -39,23 +40,28 @@ export function tracedStore(
   const traced =
     <A extends unknown[], R>(method: (typeof TRACED)[number], run: (...args: A) => Promise<R>) =>
     (...args: A): Promise<R> =>
-      tracer.startActiveSpan(
-        `store.${method}`,
-        { kind, attributes: { "db.system": system, "db.operation.name": method } },
-        async (span) => {
-          try {
-            return await run(...args);
-          } catch (error) {
-            span.setAttribute("error.type", error instanceof Error ? error.name : "unknown");
-            if (error instanceof StoreUnavailableError || !isAnswer(error)) {
-              span.setStatus({ code: SpanStatusCode.ERROR });
-            }
-            throw error;
-          } finally {
-            span.end();
-          }
-        },
-      );
+      // Only under a recorded RPC span: one that is not recorded would have
+      // an unrecorded child too (every sampler the server offers decides a
+      // child as its parent), so skipping it costs nothing but its price.
+      trace.getActiveSpan()?.isRecording() !== true
+        ? run(...args)
+        : tracer.startActiveSpan(
+            `store.${method}`,
+            { kind, attributes: { "db.system": system, "db.operation.name": method } },
+            async (span) => {
+              try {
+                return await run(...args);
+              } catch (error) {
+                span.setAttribute("error.type", error instanceof Error ? error.name : "unknown");
+                if (error instanceof StoreUnavailableError || !isAnswer(error)) {
+                  span.setStatus({ code: SpanStatusCode.ERROR });
+                }
+                throw error;
+              } finally {
+                span.end();
+              }
+            },
+          );
   return {
     get: traced("get", store.get.bind(store)),
     upsert: traced("upsert", store.upsert.bind(store)),

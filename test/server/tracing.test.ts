@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { trace } from "@opentelemetry/api";
+import { context, trace } from "@opentelemetry/api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../harness/wait-for.js";
 import { createTracing, type Tracing } from "../../src/observability/tracing.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
+import { tracedStore } from "../../src/store/traced-store.js";
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
 import { uniqueUserId } from "../support/ids.js";
 import {
@@ -194,6 +195,36 @@ describe("tracing: a server span per RPC, continuing the caller's trace", () => 
     // Exports are sent as spans end, and a flush waits for them: none were sent.
     await unsampled.flush();
     expect(receiver.requests).toBe(before);
+  });
+
+  it("the store records spans only under a recorded span, never as roots of their own", async () => {
+    const traced = tracedStore(store, tracing.tracer, "memory");
+    const userId = uniqueUserId();
+    await tracing.flush();
+    const before = receiver.spans.length;
+    // Outside any span (always_on would record a root): none.
+    await traced.listByUser(userId, { pageSize: 1, pageToken: "" });
+    // Under a span that is not recorded: none either.
+    const unrecorded = trace.wrapSpanContext({
+      traceId: randomBytes(16).toString("hex"),
+      spanId: randomBytes(8).toString("hex"),
+      traceFlags: 0,
+    });
+    await context.with(trace.setSpan(context.active(), unrecorded), () =>
+      traced.listByUser(userId, { pageSize: 1, pageToken: "" }),
+    );
+    // Under a recorded one: its child.
+    const parent = tracing.tracer.startSpan("parent");
+    await context.with(trace.setSpan(context.active(), parent), () =>
+      traced.get(userId, "s").catch(() => undefined),
+    );
+    parent.end();
+    await tracing.flush();
+    const exported = receiver.spans.slice(before);
+    expect(exported.map((span) => [span.name, span.parentSpanId])).toEqual([
+      ["store.get", parent.spanContext().spanId],
+      ["parent", ""],
+    ]);
   });
 
   it("the provider is not registered globally", () => {
