@@ -203,7 +203,7 @@ describe("tracing: a server span per RPC, continuing the caller's trace", () => 
     await tracing.flush();
     const before = receiver.spans.length;
     // Outside any span (always_on would record a root): none.
-    await traced.listByUser(userId, { pageSize: 1, pageToken: "" });
+    await traced.listByUser(userId, { after: undefined, limit: 1 });
     // Under a span that is not recorded: none either.
     const unrecorded = trace.wrapSpanContext({
       traceId: randomBytes(16).toString("hex"),
@@ -211,7 +211,7 @@ describe("tracing: a server span per RPC, continuing the caller's trace", () => 
       traceFlags: 0,
     });
     await context.with(trace.setSpan(context.active(), unrecorded), () =>
-      traced.listByUser(userId, { pageSize: 1, pageToken: "" }),
+      traced.listByUser(userId, { after: undefined, limit: 1 }),
     );
     // Under a recorded one: its child.
     const parent = tracing.tracer.startSpan("parent");
