@@ -9,6 +9,14 @@ import type { HealthMonitor } from "../observability/health-monitor.js";
 /** The grpc.health.v1.Health service descriptor, for reflection. */
 export { Health as HealthService };
 
+/**
+ * The health service name for liveness probes: SERVING while the process
+ * answers, whatever the store's state. "" and the served services follow
+ * the store (readiness); a liveness probe on them would restart every
+ * replica during a Redis outage, a crash loop that outlasts the outage.
+ */
+export const LIVENESS_SERVICE = "liveness";
+
 /** Serves grpc.health.v1.Health on `router` (see createHealthService). */
 export function registerHealth(
   router: ConnectRouter,
@@ -20,25 +28,29 @@ export function registerHealth(
 
 /**
  * grpc.health.v1.Health over the monitor, for the overall server ("") and
- * for each service in `services`; any other name is NOT_FOUND for Check and
- * SERVICE_UNKNOWN for Watch, as the gRPC health protocol specifies.
+ * for each service in `services`, and always SERVING for LIVENESS_SERVICE;
+ * any other name is NOT_FOUND for Check and SERVICE_UNKNOWN for Watch, as
+ * the gRPC health protocol specifies.
  */
 function createHealthService(
   monitor: HealthMonitor,
   services: readonly string[],
 ): ServiceImpl<typeof Health> {
-  const known = new Set(["", ...services]);
-  const status = () => (monitor.isServing ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+  const known = new Set(["", ...services, LIVENESS_SERVICE]);
+  const status = (service: string) =>
+    service === LIVENESS_SERVICE || monitor.isServing
+      ? ServingStatus.SERVING
+      : ServingStatus.NOT_SERVING;
   return {
     check(req) {
       if (!known.has(req.service)) {
         throw statusError("SERVICE_NOT_FOUND", "unknown service", { field: "service" });
       }
-      return { status: status() };
+      return { status: status(req.service) };
     },
     list() {
       return {
-        statuses: Object.fromEntries([...known].map((name) => [name, { status: status() }])),
+        statuses: Object.fromEntries([...known].map((name) => [name, { status: status(name) }])),
       };
     },
     async *watch(req, ctx) {
@@ -49,7 +61,7 @@ function createHealthService(
         wake = undefined;
       };
       const unsubscribe = monitor.subscribe(() => {
-        updates.push(status());
+        updates.push(status(req.service));
         notify();
       });
       ctx.signal.addEventListener("abort", notify, { once: true });
@@ -65,7 +77,7 @@ function createHealthService(
           ctx.signal.throwIfAborted();
           return;
         }
-        let last = status();
+        let last = status(req.service);
         yield { status: last };
         while (!ctx.signal.aborted) {
           const next = updates.shift();

@@ -17,7 +17,9 @@ import {
 } from "../../gen/health/v1/health_pb.js";
 import { SessionStoreService } from "../../gen/sessionstore/v1/session_store_pb.js";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
+import { waitFor } from "../../harness/wait-for.js";
 import { type Config, helpText, loadConfig } from "../../src/config.js";
+import { LIVENESS_SERVICE } from "../../src/grpc/health.js";
 import { readCredentials } from "../../src/security-files.js";
 import { readmeAclRule } from "../support/readme-acl.js";
 import { logLines, runServer, type ServerProcess } from "../support/server-process.js";
@@ -205,9 +207,8 @@ describe("the Kubernetes manifests", () => {
     );
     // Kubernetes' gRPC probes send no token.
     expect(config.healthAuth).toBe(false);
-    const liveness = container.livenessProbe.httpGet;
-    expect(liveness?.path).toBe("/healthz");
-    expect(liveness && (port(String(liveness.port)) ?? liveness.port)).toBe(config.adminPort);
+    // Liveness asks for the name that stays SERVING while Redis is away.
+    expect(container.livenessProbe.grpc).toEqual({ port: config.port, service: LIVENESS_SERVICE });
     const annotations = deployment.spec.template.metadata.annotations;
     expect(annotations["prometheus.io/port"]).toBe(String(config.adminPort));
     expect(annotations["prometheus.io/path"]).toBe("/metrics");
@@ -303,7 +304,6 @@ describe("a server started with the Deployment's environment and the Secrets' fi
   let redis: RedisServer;
   let server: ServerProcess;
   let port: number;
-  let adminPort: number;
 
   beforeAll(async () => {
     // Redis as the README tells operators to set it up: the ACL user the
@@ -323,7 +323,6 @@ describe("a server started with the Deployment's environment and the Secrets' fi
       ADMIN_PORT: "0",
     });
     port = await server.port();
-    adminPort = (await server.adminPort()) ?? 0;
   });
 
   afterAll(async () => {
@@ -336,17 +335,14 @@ describe("a server started with the Deployment's environment and the Secrets' fi
     expect(listening?.store).toBe("redis");
   });
 
-  it("answers the readiness probe SERVING and the liveness probe 200", async () => {
-    const health = createClient(
-      Health,
-      createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }),
-    );
-    const service = container.readinessProbe.grpc?.service ?? "";
-    expect((await health.check({ service })).status).toBe(ServingStatus.SERVING);
-    const live = await fetch(
-      `http://127.0.0.1:${adminPort}${container.livenessProbe.httpGet?.path}`,
-    );
-    expect(live.status).toBe(200);
+  const healthCheck = (probe: Probe) =>
+    createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` })).check({
+      service: probe.grpc?.service ?? "",
+    });
+
+  it("answers the readiness and liveness probes SERVING", async () => {
+    expect((await healthCheck(container.readinessProbe)).status).toBe(ServingStatus.SERVING);
+    expect((await healthCheck(container.livenessProbe)).status).toBe(ServingStatus.SERVING);
   });
 
   it("refuses calls without a token: the tokens file is in force", async () => {
@@ -356,5 +352,16 @@ describe("a server started with the Deployment's environment and the Secrets' fi
     );
     const error = await sessions.get({ sessionId: "s1", userId: "u1" }).catch((e: unknown) => e);
     expect(ConnectError.from(error).code).toBe(Code.Unauthenticated);
+  });
+
+  // Last: it stops Redis.
+  it("fails readiness while Redis is away, and passes liveness, so no pod restarts", async () => {
+    await redis.stop();
+    await waitFor("readiness NOT_SERVING", async () =>
+      (await healthCheck(container.readinessProbe)).status === ServingStatus.NOT_SERVING
+        ? true
+        : undefined,
+    );
+    expect((await healthCheck(container.livenessProbe)).status).toBe(ServingStatus.SERVING);
   });
 });

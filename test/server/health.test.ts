@@ -7,6 +7,7 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../../gen/health/v1/health_pb.js";
 import { type RedisServer, startRedisServer } from "../../harness/redis-server.js";
+import { LIVENESS_SERVICE } from "../../src/grpc/health.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { connectRedis } from "../../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../../src/store/redis/redis-session-store.js";
@@ -86,7 +87,12 @@ describe("grpc.health.v1.Health", () => {
       "unknown service",
     );
     const { statuses } = await health.list({});
-    expect(Object.keys(statuses).sort()).toEqual(["", "sessionstore.v1.SessionStoreService"]);
+    expect(Object.keys(statuses).sort()).toEqual([
+      "",
+      LIVENESS_SERVICE,
+      "sessionstore.v1.SessionStoreService",
+    ]);
+    expect((await health.check({ service: LIVENESS_SERVICE })).status).toBe(ServingStatus.SERVING);
   });
 
   it("reports SERVICE_UNKNOWN on Watch for an unknown service and keeps the stream open", async () => {
@@ -116,6 +122,14 @@ describe("grpc.health.v1.Health", () => {
       expect((await nextWithin(it, 5000)).status).toBe(ServingStatus.NOT_SERVING);
       expect((await fetch(`${adminUrl}/readyz`)).status).toBe(503);
       expect((await healthClient().check({ service: "" })).status).toBe(ServingStatus.NOT_SERVING);
+      // Liveness does not follow the store: a Redis outage restarts no replica.
+      expect((await healthClient().check({ service: LIVENESS_SERVICE })).status).toBe(
+        ServingStatus.SERVING,
+      );
+      expect((await healthClient().list({})).statuses[LIVENESS_SERVICE]?.status).toBe(
+        ServingStatus.SERVING,
+      );
+      expect((await fetch(`${adminUrl}/healthz`)).status).toBe(200);
       expect(await metric("sessionstore_store_connected")).toContain(
         "sessionstore_store_connected 0",
       );
