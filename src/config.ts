@@ -115,6 +115,20 @@ export interface Config {
   readonly otelExporterOtlpTracesEndpoint: string | undefined;
   /** OTEL_EXPORTER_OTLP_PROTOCOL (and _TRACES_): only http/json is spoken. */
   readonly otelExporterOtlpProtocol: "http/json" | undefined;
+  /** OTEL_EXPORTER_OTLP_HEADERS (or _TRACES_): headers sent with every export, e.g. an API key. */
+  readonly otelExporterOtlpHeaders: Readonly<Record<string, string>> | undefined;
+  /** OTEL_EXPORTER_OTLP_TIMEOUT (or _TRACES_): how long one export may take, ms. */
+  readonly otelExporterOtlpTimeout: number | undefined;
+  /** OTEL_EXPORTER_OTLP_COMPRESSION (or _TRACES_): gzip or none. */
+  readonly otelExporterOtlpCompression: "gzip" | "none" | undefined;
+  /** OTEL_EXPORTER_OTLP_CERTIFICATE (or _TRACES_): PEM CAs an https collector's certificate must chain to. */
+  readonly otelExporterOtlpCertificate: Buffer | undefined;
+  /** OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE (or _TRACES_): PEM client certificate for an https collector. */
+  readonly otelExporterOtlpClientCertificate: Buffer | undefined;
+  /** OTEL_EXPORTER_OTLP_CLIENT_KEY (or _TRACES_): the client certificate's PEM private key. */
+  readonly otelExporterOtlpClientKey: Buffer | undefined;
+  /** OTEL_RESOURCE_ATTRIBUTES: more attributes of the spans' resource (deployment.environment=prod, ...). */
+  readonly otelResourceAttributes: Readonly<Record<string, string>> | undefined;
   readonly otelServiceName: string;
   readonly otelTracesSampler: SamplerName;
   /** OTEL_TRACES_SAMPLER_ARG: the ratio of the traceidratio samplers. */
@@ -160,6 +174,13 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 /** The largest SESSIONSTORE_TEST_CLOCK_OFFSET_MS either way: a year, far more than any skew to test. */
 const MAX_TEST_CLOCK_OFFSET_MS = 365 * 24 * 3600 * 1000;
+
+/** A whole number within [min, max], or undefined when not set. */
+function optionalInteger(min: number, max: number) {
+  const parse = integer(min, max, 0);
+  return (raw: string | undefined): number | undefined | Invalid =>
+    raw === undefined ? undefined : parse(raw);
+}
 
 function integer(min: number, max: number, fallback: number) {
   return (raw: string | undefined): number | Invalid => {
@@ -274,6 +295,48 @@ function ratio(raw: string | undefined): number | undefined | Invalid {
   const value = /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : Number.NaN;
   return value >= 0 && value <= 1 ? value : new Invalid("a ratio from 0 to 1, such as 0.01");
 }
+
+/**
+ * A comma-separated list of `key=value` pairs with percent-encoded values,
+ * as OTEL_EXPORTER_OTLP_HEADERS and OTEL_RESOURCE_ATTRIBUTES take them:
+ * keys must match `key`, values are decoded and must be non-empty and
+ * match `value`. `what` names the keys in the error, which never shows a
+ * value (a header may be an API key).
+ */
+function keyValueList(what: string, key: RegExp, value: RegExp) {
+  const invalid = new Invalid(
+    `comma-separated ${what}=value pairs with percent-encoded values, such as a=1,b=x%20y`,
+  );
+  return (raw: string | undefined): Readonly<Record<string, string>> | undefined | Invalid => {
+    if (raw === undefined) return undefined;
+    const pairs: Record<string, string> = {};
+    for (const item of raw.split(",")) {
+      if (item.trim() === "") continue;
+      const equals = item.indexOf("=");
+      if (equals < 0) return invalid;
+      const name = item.slice(0, equals).trim();
+      let decoded: string;
+      try {
+        decoded = decodeURIComponent(item.slice(equals + 1).trim());
+      } catch {
+        return invalid;
+      }
+      if (!key.test(name) || decoded === "" || !value.test(decoded)) return invalid;
+      pairs[name] = decoded;
+    }
+    return Object.freeze(pairs);
+  };
+}
+
+/** An HTTP header name (RFC 9110 token) and a value without control characters. */
+const otlpHeaders = keyValueList(
+  "header",
+  /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/,
+  /^[\t\x20-\x7e\x80-\xff]*$/,
+);
+
+/** Resource attribute keys and values: printable, keys without spaces, "=" or ",". */
+const resourceAttributes = keyValueList("key", /^[\x21-\x2b\x2d-\x3c\x3e-\x7e]{1,255}$/, /^[^\x00-\x1f\x7f]*$/);
 
 /** Sentinel addresses (see parseSentinelAddresses), with the spaces around entries dropped. */
 function sentinelAddresses(raw: string | undefined): string | undefined | Invalid {
@@ -785,6 +848,103 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     parse: oneOf(["http/json"] as const) as Setting<"otelExporterOtlpProtocol">["parse"],
   },
   {
+    key: "otelExporterOtlpHeaders",
+    env: "OTEL_EXPORTER_OTLP_HEADERS",
+    description:
+      "headers sent with every export, key=value pairs with percent-encoded values (e.g. an API key)",
+    defaultText: undefined,
+    secret: true,
+    parse: otlpHeaders,
+  },
+  {
+    key: "otelExporterOtlpHeaders",
+    env: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    description: "the same as OTEL_EXPORTER_OTLP_HEADERS, for traces (the only signal exported)",
+    defaultText: undefined,
+    secret: true,
+    parse: otlpHeaders,
+  },
+  {
+    key: "otelExporterOtlpTimeout",
+    env: "OTEL_EXPORTER_OTLP_TIMEOUT",
+    description: "how long one export may take, in milliseconds",
+    defaultText: "10000",
+    parse: optionalInteger(1, 600_000),
+  },
+  {
+    key: "otelExporterOtlpTimeout",
+    env: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    description: "the same as OTEL_EXPORTER_OTLP_TIMEOUT, for traces",
+    defaultText: "10000",
+    parse: optionalInteger(1, 600_000),
+  },
+  {
+    key: "otelExporterOtlpCompression",
+    env: "OTEL_EXPORTER_OTLP_COMPRESSION",
+    description: "compression of the exports: gzip or none",
+    defaultText: "none",
+    parse: oneOf(["gzip", "none"] as const) as Setting<"otelExporterOtlpCompression">["parse"],
+  },
+  {
+    key: "otelExporterOtlpCompression",
+    env: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    description: "the same as OTEL_EXPORTER_OTLP_COMPRESSION, for traces",
+    defaultText: "none",
+    parse: oneOf(["gzip", "none"] as const) as Setting<"otelExporterOtlpCompression">["parse"],
+  },
+  {
+    key: "otelExporterOtlpCertificate",
+    env: "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    description:
+      "PEM file of the CA certificates an https:// collector's certificate must chain to (unset: the system CAs)",
+    defaultText: undefined,
+    parse: pemCertificatesFile,
+  },
+  {
+    key: "otelExporterOtlpCertificate",
+    env: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    description: "the same as OTEL_EXPORTER_OTLP_CERTIFICATE, for traces",
+    defaultText: undefined,
+    parse: pemCertificatesFile,
+  },
+  {
+    key: "otelExporterOtlpClientCertificate",
+    env: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    description:
+      "PEM file of the client certificate shown to an https:// collector (needs OTEL_EXPORTER_OTLP_CLIENT_KEY)",
+    defaultText: undefined,
+    parse: pemCertificatesFile,
+  },
+  {
+    key: "otelExporterOtlpClientCertificate",
+    env: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    description: "the same as OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, for traces",
+    defaultText: undefined,
+    parse: pemCertificatesFile,
+  },
+  {
+    key: "otelExporterOtlpClientKey",
+    env: "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    description: "PEM file of the client certificate's private key",
+    defaultText: undefined,
+    parse: pemPrivateKeyFile,
+  },
+  {
+    key: "otelExporterOtlpClientKey",
+    env: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+    description: "the same as OTEL_EXPORTER_OTLP_CLIENT_KEY, for traces",
+    defaultText: undefined,
+    parse: pemPrivateKeyFile,
+  },
+  {
+    key: "otelResourceAttributes",
+    env: "OTEL_RESOURCE_ATTRIBUTES",
+    description:
+      "more attributes of the spans' resource, key=value pairs with percent-encoded values (e.g. deployment.environment=prod); OTEL_SERVICE_NAME wins over a service.name here",
+    defaultText: undefined,
+    parse: resourceAttributes,
+  },
+  {
     key: "otelServiceName",
     env: "OTEL_SERVICE_NAME",
     description: "service.name of the exported spans",
@@ -927,11 +1087,31 @@ function tracingOf(config: Config, given: ReadonlySet<string>): TracingSettings 
   const url =
     config.otelExporterOtlpTracesEndpoint ??
     `${(config.otelExporterOtlpEndpoint ?? "http://localhost:4318").replace(/\/+$/, "")}/v1/traces`;
+  const cert = config.otelExporterOtlpClientCertificate;
+  const key = config.otelExporterOtlpClientKey;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new ConfigError(
+      "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY (or their _TRACES_ forms) go together: set both or neither",
+    );
+  }
+  const tls = [config.otelExporterOtlpCertificate, cert].some((file) => file !== undefined);
+  if (tls && !url.startsWith("https:")) {
+    throw new ConfigError(
+      "OTEL_EXPORTER_OTLP_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE need an https:// collector endpoint",
+    );
+  }
   return Object.freeze({
     url,
     serviceName: config.otelServiceName,
     sampler: config.otelTracesSampler,
     ratio: config.otelTracesSamplerArg ?? 1,
+    headers: config.otelExporterOtlpHeaders ?? {},
+    timeoutMs: config.otelExporterOtlpTimeout ?? 10_000,
+    compression: config.otelExporterOtlpCompression ?? "none",
+    ca: config.otelExporterOtlpCertificate,
+    cert,
+    key,
+    resourceAttributes: config.otelResourceAttributes ?? {},
   });
 }
 

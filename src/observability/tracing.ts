@@ -13,6 +13,8 @@ import {
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
 
+type ExporterOptions = NonNullable<ConstructorParameters<typeof OTLPTraceExporter>[0]>;
+
 /** OTEL_TRACES_SAMPLER's values that this server supports. */
 export const SAMPLERS = [
   "always_on",
@@ -33,6 +35,18 @@ export interface TracingSettings {
   readonly sampler: SamplerName;
   /** The ratio of the traceidratio samplers, from 0 to 1. */
   readonly ratio: number;
+  /** Headers sent with every export (OTEL_EXPORTER_OTLP_HEADERS). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** How long one export may take, ms. */
+  readonly timeoutMs: number;
+  readonly compression: "gzip" | "none";
+  /** PEM CAs an https collector's certificate must chain to; undefined: the system CAs. */
+  readonly ca: Buffer | undefined;
+  /** PEM client certificate and key for an https collector, or neither. */
+  readonly cert: Buffer | undefined;
+  readonly key: Buffer | undefined;
+  /** More attributes of the resource (OTEL_RESOURCE_ATTRIBUTES); serviceName wins over a service.name here. */
+  readonly resourceAttributes: Readonly<Record<string, string>>;
 }
 
 /** The tracer the server's spans come from, and its exporter's lifecycle. */
@@ -66,22 +80,38 @@ const SCOPE = "sessionstore";
  * which the tracing policy makes a call's span the parent of the spans its
  * handler starts.
  *
- * The SDK is built from `settings` alone: the packages used here read no
- * OTEL_* variable themselves except the OTLP exporter's transport details
- * (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE and
- * the client certificate ones), which it still honours as its defaults.
+ * The SDK is built from `settings` alone, which config.ts reads and
+ * validates from the OTEL_* variables; the OTLP exporter, which would read
+ * its transport variables itself, is given each of them explicitly.
  */
 export function createTracing(settings: TracingSettings, options: TracingOptions = {}): Tracing {
   // Returns false when one is set already (a second server in the process).
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  const exporter = new OTLPTraceExporter({ url: settings.url });
+  // Every transport setting explicitly, from the validated settings: the
+  // exporter would otherwise read the OTEL_EXPORTER_OTLP_* variables itself
+  // and skip the ones it cannot use, with a warning to nobody.
+  const exporter = new OTLPTraceExporter({
+    url: settings.url,
+    headers: { ...settings.headers },
+    timeoutMillis: settings.timeoutMs,
+    compression: settings.compression as NonNullable<ExporterOptions["compression"]>,
+    httpAgentOptions: {
+      keepAlive: true,
+      ...(settings.ca && { ca: settings.ca }),
+      ...(settings.cert && { cert: settings.cert }),
+      ...(settings.key && { key: settings.key }),
+    },
+  });
   const processor =
     options.export === "simple"
       ? new SimpleSpanProcessor({ exporter })
       : new BatchSpanProcessor({ exporter });
   const provider = new TracerProvider({
     resource: defaultResource().merge(
-      resourceFromAttributes({ "service.name": settings.serviceName }),
+      resourceFromAttributes({
+        ...settings.resourceAttributes,
+        "service.name": settings.serviceName,
+      }),
     ),
     sampler: samplerOf(settings),
     spanProcessors: [processor],

@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../harness/wait-for.js";
 import { uniqueUserId } from "../support/ids.js";
 import { type OtlpReceiver, startOtlpReceiver } from "../support/otlp-receiver.js";
+import { createTestPki } from "../support/pki.js";
 import { runServer, type ServerProcess } from "../support/server-process.js";
 import { createGrpcJsClient } from "../support/test-server.js";
 
@@ -84,5 +85,68 @@ describe("tracing, configured by the OTEL_* variables of the real entry point", 
     started.push(server);
     expect(await server.exited).toBe(64);
     await waitFor("the error", () => server.output.stderr.includes("OTEL_TRACES_SAMPLER"));
+  });
+
+  it("refuses malformed exporter headers naming the variable, never the value", async () => {
+    const key = randomBytes(12).toString("hex");
+    const server = runServer({
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_HEADERS: `x-api-key ${key}`,
+    });
+    started.push(server);
+    expect(await server.exited).toBe(64);
+    await waitFor("the error", () => server.output.stderr.includes("OTEL_EXPORTER_OTLP_HEADERS"));
+    expect(server.output.stderr + server.output.stdout).not.toContain(key);
+  });
+
+  it("sends the exporter's headers, gzipped, with OTEL_RESOURCE_ATTRIBUTES on the resource", async () => {
+    const key = randomBytes(12).toString("hex");
+    const { traceId, server } = await getThenStop({
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+      OTEL_EXPORTER_OTLP_TRACES_HEADERS: `x-api-key=${key}%20v1,x-tenant=eu`,
+      OTEL_EXPORTER_OTLP_COMPRESSION: "gzip",
+      OTEL_EXPORTER_OTLP_TIMEOUT: "2000",
+      OTEL_SERVICE_NAME: "sessionstore-attributes",
+      OTEL_RESOURCE_ATTRIBUTES: "deployment.environment=test%2Deu,service.name=overridden",
+    });
+    const rpc = receiver.spans.find((span) => span.traceId === traceId && span.kind === 2);
+    expect(rpc?.resource).toMatchObject({
+      "deployment.environment": "test-eu",
+      "service.name": "sessionstore-attributes",
+    });
+    const exported = receiver.exports.at(-1);
+    expect(exported?.headers).toMatchObject({
+      "x-api-key": `${key} v1`,
+      "x-tenant": "eu",
+      "content-encoding": "gzip",
+    });
+    expect(server.output.stdout + server.output.stderr).not.toContain(key);
+  });
+
+  it("exports to an https collector with the CA and client certificate it is given", async () => {
+    const pki = createTestPki();
+    const ca = pki.ca("otlp");
+    const collector = ca.issue("collector", { san: ["IP:127.0.0.1"], usage: "server" });
+    const client = ca.issue("sessionstore-exporter", { san: ["DNS:exporter"], usage: "client" });
+    const secure = await startOtlpReceiver({
+      cert: collector.cert,
+      key: collector.key,
+      clientCa: ca.cert,
+    });
+    try {
+      const { traceId } = await getThenStop({
+        OTEL_EXPORTER_OTLP_ENDPOINT: secure.endpoint,
+        OTEL_EXPORTER_OTLP_CERTIFICATE: ca.certFile,
+        OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: client.certFile,
+        OTEL_EXPORTER_OTLP_CLIENT_KEY: client.keyFile,
+      });
+      expect(secure.spans.some((span) => span.traceId === traceId)).toBe(true);
+      expect(secure.exports.map((exported) => exported.clientCn)).toContain(
+        "sessionstore-exporter",
+      );
+    } finally {
+      await secure.close();
+      pki.remove();
+    }
   });
 });

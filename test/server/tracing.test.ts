@@ -31,7 +31,18 @@ let ratioZeroPool: ClientPool;
 beforeAll(async () => {
   receiver = await startOtlpReceiver();
   store = new MemorySessionStore({ maxSessionsPerUser: 0, sweepIntervalMs: 0 });
-  const settings = { url: receiver.tracesUrl, serviceName: "sessionstore-test", ratio: 1 };
+  const settings = {
+    url: receiver.tracesUrl,
+    serviceName: "sessionstore-test",
+    ratio: 1,
+    headers: {},
+    timeoutMs: 10_000,
+    compression: "none",
+    ca: undefined,
+    cert: undefined,
+    key: undefined,
+    resourceAttributes: {},
+  } as const;
   // Simple export: each span is sent as it ends, so the receiver has it soon after the call.
   tracing = createTracing({ ...settings, sampler: "always_on" }, { export: "simple" });
   unsampled = createTracing(

@@ -1,5 +1,14 @@
-import { createServer, type Server } from "node:http";
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { gunzipSync } from "node:zlib";
 
 /** One span as an OTLP/HTTP JSON export carries it, flattened with its resource. */
 export interface ReceivedSpan {
@@ -26,7 +35,16 @@ export interface OtlpReceiver {
   readonly spans: ReceivedSpan[];
   /** How many export requests came, valid or not. */
   readonly requests: number;
+  /** What each accepted export came with: its headers and, over mTLS, the client certificate's CN. */
+  readonly exports: readonly { headers: IncomingHttpHeaders; clientCn: string | undefined }[];
   close(): Promise<void>;
+}
+
+/** TLS for the receiver: its certificate and key, and the CA client certificates must chain to (mTLS). */
+export interface OtlpReceiverTls {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly clientCa?: Buffer;
 }
 
 interface OtlpValue {
@@ -72,15 +90,17 @@ function attributesOf(
 }
 
 /**
- * Starts the receiver. It reads the JSON encoding only (what the server's
- * exporter sends), answers 200 with an empty ExportTraceServiceResponse,
- * and 415 to anything else, so a protobuf export would fail the tests
- * rather than pass unread.
+ * Starts the receiver, over TLS when `tls` is given (requiring a client
+ * certificate when it has a clientCa). It reads the JSON encoding only
+ * (what the server's exporter sends), plain or gzipped, answers 200 with
+ * an empty ExportTraceServiceResponse, and 415 to anything else, so a
+ * protobuf export would fail the tests rather than pass unread.
  */
-export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+export async function startOtlpReceiver(tls?: OtlpReceiverTls): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
+  const exports: { headers: IncomingHttpHeaders; clientCn: string | undefined }[] = [];
   let requests = 0;
-  const server: Server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
@@ -93,7 +113,12 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         res.writeHead(415).end();
         return;
       }
-      const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as OtlpExport;
+      const raw = Buffer.concat(chunks);
+      const json = req.headers["content-encoding"] === "gzip" ? gunzipSync(raw) : raw;
+      const body = JSON.parse(json.toString("utf8")) as OtlpExport;
+      const peer = (req.socket as Partial<TLSSocket>).getPeerCertificate?.();
+      const cn = peer?.subject?.CN;
+      exports.push({ headers: req.headers, clientCn: Array.isArray(cn) ? cn.join(",") : cn });
       for (const resourceSpans of body.resourceSpans ?? []) {
         const resource = attributesOf(resourceSpans.resource?.attributes);
         for (const scope of resourceSpans.scopeSpans ?? []) {
@@ -113,14 +138,25 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       }
       res.writeHead(200, { "content-type": "application/json" }).end("{}");
     });
-  });
+  };
+  const server: Server = tls
+    ? createTlsServer(
+        {
+          cert: tls.cert,
+          key: tls.key,
+          ...(tls.clientCa && { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true }),
+        },
+        handler,
+      )
+    : createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
-  const endpoint = `http://127.0.0.1:${port}`;
+  const endpoint = `${tls ? "https" : "http"}://127.0.0.1:${port}`;
   return {
     endpoint,
     tracesUrl: `${endpoint}/v1/traces`,
     spans,
+    exports,
     get requests() {
       return requests;
     },

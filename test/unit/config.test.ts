@@ -77,6 +77,13 @@ describe("loadConfig", () => {
       otelExporterOtlpEndpoint: undefined,
       otelExporterOtlpTracesEndpoint: undefined,
       otelExporterOtlpProtocol: undefined,
+      otelExporterOtlpHeaders: undefined,
+      otelExporterOtlpTimeout: undefined,
+      otelExporterOtlpCompression: undefined,
+      otelExporterOtlpCertificate: undefined,
+      otelExporterOtlpClientCertificate: undefined,
+      otelExporterOtlpClientKey: undefined,
+      otelResourceAttributes: undefined,
       otelServiceName: "sessionstore",
       otelTracesSampler: "parentbased_always_on",
       otelTracesSamplerArg: undefined,
@@ -132,6 +139,10 @@ describe("loadConfig", () => {
         OTEL_TRACES_EXPORTER: "otlp",
         OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/",
         OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/json",
+        OTEL_EXPORTER_OTLP_HEADERS: "api-key=k%3D1",
+        OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: "5000",
+        OTEL_EXPORTER_OTLP_COMPRESSION: "gzip",
+        OTEL_RESOURCE_ATTRIBUTES: "deployment.environment=prod",
         OTEL_SERVICE_NAME: "sessions-eu",
         OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
         OTEL_TRACES_SAMPLER_ARG: "0.01",
@@ -141,6 +152,10 @@ describe("loadConfig", () => {
       otelTracesExporter: "otlp",
       otelExporterOtlpEndpoint: "http://collector:4318/",
       otelExporterOtlpProtocol: "http/json",
+      otelExporterOtlpHeaders: { "api-key": "k=1" },
+      otelExporterOtlpTimeout: 5000,
+      otelExporterOtlpCompression: "gzip",
+      otelResourceAttributes: { "deployment.environment": "prod" },
       otelServiceName: "sessions-eu",
       otelTracesSampler: "parentbased_traceidratio",
       otelTracesSamplerArg: 0.01,
@@ -149,6 +164,13 @@ describe("loadConfig", () => {
         serviceName: "sessions-eu",
         sampler: "parentbased_traceidratio",
         ratio: 0.01,
+        headers: { "api-key": "k=1" },
+        timeoutMs: 5000,
+        compression: "gzip",
+        ca: undefined,
+        cert: undefined,
+        key: undefined,
+        resourceAttributes: { "deployment.environment": "prod" },
       },
       port: 7000,
       host: "127.0.0.1",
@@ -971,6 +993,13 @@ describe("the OTEL_* settings", () => {
       serviceName: "sessionstore",
       sampler: "parentbased_always_on",
       ratio: 1,
+      headers: {},
+      timeoutMs: 10_000,
+      compression: "none",
+      ca: undefined,
+      cert: undefined,
+      key: undefined,
+      resourceAttributes: {},
     });
     expect(load({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }).tracing?.url).toBe(
       `${endpoint}/v1/traces`,
@@ -1014,6 +1043,89 @@ describe("the OTEL_* settings", () => {
     const message = failure({ OTEL_EXPORTER_OTLP_ENDPOINT: secretUrl });
     expect(message).toMatch(/OTEL_EXPORTER_OTLP_ENDPOINT.*http:\/\/ or https:\/\/ URL/);
     expect(message).not.toContain("hunter2");
+  });
+
+  it("read the exporter's headers as percent-encoded pairs, refusing others without showing them", () => {
+    const on = { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint };
+    expect(
+      load({ ...on, OTEL_EXPORTER_OTLP_HEADERS: " authorization=Bearer%20hunter2 , x-b=2," })
+        .tracing?.headers,
+    ).toEqual({ authorization: "Bearer hunter2", "x-b": "2" });
+    for (const bad of [
+      "authorization Bearer hunter2",
+      "=hunter2",
+      "x-a=",
+      "bad key=hunter2",
+      "x-a=%E0%A4%Ahunter2",
+      "x-a=hunter2%0A",
+    ]) {
+      const refused = failure({ ...on, OTEL_EXPORTER_OTLP_TRACES_HEADERS: bad });
+      expect(refused).toMatch(/OTEL_EXPORTER_OTLP_TRACES_HEADERS.*header=value pairs/);
+      expect(refused).not.toContain("hunter2");
+    }
+    // One signal here: the general and the traces form are alternatives.
+    expect(
+      failure({
+        ...on,
+        OTEL_EXPORTER_OTLP_HEADERS: "a=1",
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS: "a=2",
+      }),
+    ).toMatch(/OTEL_EXPORTER_OTLP_HEADERS.*OTEL_EXPORTER_OTLP_TRACES_HEADERS/);
+  });
+
+  it("refuse a bad export timeout, compression or resource attribute", () => {
+    const on = { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint };
+    expect(failure({ ...on, OTEL_EXPORTER_OTLP_TIMEOUT: "10s" })).toMatch(
+      /OTEL_EXPORTER_OTLP_TIMEOUT.*"10s".*integer from 1 to 600000/,
+    );
+    expect(failure({ ...on, OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: "0" })).toMatch(
+      /OTEL_EXPORTER_OTLP_TRACES_TIMEOUT/,
+    );
+    expect(failure({ ...on, OTEL_EXPORTER_OTLP_COMPRESSION: "zstd" })).toMatch(
+      /OTEL_EXPORTER_OTLP_COMPRESSION.*gzip, none/,
+    );
+    expect(failure({ ...on, OTEL_RESOURCE_ATTRIBUTES: "region" })).toMatch(
+      /OTEL_RESOURCE_ATTRIBUTES.*key=value pairs/,
+    );
+    expect(
+      load({ ...on, OTEL_RESOURCE_ATTRIBUTES: "k8s.pod.name=a%2Cb,team=id" }).tracing
+        ?.resourceAttributes,
+    ).toEqual({ "k8s.pod.name": "a,b", team: "id" });
+  });
+
+  it("read the collector's CA and the client certificate, for an https endpoint only", () => {
+    const pki = createTestPki();
+    try {
+      const ca = pki.ca("collector-ca");
+      const client = ca.issue("exporter", { san: ["DNS:exporter"], usage: "client" });
+      const https = { OTEL_EXPORTER_OTLP_ENDPOINT: "https://collector:4318" };
+      const tracing = load({
+        ...https,
+        OTEL_EXPORTER_OTLP_CERTIFICATE: ca.certFile,
+        OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE: client.certFile,
+        OTEL_EXPORTER_OTLP_CLIENT_KEY: client.keyFile,
+      }).tracing;
+      expect(tracing?.ca?.equals(ca.cert)).toBe(true);
+      expect(tracing?.cert?.equals(client.cert)).toBe(true);
+      expect(tracing?.key?.equals(client.key)).toBe(true);
+      expect(failure({ ...https, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: client.certFile })).toMatch(
+        /OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY.*go together/,
+      );
+      expect(
+        failure({
+          OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+          OTEL_EXPORTER_OTLP_CERTIFICATE: ca.certFile,
+        }),
+      ).toMatch(/need an https:\/\/ collector endpoint/);
+      expect(failure({ ...https, OTEL_EXPORTER_OTLP_CERTIFICATE: client.keyFile })).toMatch(
+        /OTEL_EXPORTER_OTLP_CERTIFICATE.*PEM certificates/,
+      );
+      expect(
+        failure({ ...https, OTEL_EXPORTER_OTLP_CERTIFICATE: join(pki.dir, "missing.crt") }),
+      ).toMatch(/OTEL_EXPORTER_OTLP_CERTIFICATE/);
+    } finally {
+      pki.remove();
+    }
   });
 });
 
