@@ -336,7 +336,11 @@ const otlpHeaders = keyValueList(
 );
 
 /** Resource attribute keys and values: printable, keys without spaces, "=" or ",". */
-const resourceAttributes = keyValueList("key", /^[\x21-\x2b\x2d-\x3c\x3e-\x7e]{1,255}$/, /^[^\x00-\x1f\x7f]*$/);
+const resourceAttributes = keyValueList(
+  "key",
+  /^[\x21-\x2b\x2d-\x3c\x3e-\x7e]{1,255}$/,
+  /^\P{Cc}*$/u,
+);
 
 /** Sentinel addresses (see parseSentinelAddresses), with the spaces around entries dropped. */
 function sentinelAddresses(raw: string | undefined): string | undefined | Invalid {
