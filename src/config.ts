@@ -1,7 +1,12 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { LOG_LEVELS, type LogLevel } from "./observability/logger.js";
-import { SAMPLERS, type SamplerName, type TracingSettings } from "./observability/tracing.js";
+import {
+  EXPORT_DEFAULTS,
+  SAMPLERS,
+  type SamplerName,
+  type TracingSettings,
+} from "./observability/tracing.js";
 import type { Rate } from "./pipeline/call.js";
 import { formatRate, parseRate, UNLIMITED } from "./pipeline/rate.js";
 import { parseSentinelAddresses } from "./store/redis/sentinel-addresses.js";
@@ -1109,13 +1114,13 @@ function tracingOf(config: Config, given: ReadonlySet<string>): TracingSettings 
     serviceName: config.otelServiceName,
     sampler: config.otelTracesSampler,
     ratio: config.otelTracesSamplerArg ?? 1,
-    headers: config.otelExporterOtlpHeaders ?? {},
-    timeoutMs: config.otelExporterOtlpTimeout ?? 10_000,
-    compression: config.otelExporterOtlpCompression ?? "none",
+    headers: config.otelExporterOtlpHeaders ?? EXPORT_DEFAULTS.headers,
+    timeoutMs: config.otelExporterOtlpTimeout ?? EXPORT_DEFAULTS.timeoutMs,
+    compression: config.otelExporterOtlpCompression ?? EXPORT_DEFAULTS.compression,
     ca: config.otelExporterOtlpCertificate,
     cert,
     key,
-    resourceAttributes: config.otelResourceAttributes ?? {},
+    resourceAttributes: config.otelResourceAttributes ?? EXPORT_DEFAULTS.resourceAttributes,
   });
 }
 

@@ -49,6 +49,21 @@ export interface TracingSettings {
   readonly resourceAttributes: Readonly<Record<string, string>>;
 }
 
+/**
+ * The exporter's transport settings when no OTEL_EXPORTER_OTLP_* variable
+ * sets them: the specification's defaults (a 10 s timeout, no compression),
+ * the system CAs, no client certificate, no headers.
+ */
+export const EXPORT_DEFAULTS = Object.freeze({
+  headers: Object.freeze({}),
+  timeoutMs: 10_000,
+  compression: "none",
+  ca: undefined,
+  cert: undefined,
+  key: undefined,
+  resourceAttributes: Object.freeze({}),
+} as const);
+
 /** The tracer the server's spans come from, and its exporter's lifecycle. */
 export interface Tracing {
   readonly tracer: Tracer;

@@ -14,7 +14,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectScenarioPassed, startScenarioServer } from "../support/client-scenario.js";
+import {
+  expectScenarioPassed,
+  scenarioArgs,
+  startScenarioServer,
+} from "../support/client-scenario.js";
 import { createTestPki, type TestPki } from "../support/pki.js";
 import { runCommand } from "../support/run-command.js";
 import { runServer, type ServerProcess } from "../support/server-process.js";
@@ -374,15 +378,7 @@ describe("the @sessionstore/client package, packed and installed like a user wou
     try {
       const scenario = await runCommand(
         process.execPath,
-        [
-          "out/scenario.js",
-          "--target",
-          scenarioServer.target,
-          "--ca-file",
-          scenarioServer.caFile,
-          "--token-file",
-          scenarioServer.tokenFile,
-        ],
+        ["out/scenario.js", ...scenarioArgs(scenarioServer)],
         { cwd: project, env: { PATH: process.env.PATH ?? "" } },
       );
       expectScenarioPassed(scenario, scenarioServer.token);

@@ -4,7 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { expectScenarioPassed, startScenarioServer } from "../support/client-scenario.js";
+import {
+  expectScenarioPassed,
+  scenarioArgs,
+  startScenarioServer,
+} from "../support/client-scenario.js";
 import { createTestPki } from "../support/pki.js";
 import { runCommand } from "../support/run-command.js";
 import type { ServerProcess } from "../support/server-process.js";
@@ -58,18 +62,10 @@ describe("the Go client module", () => {
 
         const scenarioServer = await startScenarioServer(pki, "go");
         server = scenarioServer.server;
-        const scenario = await runCommand(
-          binary,
-          [
-            "-target",
-            scenarioServer.target,
-            "-ca-file",
-            scenarioServer.caFile,
-            "-token-file",
-            scenarioServer.tokenFile,
-          ],
-          { cwd: temp, env: { PATH: env.PATH } },
-        );
+        const scenario = await runCommand(binary, scenarioArgs(scenarioServer), {
+          cwd: temp,
+          env: { PATH: env.PATH },
+        });
         expectScenarioPassed(scenario, scenarioServer.token);
       } finally {
         server?.kill();

@@ -3,7 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { expectScenarioPassed, startScenarioServer } from "../support/client-scenario.js";
+import {
+  expectScenarioPassed,
+  scenarioArgs,
+  startScenarioServer,
+} from "../support/client-scenario.js";
 import { createTestPki } from "../support/pki.js";
 import { runCommand } from "../support/run-command.js";
 import type { ServerProcess } from "../support/server-process.js";
@@ -50,15 +54,7 @@ describe("the Python client package", () => {
       server = scenarioServer.server;
       const scenario = await runCommand(
         python,
-        [
-          join(source, "examples/scenario.py"),
-          "--target",
-          scenarioServer.target,
-          "--ca-file",
-          scenarioServer.caFile,
-          "--token-file",
-          scenarioServer.tokenFile,
-        ],
+        [join(source, "examples/scenario.py"), ...scenarioArgs(scenarioServer)],
         { env: ENV },
       );
       expectScenarioPassed(scenario, scenarioServer.token);

@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { context, trace } from "@opentelemetry/api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../harness/wait-for.js";
-import { createTracing, type Tracing } from "../../src/observability/tracing.js";
+import { createTracing, EXPORT_DEFAULTS, type Tracing } from "../../src/observability/tracing.js";
 import { MemorySessionStore } from "../../src/store/memory/memory-session-store.js";
 import { tracedStore } from "../../src/store/traced-store.js";
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
@@ -35,14 +35,8 @@ beforeAll(async () => {
     url: receiver.tracesUrl,
     serviceName: "sessionstore-test",
     ratio: 1,
-    headers: {},
-    timeoutMs: 10_000,
-    compression: "none",
-    ca: undefined,
-    cert: undefined,
-    key: undefined,
-    resourceAttributes: {},
-  } as const;
+    ...EXPORT_DEFAULTS,
+  };
   // Simple export: each span is sent as it ends, so the receiver has it soon after the call.
   tracing = createTracing({ ...settings, sampler: "always_on" }, { export: "simple" });
   unsampled = createTracing(

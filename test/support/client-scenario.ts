@@ -58,6 +58,14 @@ export async function startScenarioServer(pki: TestPki, name: string): Promise<S
   return { server, target, caFile: ca.certFile, tokenFile, token };
 }
 
+/**
+ * The scenario's command-line arguments for `server`, the same in every
+ * language (Go's flag package takes the two-dash form too).
+ */
+export function scenarioArgs(server: ScenarioServer): string[] {
+  return ["--target", server.target, "--ca-file", server.caFile, "--token-file", server.tokenFile];
+}
+
 /** Asserts that a scenario run passed every step and never printed the token. */
 export function expectScenarioPassed(result: CommandResult, token: string): void {
   expect(result.code, `the scenario failed:\n${result.stdout}${result.stderr}`).toBe(0);
