@@ -61,13 +61,13 @@ const quick = process.argv.includes("--quick");
 const settings = quick
   ? {
       rounds: 1,
-      calls: 3000,
+      calls: 2000,
       deleteCalls: 1000,
-      warmup: 1000,
+      warmup: 500,
       concurrency: 32,
       halfPeakMs: 1500,
       sustainedMs: 2000,
-      listSizes: [10_000, 100_000],
+      listSizes: [10_000, 50_000],
       seedScans: 2,
       memorySessions: 20_000,
       events: { watchers: 50, rate: 500, durationMs: 2000 },
