@@ -3,12 +3,16 @@ import { defineConfig } from "vitest/config";
 /**
  * Test files that measure time, latency or memory under load (faults,
  * races, HTTP/2 abuse, fuzzing, watch lag, deadlines, connection limits,
- * shutdown): they run one at a time, after the rest, so no other file's
- * load skews what they measure.
+ * shutdown), or bound how long Redis clients take to fail over, retry or
+ * wait for replicas (Cluster, Sentinel, WAIT): they run one at a time,
+ * after the rest, so no other file's load skews what they measure.
  */
 const ALONE = [
   "test/faults/**/*.test.ts",
   "test/races/**/*.test.ts",
+  "test/store/redis-cluster-session-store.test.ts",
+  "test/store/redis-sentinel-*.test.ts",
+  "test/store/redis-replicated-writes.test.ts",
   "test/process/h2-abuse.test.ts",
   "test/process/shutdown.test.ts",
   "test/server/fuzz.test.ts",
