@@ -43,6 +43,15 @@ const FOOTER = [
   "5 unavailable or deadline exceeded (health: not SERVING).",
 ];
 
+/** What every help ends with: the options every command takes, then the footer. */
+const COMMON_TAIL = [
+  "",
+  "Options of every command (an option wins over its environment variable):",
+  ...optionLines(GLOBAL_OPTIONS),
+  "",
+  ...FOOTER,
+];
+
 /** The help of the whole tool. */
 export function mainHelp(): string {
   return [
@@ -53,11 +62,7 @@ export function mainHelp(): string {
     "",
     "Commands:",
     ...COMMANDS.flatMap((command) => [`  ${synopsis(command)}`, `      ${command.summary}`]),
-    "",
-    "Options of every command (an option wins over its environment variable):",
-    ...optionLines(GLOBAL_OPTIONS),
-    "",
-    ...FOOTER,
+    ...COMMON_TAIL,
   ].join("\n");
 }
 
@@ -70,11 +75,7 @@ export function commandHelp(command: CommandSpec): string {
     command.summary,
     ...command.details,
     ...(own ? ["", "Options:", ...optionLines(command.options)] : []),
-    "",
-    "Options of every command (an option wins over its environment variable):",
-    ...optionLines(GLOBAL_OPTIONS),
-    "",
-    ...FOOTER,
+    ...COMMON_TAIL,
   ].join("\n");
 }
 
