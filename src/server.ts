@@ -33,10 +33,10 @@ import {
   createConnectNodeTransport,
 } from "./transport/connect-node-transport.js";
 import {
-  createGrpcUnaryFastPath,
-  GRPC_FAST_PATH_TRANSPORT,
+  createUnaryFastPath,
+  FAST_PATH_TRANSPORT,
   type UnaryHandler,
-} from "./transport/grpc-unary-fast-path.js";
+} from "./transport/unary-fast-path.js";
 import {
   type ConnectionLimits,
   createPortListener,
@@ -191,7 +191,7 @@ export function createServer(options: ServerOptions): SessionStoreServer {
       })
     : undefined;
   const transports: Transport[] = [{ name: CONNECT_NODE_TRANSPORT, provides }];
-  if (fastPathOn) transports.push({ name: GRPC_FAST_PATH_TRANSPORT, provides });
+  if (fastPathOn) transports.push({ name: FAST_PATH_TRANSPORT, provides });
   // Always in place, even with no default limit: callers may have their own rates.
   const rateLimit = rateLimitPolicy({
     rate: options.rateLimit ?? UNLIMITED,
@@ -231,7 +231,7 @@ export function createServer(options: ServerOptions): SessionStoreServer {
       explainUndecodable,
     }),
     fastPath: fastPathOn
-      ? createGrpcUnaryFastPath({
+      ? createUnaryFastPath({
           service: sessionStoreService,
           handlers: handlers as unknown as Record<string, UnaryHandler>,
           pipeline,

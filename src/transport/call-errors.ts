@@ -87,3 +87,8 @@ export function toStatusError(error: unknown, logger: Logger, procedure: string)
   logger.error({ err: error, method: procedure }, "unexpected error");
   return statusError("INTERNAL", "internal error");
 }
+
+/** The field a protobuf JSON decoder's message names, if it names one. */
+export function fieldOfJsonError(decoderMessage: string): string | undefined {
+  return /^cannot decode field ([\w.]+) from JSON/.exec(decoderMessage)?.[1];
+}

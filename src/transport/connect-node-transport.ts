@@ -32,6 +32,7 @@ import { type Call, OK, type StatusCode } from "../pipeline/call.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import {
   type ExplainUndecodable,
+  fieldOfJsonError,
   requestTooLarge,
   toStatusError,
   undecodableRequest,
@@ -375,11 +376,6 @@ function requestError(
     default:
       return error;
   }
-}
-
-/** The field a JSON decoder's message names, if it names one. */
-function fieldOfJsonError(decoderMessage: string): string | undefined {
-  return /^cannot decode field ([\w.]+) from JSON/.exec(decoderMessage)?.[1];
 }
 
 /**

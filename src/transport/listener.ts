@@ -5,12 +5,12 @@ import tls from "node:tls";
 import { LogThrottle } from "../observability/log-throttle.js";
 import type { Logger } from "../observability/logger.js";
 import type { NodeServerRequest, NodeServerResponse } from "./connect-node-transport.js";
-import type { FastPath } from "./grpc-unary-fast-path.js";
 import { http1ClientError, refuseLargeHeaders } from "./header-limit.js";
 import { boundUnreadBody } from "./http1-unread-body.js";
 import { IdleSessions } from "./idle-sessions.js";
 import { PeerConnections, refuseConnection } from "./peer-connections.js";
 import { RapidResetGuard } from "./rapid-reset.js";
+import type { FastPath } from "./unary-fast-path.js";
 
 /** Options of {@link createPortListener}. */
 export interface PortListenerOptions {

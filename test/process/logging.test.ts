@@ -140,7 +140,7 @@ describe("logs", () => {
       expect([line.protocol, line.transport]).toEqual(
         expect.arrayContaining([expect.stringMatching(/^(grpc|grpc-web|connect)$/)]),
       );
-      expect(line.transport).toMatch(/^(grpc-fast-path|connect-node)$/);
+      expect(line.transport).toMatch(/^(fast-path|connect-node)$/);
     }
     expect(JSON.stringify(rpcLines)).not.toContain("127.0.0.1");
     expect(ours.map((l) => l.code)).toEqual(

@@ -282,7 +282,7 @@ describe("races: Redis, the service over the network (gRPC fast path, Connect, g
     async (raced) => {
       const served = transportsServed(network.running);
       print({ race: "transports", ...served });
-      expect(served["grpc-fast-path"] ?? 0).toBeGreaterThan(0);
+      expect(served["fast-path"] ?? 0).toBeGreaterThan(0);
       expect(served["connect-node"] ?? 0).toBeGreaterThan(0);
       await expectCleanLayout({ nodes: [admin], keys: admin }, raced);
     },

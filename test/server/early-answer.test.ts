@@ -79,6 +79,8 @@ interface EarlyAnswer {
   readonly body: Buffer;
   /** The status the answer carries (a gRPC code, or "http-N"). */
   readonly code: string;
+  /** Over HTTP/2, where it differs: the status the fast path's answer carries. */
+  readonly h2Code?: string;
 }
 
 const grpcWeb = { "content-type": "application/grpc-web+proto" };
@@ -174,7 +176,12 @@ const CASES: readonly EarlyAnswer[] = [
     path: `${SERVICE}/Get`,
     headers: grpcWeb,
     body: Buffer.concat([filled(0), filled(100 * 1024)]),
+    // connect-node (HTTP/1.1) runs the handler on the first, empty message
+    // before the second is in; the fast path (HTTP/2) reads the body, within
+    // MAX_REQUEST_BYTES, and refuses the second message, as connect-node
+    // does when both arrive together.
     code: String(Code.InvalidArgument),
+    h2Code: String(Code.Unimplemented),
   },
 ];
 
@@ -204,7 +211,7 @@ describe("answers before the whole request body is read (bodies over 64 KiB)", (
           c.body,
           CLOSE_WITHIN_MS,
         );
-        expectAnswer(response, c.code);
+        expectAnswer(response, c.h2Code ?? c.code);
       });
     }
 

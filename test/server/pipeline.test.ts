@@ -219,17 +219,17 @@ function http2Post(
 type CallVia = (marked: boolean, userId: string) => Promise<Seen>;
 
 const connectClients: [string, ClientKind, string][] = [
-  ["gRPC", { protocol: "grpc" }, "grpc-fast-path"],
+  ["gRPC", { protocol: "grpc" }, "fast-path"],
   ["gRPC with gzip compression", { protocol: "grpc", gzip: true }, "connect-node"],
-  ["gRPC-Web binary over HTTP/2", { protocol: "grpc-web" }, "connect-node"],
+  ["gRPC-Web binary over HTTP/2", { protocol: "grpc-web" }, "fast-path"],
   ["gRPC-Web binary over HTTP/1.1", { protocol: "grpc-web", httpVersion: "1.1" }, "connect-node"],
   [
     "gRPC-Web JSON over HTTP/1.1",
     { protocol: "grpc-web", binary: false, httpVersion: "1.1" },
     "connect-node",
   ],
-  ["Connect binary over HTTP/2", { protocol: "connect" }, "connect-node"],
-  ["Connect JSON over HTTP/2", { protocol: "connect", binary: false }, "connect-node"],
+  ["Connect binary over HTTP/2", { protocol: "connect" }, "fast-path"],
+  ["Connect JSON over HTTP/2", { protocol: "connect", binary: false }, "fast-path"],
   ["Connect binary over HTTP/1.1", { protocol: "connect", httpVersion: "1.1" }, "connect-node"],
   [
     "Connect JSON over HTTP/1.1",
@@ -247,7 +247,7 @@ const paths: [string, CallVia, string, Code | typeof OK][] = [
     transport,
     OK,
   ]),
-  ["gRPC (@grpc/grpc-js client)", viaGrpcJs, "grpc-fast-path", OK],
+  ["gRPC (@grpc/grpc-js client)", viaGrpcJs, "fast-path", OK],
   [
     "gRPC-Web text over HTTP/1.1",
     (m, u) => viaGrpcWebText("1.1", m, u),
@@ -360,10 +360,10 @@ describe("the pipeline", () => {
     expect(() =>
       createPipeline({
         policies: [needsCertificate],
-        transports: [onlyOne, { name: "grpc-fast-path", provides: new Set() }],
+        transports: [onlyOne, { name: "fast-path", provides: new Set() }],
         logger,
       }),
-    ).toThrow("which the grpc-fast-path transport cannot provide");
+    ).toThrow("which the fast-path transport cannot provide");
     expect(
       createPipeline({ policies: [needsCertificate], transports: [onlyOne], logger }).policies,
     ).toEqual([needsCertificate]);

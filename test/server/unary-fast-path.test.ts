@@ -1,24 +1,42 @@
 import http2 from "node:http2";
 import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
+import { StringValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   GetRequestSchema,
+  ListByUserRequestSchema,
   SessionStoreService,
 } from "../../gen/sessionstore/v1/session_store_pb.js";
 import { waitFor } from "../../harness/wait-for.js";
-import { encodeGrpcMessage } from "../../src/transport/grpc-unary-fast-path.js";
+import type { CallPolicy } from "../../src/pipeline/call.js";
+import { encodeGrpcMessage } from "../../src/transport/unary-fast-path.js";
 import { type ClientKind, type ClientPool, clientPool } from "../support/clients.js";
 import { expectCode, sessionFixture, ttl } from "../support/fixtures.js";
 import { HangingStore } from "../support/hanging-store.js";
 import { uniqueUserId } from "../support/ids.js";
-import { envelope } from "../support/raw-exchange.js";
+import { envelope, h2Exchange, type RawResponse } from "../support/raw-exchange.js";
 import { recordingPolicy } from "../support/recording-policy.js";
 import { createGrpcJsClient, type RunningServer, startTestServer } from "../support/test-server.js";
 
 const recording = recordingPolicy();
+/** Rejects calls that carry x-test-refuse, with a detail and metadata: a policy's answer to compare. */
+const refusing: CallPolicy = {
+  name: "refusing",
+  begin(call) {
+    if (call.headers.get("x-test-refuse") !== undefined) {
+      throw new ConnectError(
+        "refused by the test policy",
+        Code.ResourceExhausted,
+        { "retry-after": "7" },
+        [{ desc: StringValueSchema, value: { value: "refusal-detail" } }],
+      );
+    }
+    return undefined;
+  },
+};
 let store: HangingStore;
 /** The real server with the fast path on, and one with it off: the two must answer alike. */
 let fast: RunningServer;
@@ -27,8 +45,11 @@ const sessions: http2.ClientHttp2Session[] = [];
 
 beforeAll(async () => {
   store = new HangingStore({ maxSessionsPerUser: 0, sweepIntervalMs: 0 });
-  fast = await startTestServer(store, { policies: [recording] });
-  connectNode = await startTestServer(store, { policies: [recording], grpcFastPath: false });
+  fast = await startTestServer(store, { policies: [recording, refusing] });
+  connectNode = await startTestServer(store, {
+    policies: [recording, refusing],
+    grpcFastPath: false,
+  });
 });
 
 afterAll(async () => {
@@ -39,6 +60,7 @@ afterAll(async () => {
 });
 
 const GET = "/sessionstore.v1.SessionStoreService/Get";
+const LIST = "/sessionstore.v1.SessionStoreService/ListByUser";
 
 const getMessage = (sessionId = "s") =>
   toBinary(GetRequestSchema, create(GetRequestSchema, { sessionId, userId: "u" }));
@@ -147,7 +169,7 @@ describe("the gRPC unary fast path answers like connect-node", () => {
     await expect
       .poll(() => seen().map((c) => [c.transport, c.code]))
       .toEqual([
-        ["grpc-fast-path", Number(expected.status)],
+        ["fast-path", Number(expected.status)],
         ["connect-node", Number(expected.status)],
       ]);
   });
@@ -159,6 +181,175 @@ describe("the gRPC unary fast path answers like connect-node", () => {
       status: "5",
       message: "session not found",
     });
+    await expect.poll(() => seen().map((c) => c.transport)).toEqual(["connect-node"]);
+  });
+});
+
+/** The content types of gRPC-Web and Connect that the fast path serves. */
+const webAndConnect = [
+  "application/grpc-web+proto",
+  "application/grpc-web",
+  "application/proto",
+  "application/json",
+  "application/json; charset=utf-8",
+] as const;
+type WebOrConnect = (typeof webAndConnect)[number];
+
+const isJson = (contentType: WebOrConnect) => contentType.startsWith("application/json");
+const isGrpcWeb = (contentType: WebOrConnect) => contentType.startsWith("application/grpc-web");
+
+/** A request body in `contentType`'s framing: JSON text, a bare message, or an envelope. */
+function bodyOf(contentType: WebOrConnect, message: Uint8Array, json: unknown): Buffer {
+  if (isJson(contentType)) return Buffer.from(JSON.stringify(json));
+  return isGrpcWeb(contentType) ? envelope(message) : Buffer.from(message);
+}
+
+/** What a client sees of an answer: the HTTP status, every header but the date, the body. */
+function seenOf(response: RawResponse) {
+  const { date: _date, ...headers } = response.headers;
+  return { status: response.httpStatus, headers, trailers: response.trailers, body: response.body };
+}
+
+/** Sends one request to both servers and expects the same answer, served by the fast path on one. */
+async function expectAlike(
+  contentType: WebOrConnect,
+  path: string,
+  body: Buffer,
+  extraHeaders: http2.OutgoingHttpHeaders = {},
+): Promise<RawResponse> {
+  const headers = {
+    ":method": "POST",
+    ":path": path,
+    "content-type": contentType,
+    ...extraHeaders,
+  };
+  const seen = recording.since();
+  const fromFast = await h2Exchange(sessionTo(fast), headers, body);
+  const fromConnectNode = await h2Exchange(sessionTo(connectNode), headers, body);
+  expect(seenOf(fromFast)).toEqual(seenOf(fromConnectNode));
+  await expect
+    .poll(() => seen().map((c) => [c.transport, c.protocol]))
+    .toEqual([
+      ["fast-path", isGrpcWeb(contentType) ? "grpc-web" : "connect"],
+      ["connect-node", isGrpcWeb(contentType) ? "grpc-web" : "connect"],
+    ]);
+  return fromFast;
+}
+
+describe.each(webAndConnect)("the fast path answers %s like connect-node", (contentType) => {
+  const userId = "alike";
+  const get = (sessionId: string, user = userId) =>
+    bodyOf(
+      contentType,
+      toBinary(GetRequestSchema, create(GetRequestSchema, { sessionId, userId: user })),
+      { sessionId, userId: user },
+    );
+  const timeoutHeader = isGrpcWeb(contentType) ? "grpc-timeout" : "connect-timeout-ms";
+
+  let pool: ClientPool;
+  const upsert = (user: string, sessionId: string) =>
+    pool
+      .sessions({ protocol: "grpc" })
+      .upsert({ session: sessionFixture(user, sessionId), ttl: ttl(600_000) });
+
+  beforeAll(async () => {
+    pool = clientPool(fast.baseUrl);
+    await upsert(userId, "s");
+  });
+  afterAll(() => pool.close());
+
+  it("a session read (the same bytes)", async () => {
+    const response = await expectAlike(contentType, GET, get("s"));
+    expect(response.httpStatus).toBe(200);
+    expect(response.body.length).toBeGreaterThan(20);
+  });
+
+  it("a session that does not exist (NOT_FOUND with its ErrorInfo)", async () => {
+    const response = await expectAlike(contentType, GET, get("missing"));
+    expect(response.body.toString("latin1")).toMatch(/"SESSION_NOT_FOUND"|grpc-status: 5/);
+  });
+
+  it("a request the handler refuses (a required field missing)", async () => {
+    await expectAlike(contentType, GET, get("s", ""));
+  });
+
+  it("a policy's rejection, with its metadata and detail", async () => {
+    const response = await expectAlike(contentType, GET, get("s"), { "x-test-refuse": "1" });
+    expect(response.body.toString("latin1")).toMatch(/refused( |%20)by( |%20)the( |%20)test/);
+  });
+
+  it("a malformed timeout header", async () => {
+    await expectAlike(contentType, GET, get("s"), { [timeoutHeader]: "soon" });
+  });
+
+  it("a deadline that passes while the store works", async () => {
+    const response = await expectAlike(contentType, GET, get("hang"), {
+      [timeoutHeader]: isGrpcWeb(contentType) ? "100m" : "100",
+    });
+    expect(response.body.toString("latin1")).toMatch(/deadline_exceeded|grpc-status: 4/);
+  });
+
+  it("bodies that do not decode", async () => {
+    const bodies = isJson(contentType)
+      ? ['{"sessionId":5}', "{nope", "", '"text"', "[]"].map((text) => Buffer.from(text))
+      : isGrpcWeb(contentType)
+        ? [
+            envelope(Buffer.of(0x0a, 0xff)),
+            Buffer.alloc(0),
+            Buffer.concat([get("s"), get("s")]),
+            get("s").subarray(0, 6),
+          ]
+        : [Buffer.of(0x0a, 0xff), Buffer.of(0x0a, 0x05, 0x61)];
+    for (const body of bodies) await expectAlike(contentType, GET, body);
+  });
+
+  it("a body over MAX_REQUEST_BYTES", async () => {
+    const big = "x".repeat(1024 * 1024 + 10);
+    const body = isJson(contentType)
+      ? Buffer.from(JSON.stringify({ sessionId: big, userId }))
+      : bodyOf(
+          contentType,
+          toBinary(GetRequestSchema, create(GetRequestSchema, { sessionId: big, userId })),
+          undefined,
+        );
+    const response = await expectAlike(contentType, GET, body);
+    expect(response.body.toString("latin1")).toContain("MAX_REQUEST_BYTES");
+  });
+
+  it("an answer large enough to compress, for a client that reads gzip", async () => {
+    const listUser = `alike-list-${contentType.replace(/\W/g, "")}`;
+    for (let i = 0; i < 20; i++) await upsert(listUser, `s${i}`);
+    const list = bodyOf(
+      contentType,
+      toBinary(ListByUserRequestSchema, create(ListByUserRequestSchema, { userId: listUser })),
+      { userId: listUser },
+    );
+    const accept = isGrpcWeb(contentType) ? "grpc-accept-encoding" : "accept-encoding";
+    const response = await expectAlike(contentType, LIST, list, { [accept]: "gzip, br" });
+    const encoding = isGrpcWeb(contentType) ? "grpc-encoding" : "content-encoding";
+    expect(response.headers[encoding]).toBe("gzip");
+  });
+});
+
+describe("the fast path leaves to connect-node", () => {
+  it.each([
+    [
+      "a compressed Connect request",
+      { "content-type": "application/proto", "content-encoding": "gzip" },
+    ],
+    [
+      "a compressed gRPC-Web request",
+      { "content-type": "application/grpc-web+proto", "grpc-encoding": "gzip" },
+    ],
+    ["gRPC-Web text", { "content-type": "application/grpc-web-text" }],
+    ["gRPC-Web JSON", { "content-type": "application/grpc-web+json" }],
+    [
+      "another Connect protocol version",
+      { "content-type": "application/proto", "connect-protocol-version": "2" },
+    ],
+  ] as [string, http2.OutgoingHttpHeaders][])("%s", async (_name, headers) => {
+    const seen = recording.since();
+    await h2Exchange(sessionTo(fast), { ":method": "POST", ":path": GET, ...headers }, getRequest);
     await expect.poll(() => seen().map((c) => c.transport)).toEqual(["connect-node"]);
   });
 });
