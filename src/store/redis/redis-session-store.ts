@@ -177,17 +177,23 @@ type EventsStatus = (typeof EventsStatus)[keyof typeof EventsStatus];
 const COMMON = script("common");
 
 /**
- * The scripts, each prefixed with the event settings and the shared
- * helpers; ioredis runs them by SHA. The settings are written into the
- * scripts rather than passed as arguments so that every write script (the
- * Refresh script too) records events with one `emit` call and no
- * arguments of its own for them.
+ * The source of script `name` (lua/<name>.lua) as the store runs it:
+ * prefixed with the event settings and the shared helpers. The settings
+ * are written into the scripts rather than passed as arguments so that
+ * every write script (the Refresh script too) records events with one
+ * `emit` call and no arguments of its own for them. Exported for the
+ * benchmark's Go peer, which runs the same scripts.
  */
-function commands(events: EventRetention) {
+export function scriptSource(name: string, events = EVENT_RETENTION_DEFAULTS): string {
   const settings =
     `local EVENT_RETENTION_MS = ${Math.floor(events.retentionMs)}\n` +
     `local EVENT_RETENTION_COUNT = ${Math.floor(events.retentionCount)}\n`;
-  const lua = (name: string) => settings + COMMON + script(name);
+  return settings + COMMON + script(name);
+}
+
+/** The scripts as ioredis commands; ioredis runs them by SHA. */
+function commands(events: EventRetention) {
+  const lua = (name: string) => scriptSource(name, events);
   return {
     sessionGet: { numberOfKeys: 1, lua: lua("get"), readOnly: true },
     sessionUpsert: { numberOfKeys: 4, lua: lua("upsert") },
