@@ -1,6 +1,11 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { entryPointCommand } from "../harness/entry-point.js";
 import { waitFor } from "../harness/wait-for.js";
+import { scriptSource } from "../src/store/redis/redis-session-store.js";
 import { rawGrpcClient } from "./load.js";
 import { methodPath, requests } from "./workload.js";
 
@@ -16,6 +21,8 @@ export interface ServerUnderTest {
 
 interface SpawnOptions {
   readonly nodeFlags?: readonly string[];
+  /** An executable to run instead of node; nodeFlags then do not apply. */
+  readonly command?: string;
   /** A name for logs and reports, instead of the default. */
   readonly name?: string;
   /** Environment variables on top of the defaults. */
@@ -25,17 +32,19 @@ interface SpawnOptions {
 }
 
 /**
- * Spawns `node <args>` with PORT=0, reads the port it chose from the first
- * JSON line on stdout that has one, and resolves once it answers a gRPC
- * call (NOT_FOUND for an unknown session is an answer).
+ * Spawns `node <args>` (or `command <args>`) with PORT=0, reads the port
+ * it chose from the first JSON line on stdout that has one, and resolves
+ * once it answers a gRPC call (NOT_FOUND for an unknown session is an
+ * answer).
  */
 async function spawnServer(
   name: string,
   args: string[],
   env: Record<string, string>,
-  { nodeFlags = [], metadata = {} }: SpawnOptions = {},
+  { nodeFlags = [], command, metadata = {} }: SpawnOptions = {},
 ): Promise<ServerUnderTest> {
-  const child: ChildProcess = spawn(process.execPath, [...nodeFlags, ...args], {
+  const argv = command ? args : [...nodeFlags, ...args];
+  const child: ChildProcess = spawn(command ?? process.execPath, argv, {
     env: { PATH: process.env.PATH ?? "", ...env, PORT: "0", HOST: "127.0.0.1" },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -122,4 +131,88 @@ export function startBareServer(response: Uint8Array) {
     ["dist/bench/bare-h2-server.js", Buffer.from(response).toString("hex")],
     {},
   );
+}
+
+/** The Debian packages the Go peer is built from, offline. */
+export const GO_PEER_PACKAGES =
+  "golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev golang-github-gomodule-redigo-dev";
+
+/** Where Debian's golang-*-dev packages put their sources. */
+const DEBIAN_GOPATH = "/usr/share/gocode";
+
+/**
+ * The Go peer (bench/go-peer): grpc-go and redigo doing the service's
+ * Redis work for Get and Upsert, run with GOMAXPROCS=1 so that it is
+ * measured on one core like Node. Built here, into a temporary directory
+ * removed when it stops, the way test/server/go-package.test.ts builds the
+ * Go client: in GOPATH mode against Debian's packaged sources, nothing
+ * downloaded, with the generated code of clients/go copied at its import
+ * path. The scripts it runs are the store's own (scriptSource), written
+ * beside the binary. Without Go or one of its packages it is not started,
+ * and the answer says why.
+ */
+export async function startGoPeer(
+  redisUrl: string,
+): Promise<ServerUnderTest | { readonly unavailable: string }> {
+  const temp = mkdtempSync(join(tmpdir(), "sessionstore-go-peer-"));
+  const remove = () => rmSync(temp, { recursive: true, force: true });
+  try {
+    const built = await buildGoPeer(temp);
+    if (typeof built !== "string") {
+      remove();
+      return built;
+    }
+    for (const name of ["get", "upsert"]) {
+      writeFileSync(join(temp, `${name}.lua`), scriptSource(name));
+    }
+    const server = await spawnServer(
+      "Go peer",
+      ["-scripts", temp],
+      { REDIS_URL: redisUrl, GOMAXPROCS: "1" },
+      { command: built },
+    );
+    return {
+      ...server,
+      stop: async () => {
+        await server.stop();
+        remove();
+      },
+    };
+  } catch (error) {
+    remove();
+    throw error;
+  }
+}
+
+/**
+ * Builds the Go peer in `temp`; resolves to the binary's path, or to why
+ * it cannot be built here (no Go, or a package missing). Any other build
+ * failure is a bug of the peer, and throws.
+ */
+async function buildGoPeer(temp: string): Promise<string | { readonly unavailable: string }> {
+  const source = join(temp, "src", "sessionstore", "go-peer");
+  mkdirSync(join(temp, "src", "sessionstore", "clients"), { recursive: true });
+  cpSync("clients/go", join(temp, "src", "sessionstore", "clients", "go"), { recursive: true });
+  cpSync("bench/go-peer", source, { recursive: true });
+  const binary = join(temp, "go-peer");
+  const env = {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? temp,
+    GOPATH: `${temp}:${DEBIAN_GOPATH}`,
+    GO111MODULE: "off",
+    GOFLAGS: "",
+    GOPROXY: "off",
+  };
+  try {
+    await promisify(execFile)("go", ["build", "-o", binary, "."], { cwd: source, env });
+    return binary;
+  } catch (error) {
+    const { code, stderr = "" } = error as { code?: unknown; stderr?: string };
+    if (code === "ENOENT")
+      return { unavailable: `Go is not installed (needs: ${GO_PEER_PACKAGES})` };
+    const missing = /cannot find package "([^"]+)"/.exec(stderr);
+    if (missing)
+      return { unavailable: `Go package ${missing[1]} is missing (needs: ${GO_PEER_PACKAGES})` };
+    throw new Error(`building the Go peer failed:\n${stderr}`);
+  }
 }
