@@ -57,15 +57,19 @@ export interface Report {
     /** Its RATE_LIMIT. */
     rateLimit: string;
   };
+  /** Whether the Go peer (bench/go-peer) was built and measured, or why not. */
+  readonly goPeer: "measured" | { readonly unavailable: string };
 }
 
 const METHODS = ["Get", "Upsert", "Refresh", "Touch", "ListByUser", "DeleteByUser"];
 const AUTH_AND_RATE_LIMIT = "service, auth + rate limit";
+const GO_PEER = "Go peer";
 const VARIANTS = [
   "service",
   "service, connect-node only",
   AUTH_AND_RATE_LIMIT,
   "grpc-js peer",
+  GO_PEER,
   "direct ioredis",
 ];
 
@@ -106,7 +110,9 @@ const int = (n: number) => Math.round(n).toLocaleString("en-US");
 const ms = (n: number) => n.toFixed(2);
 const times = (n: number) => `${n >= 100 ? int(n) : n.toFixed(2)}×`;
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
-const mark = (pass: boolean) => (pass ? "✅ pass" : "❌ miss");
+/** A target's verdict; undefined when it could not be measured on this machine. */
+const mark = (pass: boolean | undefined) =>
+  pass === undefined ? "➖ not measured" : pass ? "✅ pass" : "❌ miss";
 
 function packageVersion(name: string): string {
   try {
@@ -114,6 +120,50 @@ function packageVersion(name: string): string {
   } catch {
     return "?";
   }
+}
+
+/**
+ * The targets against the Go peer: the service's CPU per Get and per Upsert
+ * at most 1.5× what grpc-go and redigo spend on one core for the same
+ * Redis work, with the throughput of both beside it.
+ */
+function goPeerTargets(report: Report): [string, string, string, boolean | undefined][] {
+  return ["Get", "Upsert"].map((method) => {
+    const name = `${method} server CPU per RPC: service ÷ Go peer (grpc-go + redigo, GOMAXPROCS=1)`;
+    if (report.goPeer !== "measured")
+      return [name, "≤ 1.5×", `not measured: ${report.goPeer.unavailable}`, undefined];
+    const service = summary(report, `${method}|service`);
+    const go = summary(report, `${method}|${GO_PEER}`);
+    const cpu = pairedRatio(
+      report,
+      `${method}|service`,
+      `${method}|${GO_PEER}`,
+      "cpuMicrosPerCall",
+    );
+    const throughput = pairedRatio(
+      report,
+      `${method}|service`,
+      `${method}|${GO_PEER}`,
+      "throughput",
+    );
+    return [
+      name,
+      "≤ 1.5×",
+      `${times(cpu)} (${int(service.cpu)} vs ${int(go.cpu)} µs); throughput ${times(throughput)} (${int(service.throughput)} vs ${int(go.throughput)} RPC/s)`,
+      cpu <= 1.5,
+    ];
+  });
+}
+
+/** Section 1's sentence on the Go peer: how it is built and run, or why it is missing. */
+function goPeerDescription(report: Report): string {
+  const what =
+    "*Go peer* (Get and Upsert only) is bench/go-peer: grpc-go and the redigo Redis client doing the service's Redis work " +
+    "(the same keys, the same Lua scripts by EVALSHA, the stored bytes spliced into the response as the service does, " +
+    "a pool of 16 Redis connections), built offline in GOPATH mode against Debian's golang-go, golang-google-grpc-dev, " +
+    "golang-google-protobuf-dev and golang-github-gomodule-redigo-dev, and run with GOMAXPROCS=1 so that it works on one core like Node.";
+  if (report.goPeer === "measured") return what;
+  return `${what} It was not measured in this run: ${report.goPeer.unavailable}.`;
 }
 
 /** The report as Markdown: targets first, then every table, then how it was measured. */
@@ -165,7 +215,7 @@ export function renderReport(report: Report): string {
   const p50Of = (name: string) => median(probes(name).map((p) => p.p50Ms));
   const sizes = report.listScaling.map((r) => r.others.toExponential(0).replace("e+", "×10^"));
 
-  const targets: [string, string, string, boolean][] = [
+  const targets: [string, string, string, boolean | undefined][] = [
     [
       "Get throughput: service ÷ @grpc/grpc-js peer",
       "≥ 1.0×",
@@ -196,6 +246,7 @@ export function renderReport(report: Report): string {
       `${times(cpu)} (${int(traced.cpu)} vs ${int(get.cpu)} µs)`,
       true,
     ]),
+    ...goPeerTargets(report),
     [
       "Upsert throughput ÷ Get throughput (service)",
       "≥ 0.8×",
@@ -275,7 +326,8 @@ export function renderReport(report: Report): string {
       "on every call as a write caller without a rate of its own, so every call hashes the token, compares it with every line's digest and " +
       "takes from its caller's token bucket, a bucket so large it never refuses. Every call of every variant must end OK " +
       "(the run stops at the first failed call, naming its status), and before measuring, the run checks that this service refuses a call " +
-      "without a token and a second call from a 1/h caller, so it cannot quietly measure an open server.",
+      "without a token and a second call from a 1/h caller, so it cannot quietly measure an open server. " +
+      goPeerDescription(report),
     "",
     "| RPC | Variant | RPC/s | ÷ peer | p50 ms | p99 ms | CPU µs per call |",
     "| --- | --- | ---: | ---: | ---: | ---: | ---: |",

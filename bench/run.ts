@@ -3,7 +3,8 @@
  *
  * Everything runs in one go against one private redis-server: the service
  * (dist/src/bin/main.js), a minimal @grpc/grpc-js peer over the same handlers and
- * store, and direct in-process calls, measured side by side with variants
+ * store, a Go peer doing the same Redis work for Get and Upsert (when Go is
+ * installed), and direct in-process calls, measured side by side with variants
  * alternating round by round so that drift of this shared machine affects
  * all of them alike. Ratios within one run are the figures to compare;
  * absolute numbers vary between runs and machines.
@@ -42,7 +43,13 @@ import {
   statusName,
 } from "./load.js";
 import { startOtlpSink } from "./otlp-sink.js";
-import { type ServerUnderTest, startBareServer, startPeer, startService } from "./processes.js";
+import {
+  type ServerUnderTest,
+  startBareServer,
+  startGoPeer,
+  startPeer,
+  startService,
+} from "./processes.js";
 import { type Report, renderReport } from "./report.js";
 import { seedGetAll, seedUpsert } from "./seed-reference.js";
 import { median, processCpuMicros, processRssBytes, quantile } from "./stats.js";
@@ -222,6 +229,10 @@ async function main() {
   const redis = owned(await startRedisServer());
   const service = owned(await startService(redis.url));
   const peer = owned(await startPeer(redis.url));
+  // The Go yardstick for Get and Upsert, when this machine can build it.
+  const goPeer = await startGoPeer(redis.url);
+  if ("unavailable" in goPeer) log(`Go peer not measured: ${goPeer.unavailable}`);
+  else owned(goPeer);
   // The same service with the gRPC fast path off: connect-node serves every
   // call, which re-measures why the fast path exists.
   const connectOnly = owned(
@@ -291,6 +302,7 @@ async function main() {
     grpcVariant(secured, ["Get", "Upsert"], bearer),
     ...tracingServices.map((server) => grpcVariant(server, ["Get"])),
     grpcVariant(peer),
+    ...("unavailable" in goPeer ? [] : [grpcVariant(goPeer, ["Get", "Upsert"])]),
     directVariant(handlers),
   ];
   const sampler = new RssSampler([service.pid, peer.pid]);
@@ -518,6 +530,7 @@ async function main() {
 
   for (const variant of variants) variant.close();
   await peer.stop();
+  if (!("unavailable" in goPeer)) await goPeer.stop();
   await connectOnly.stop();
   await secured.stop();
   for (const server of tracingServices) await server.stop();
@@ -554,6 +567,7 @@ async function main() {
     memory,
     security: { tokensFileLines: tokens.lines, rateLimit: NEVER_LIMITING_RATE },
     tracingExports: otlpSink.exports,
+    goPeer: "unavailable" in goPeer ? { unavailable: goPeer.unavailable } : "measured",
   };
   const markdown = renderReport(report);
   process.stdout.write(`${markdown}\n`);
