@@ -88,6 +88,7 @@ process.stdout.write(
     p50Ms: quantile(latencies, 0.5),
     p99Ms: quantile(latencies, 0.99),
     p999Ms: quantile(latencies, 0.999),
+    maxMs: latencies.at(-1) ?? Number.NaN,
     sendLagP99Ms: quantile(lags, 0.99),
   })}\n`,
 );

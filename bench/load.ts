@@ -114,6 +114,7 @@ export interface LatencyProbe {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly p999Ms: number;
+  readonly maxMs: number;
   readonly sendLagP99Ms: number;
 }
 
