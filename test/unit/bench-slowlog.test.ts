@@ -1,0 +1,103 @@
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  readSlowlog,
+  resetSlowlog,
+  scriptNames,
+  startTimingRedisServer,
+  summariseSlowlog,
+} from "../../bench/slowlog.js";
+import type { RedisServer } from "../../harness/redis-server.js";
+
+describe("summariseSlowlog", () => {
+  it("groups entries by command, slowest first, and names the longest", () => {
+    const summary = summariseSlowlog([
+      { command: "sessionGet", script: true, micros: 10 },
+      { command: "HGET", script: false, micros: 3 },
+      { command: "sessionList", script: true, micros: 120 },
+      { command: "sessionGet", script: true, micros: 30 },
+      { command: "sessionGet", script: true, micros: 20 },
+    ]);
+    expect(summary.entries).toBe(5);
+    expect(summary.longest).toEqual({ command: "sessionList", script: true, micros: 120 });
+    expect(summary.byCommand).toEqual([
+      {
+        command: "sessionList",
+        script: true,
+        count: 1,
+        p50Micros: 120,
+        p99Micros: 120,
+        maxMicros: 120,
+      },
+      {
+        command: "sessionGet",
+        script: true,
+        count: 3,
+        p50Micros: 20,
+        p99Micros: 30,
+        maxMicros: 30,
+      },
+      { command: "HGET", script: false, count: 1, p50Micros: 3, p99Micros: 3, maxMicros: 3 },
+    ]);
+  });
+
+  it("says nothing was logged for an empty window", () => {
+    expect(summariseSlowlog([])).toEqual({ entries: 0, longest: undefined, byCommand: [] });
+  });
+});
+
+/** A client with the two scripts below defined on it. */
+type Scripted = Redis & {
+  readSession(key: string): Promise<unknown>;
+  unnamedScript(): Promise<unknown>;
+};
+
+describe("readSlowlog, against a redis-server logging every command", () => {
+  let server: RedisServer;
+  let admin: Redis;
+  let app: Scripted;
+  beforeAll(async () => {
+    server = await startTimingRedisServer();
+    admin = new Redis(server.url, { connectionName: "admin" });
+    app = new Redis(server.url) as Scripted;
+    app.defineCommand("readSession", {
+      numberOfKeys: 1,
+      lua: "return redis.call('GET', KEYS[1])",
+    });
+    app.defineCommand("unnamedScript", { numberOfKeys: 0, lua: "return 1" });
+  });
+  afterAll(async () => {
+    admin.disconnect();
+    app.disconnect();
+    await server.stop();
+  });
+
+  it("names scripts by SHA and keeps no argument", async () => {
+    const secret = "user-7:session-d41d8cd98f00b204";
+    const names = scriptNames(app);
+    // Run each script once first: a script's first run is an EVAL of its source.
+    await app.readSession(secret);
+    await app.unnamedScript();
+    await resetSlowlog(admin);
+    await app.readSession(secret);
+    await app.unnamedScript();
+    await app.set(secret, "payload");
+    await admin.echo("from the admin");
+
+    // Names known from another client: the unnamed script is then unknown.
+    const known = new Map([...names].filter(([, name]) => name === "readSession"));
+    const entries = await readSlowlog(admin, known, new Set(["admin"]));
+    const commands = entries.map((e) => e.command);
+    expect(commands).toContain("readSession");
+    expect(commands).toContain("SET");
+    expect(commands.filter((c) => c.startsWith("EVALSHA "))).toHaveLength(1);
+    expect(entries.find((e) => e.command === "readSession")?.script).toBe(true);
+    expect(entries.find((e) => e.command === "SET")?.script).toBe(false);
+    // The admin's own commands (SLOWLOG RESET, ECHO) are left out.
+    expect(commands).not.toContain("SLOWLOG");
+    expect(commands).not.toContain("ECHO");
+    for (const entry of entries) expect(entry.micros).toBeGreaterThanOrEqual(0);
+    expect(JSON.stringify(entries)).not.toContain("session-d41d8cd98f00b204");
+    expect(JSON.stringify(entries)).not.toContain("payload");
+  });
+});
