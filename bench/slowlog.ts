@@ -43,9 +43,19 @@ export interface SlowlogSummary {
 /** Holds about 10^6 entries: far more than a benchmark window logs, and memory only when used. */
 const MAX_LEN = 1_000_000;
 
-/** A private redis-server whose SLOWLOG holds every command. */
+/**
+ * A private redis-server whose SLOWLOG can hold every command, logging
+ * nothing until timeEveryCommand: seeding logs no entries, which Redis
+ * would otherwise have to free, in its main thread, when the log is reset
+ * or wraps around.
+ */
 export function startTimingRedisServer(): Promise<RedisServer> {
-  return startRedisServer(["--slowlog-log-slower-than", "0", "--slowlog-max-len", String(MAX_LEN)]);
+  return startRedisServer([
+    "--slowlog-log-slower-than",
+    "-1",
+    "--slowlog-max-len",
+    String(MAX_LEN),
+  ]);
 }
 
 /**
@@ -58,25 +68,41 @@ export function scriptNames(redis: Redis): Map<string, string> {
   return new Map(Object.entries(scripts).map(([name, script]) => [script.sha, name]));
 }
 
-/** Empties the SLOWLOG: the start of a window. */
-export async function resetSlowlog(admin: Redis): Promise<void> {
-  await admin.call("SLOWLOG", "RESET");
+/** From now on, SLOWLOG logs every command. */
+export async function timeEveryCommand(admin: Redis): Promise<void> {
+  await admin.call("CONFIG", "SET", "slowlog-log-slower-than", "0");
 }
 
 /**
- * Every entry logged since the last reset, except those of the clients
- * named in `ignoredClients` (CLIENT SETNAME; the benchmark's own admin
- * connection). Fails rather than report a window SLOWLOG could not hold.
+ * The start of a window: the id of the latest entry so far (-1 if none).
+ * Marking rather than resetting keeps Redis from freeing the log's earlier
+ * entries while the window is measured.
+ */
+export async function slowlogMark(admin: Redis): Promise<number> {
+  const [latest] = (await admin.call("SLOWLOG", "GET", "1")) as [number][][];
+  return latest ? Number(latest[0]) : -1;
+}
+
+/**
+ * Every entry logged after `mark`, except those of the clients named in
+ * `ignoredClients` (CLIENT SETNAME; the benchmark's own connections).
+ * Fails rather than report a window SLOWLOG could not hold.
  */
 export async function readSlowlog(
   admin: Redis,
+  mark: number,
   names: ReadonlyMap<string, string>,
   ignoredClients: ReadonlySet<string>,
 ): Promise<SlowlogEntry[]> {
-  const length = Number(await admin.call("SLOWLOG", "LEN"));
-  if (length >= MAX_LEN)
-    throw new Error(`SLOWLOG is full (${length} entries): the window lost some`);
-  return parseSlowlog(await admin.call("SLOWLOG", "GET", "-1"), names, ignoredClients);
+  const reply = (await admin.call("SLOWLOG", "GET", "-1")) as unknown[][];
+  const oldest = Number(reply.at(-1)?.[0] ?? mark + 1);
+  if (oldest > mark + 1)
+    throw new Error(`SLOWLOG lost ${oldest - mark - 1} entries of the window: it holds ${MAX_LEN}`);
+  return parseSlowlog(
+    reply.filter((raw) => Number(raw[0]) > mark),
+    names,
+    ignoredClients,
+  );
 }
 
 /**
