@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import type { EventLatency } from "./event-latency.js";
+import type { HeavyUserFigures, Windows } from "./heavy-user-section.js";
 import type { LatencyProbe, LoadResult } from "./load.js";
 import { median } from "./stats.js";
 
@@ -48,6 +49,8 @@ export interface Report {
     sessionBytes: number;
     rows: readonly { layout: string; bytesPerSession: number }[];
   };
+  /** One user with 10^5 sessions (10^4 with --quick) while other users' Gets are measured. */
+  readonly heavyUser: HeavyUserFigures;
   /** OTLP export requests the tracing variants sent to the bench's receiver. */
   readonly tracingExports: number;
   /** How the "auth + rate limit" variant was configured. */
@@ -431,6 +434,8 @@ export function renderReport(report: Report): string {
     `| ${int(ev.writes)} | ${int(ev.received)} | ${ms(ev.p50Ms)} | ${ms(ev.p99Ms)} | ${ms(ev.maxMs)} |`,
   );
 
+  lines.push(...heavyUserSection(report.heavyUser, report.quick));
+
   lines.push("", "## Notes", "");
   const p99Service = p99Of("service");
   const p99Bare = p99Of("bare node:http2");
@@ -468,4 +473,73 @@ export function renderReport(report: Report): string {
       "spread over that user's sessions (the 1-session row).",
   );
   return lines.join("\n");
+}
+
+const power = (n: number) => `10^${Math.round(Math.log10(n))}`;
+
+/** The heavy-user section: the heavy user's calls, other users' Get beside them, Redis's own times. */
+function heavyUserSection(h: HeavyUserFigures, quick: boolean): string[] {
+  const scripts = h.redis.during.byCommand.filter((c) => c.script);
+  const others = h.redis.during.byCommand.filter((c) => !c.script);
+  const windows = [
+    ["alone, before", "before"],
+    ["during the heavy user's calls", "during"],
+    ["alone, after", "after"],
+  ] as const;
+  const longest = (window: keyof Windows<unknown>) => {
+    const entry = h.redis[window].longest;
+    return entry ? `${int(entry.micros)} (\`${entry.command}\`)` : "none";
+  };
+  const lines = [
+    "",
+    `## Heavy user (${power(h.sessions)} sessions)`,
+    "",
+    `One user holds ${int(h.sessions)} sessions${quick ? " (--quick; 10^5 in the full run)" : ""}, ` +
+      `${int(h.otherUsers)} other users ${h.sessionsPerOtherUser} each (seeded through the store in ${int(h.seedMs)} ms). ` +
+      "The service runs as its own process against a private redis-server whose SLOWLOG times every command Redis runs " +
+      "(`slowlog-log-slower-than 0` once seeded; a script's entry is the whole script) and holds this section's commands only. " +
+      `A separate client process sends another user's Get at ${int(h.getRate)} a second, open loop, in three windows of ${int(h.windowMs)} ms: ` +
+      "alone, then while this process calls the heavy user over gRPC one call at a time, then alone again. The heavy user's calls: " +
+      `its pages of ${h.pageSize} (the first, the middle and the last by page token, and page after page through the user, ` +
+      "starting again after the last), a Get, Upsert (update and insert), Touch and Delete of its sessions, and a page of a light " +
+      `user beside them, for ${int(h.busyMs)} ms; then DeleteByUser, which deletes all its sessions but one. Latencies are the ` +
+      "client's, from call to response. The machine is shared: the two windows alone show how far it moves the figures by " +
+      "itself. SLOWLOG's durations are wall time in Redis's main thread: when the machine is busy they include the odd wait " +
+      "for a core, even in a one-line script.",
+    "",
+    "| Call (on the heavy user unless named) | calls | p50 ms | p99 ms | max ms |",
+    "| --- | ---: | ---: | ---: | ---: |",
+    ...h.calls.map(
+      (c) => `| ${c.name} | ${int(c.calls)} | ${ms(c.p50Ms)} | ${ms(c.p99Ms)} | ${ms(c.maxMs)} |`,
+    ),
+    "",
+    `DeleteByUser, keeping one session (the caller's own), deleted ${int(h.deleteByUser.deleted)} sessions in ${ms(h.deleteByUser.ms)} ms: ` +
+      `${h.deleteByUser.scripts} script run${h.deleteByUser.scripts === 1 ? "" : "s"}, ${int(h.deleteByUser.longestMicros)} µs of Redis time ` +
+      "(it UNLINKs the user's keys; Redis frees them in a background thread).",
+    "",
+    `| Another user's Get, ${int(h.getRate)}/s | calls | p50 ms | p99 ms | p99.9 ms | max ms | longest Redis command, µs |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...windows.map(([name, window]) => {
+      const p = h.others[window];
+      return `| ${name} | ${int(p.calls)} | ${ms(p.p50Ms)} | ${ms(p.p99Ms)} | ${ms(p.p999Ms)} | ${ms(p.maxMs)} | ${longest(window)} |`;
+    }),
+    "",
+    "Redis's time per script during the heavy user's calls (SLOWLOG; the store's scripts by name; `sessionGet` includes the other user's Gets):",
+    "",
+    "| Script | runs | p50 µs | p99 µs | max µs |",
+    "| --- | ---: | ---: | ---: | ---: |",
+    ...scripts.map(
+      (c) =>
+        `| \`${c.command}\` | ${int(c.count)} | ${int(c.p50Micros)} | ${int(c.p99Micros)} | ${int(c.maxMicros)} |`,
+    ),
+  ];
+  const [slowestOther] = others;
+  if (slowestOther)
+    lines.push(
+      "",
+      `SLOWLOG also logged ${int(others.reduce((n, c) => n + c.count, 0))} other commands, each within a script's time ` +
+        "(this Redis logs the commands a script calls as entries of their own) or the service's own (PING): " +
+        `the longest took ${int(slowestOther.maxMicros)} µs (\`${slowestOther.command}\`).`,
+    );
+  return lines;
 }

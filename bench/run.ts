@@ -32,6 +32,7 @@ import { connectRedis } from "../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
 import { refreshTokenDigest } from "../src/store/refresh-state.js";
 import { measureEventLatency } from "./event-latency.js";
+import { measureHeavyUser } from "./heavy-user-section.js";
 import {
   type Call,
   closedLoop,
@@ -78,6 +79,7 @@ const settings = quick
       seedScans: 2,
       memorySessions: 20_000,
       events: { watchers: 50, rate: 500, durationMs: 2000 },
+      heavyUser: { sessions: 10_000, otherUsers: 100, getRate: 300, windowMs: 2000 },
     }
   : {
       rounds: 5,
@@ -91,6 +93,7 @@ const settings = quick
       seedScans: 3,
       memorySessions: 100_000,
       events: { watchers: 200, rate: 1000, durationMs: 5000 },
+      heavyUser: { sessions: 100_000, otherUsers: 500, getRate: 300, windowMs: 10_000 },
     };
 
 const METHODS = ["Get", "Upsert", "Refresh", "Touch", "ListByUser", "DeleteByUser"] as const;
@@ -546,6 +549,10 @@ async function main() {
   const redisVersion = (await versionOf(redis)) ?? "unknown";
   await redis.stop();
 
+  // Its own redis-server and service, once the main ones are no longer measured.
+  const heavyUser = await measureHeavyUser({ ...settings.heavyUser, log });
+  log(`heavy user: section took ${(heavyUser.durationMs / 1000).toFixed(1)} s`);
+
   const memory = await measureMemory();
 
   const report: Report = {
@@ -564,6 +571,7 @@ async function main() {
     },
     listScaling,
     events,
+    heavyUser,
     memory,
     security: { tokensFileLines: tokens.lines, rateLimit: NEVER_LIMITING_RATE },
     tracingExports: otlpSink.exports,
