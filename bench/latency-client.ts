@@ -11,6 +11,13 @@ import http2 from "node:http2";
 import net from "node:net";
 import { quantile } from "./stats.js";
 
+/**
+ * The percentiles of the distribution the probe reports: one or two per
+ * "nine", enough to draw it from the median to the tail (p99.99 is the
+ * few slowest calls of a probe).
+ */
+const PERCENTILES = [50, 75, 90, 95, 99, 99.9, 99.99];
+
 const [port, path, hex, rateText, durationText] = process.argv.slice(2);
 const rate = Number(rateText);
 const durationMs = Number(durationText);
@@ -90,5 +97,9 @@ process.stdout.write(
     p999Ms: quantile(latencies, 0.999),
     maxMs: latencies.at(-1) ?? Number.NaN,
     sendLagP99Ms: quantile(lags, 0.99),
+    percentiles: PERCENTILES.map((percentile) => ({
+      percentile,
+      ms: quantile(latencies, percentile / 100),
+    })),
   })}\n`,
 );

@@ -116,6 +116,8 @@ export interface LatencyProbe {
   readonly p999Ms: number;
   readonly maxMs: number;
   readonly sendLagP99Ms: number;
+  /** Latency at each of latency-client.ts's percentiles, lowest first: the whole distribution, for the chart. */
+  readonly percentiles: readonly { readonly percentile: number; readonly ms: number }[];
 }
 
 /** Runs the open-loop latency probe (latency-client.ts) in its own process. */
