@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import os from "node:os";
+import type { Chart } from "./charts.js";
 import type { EventLatency } from "./event-latency.js";
 import type { HeavyUserFigures, Windows } from "./heavy-user-section.js";
 import type { LatencyProbe, LoadResult } from "./load.js";
@@ -83,7 +84,8 @@ interface Summary {
   cpu: number;
 }
 
-function summary(report: Report, key: string): Summary {
+/** One result key's figures, each the median over its rounds. */
+export function summary(report: Report, key: string): Summary {
   const runs = report.results.get(key) ?? [];
   return {
     throughput: median(runs.map((r) => r.throughput)),
@@ -109,7 +111,7 @@ function pairedRatio(
   return median(as.map((r, i) => r[field] / (bs[i]?.[field] ?? Number.NaN)));
 }
 
-const int = (n: number) => Math.round(n).toLocaleString("en-US");
+export const int = (n: number) => Math.round(n).toLocaleString("en-US");
 const ms = (n: number) => n.toFixed(2);
 const times = (n: number) => `${n >= 100 ? int(n) : n.toFixed(2)}×`;
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -169,8 +171,11 @@ function goPeerDescription(report: Report): string {
   return `${what} It was not measured in this run: ${report.goPeer.unavailable}.`;
 }
 
-/** The report as Markdown: targets first, then every table, then how it was measured. */
-export function renderReport(report: Report): string {
+/**
+ * The report as Markdown: targets first, then links to the charts written
+ * with it (none: no section), then every table, then how it was measured.
+ */
+export function renderReport(report: Report, charts: readonly Chart[] = []): string {
   const get = summary(report, "Get|service");
   const getVsPeer = pairedRatio(report, "Get|service", "Get|grpc-js peer", "throughput");
   const cpuVsPeer = pairedRatio(report, "Get|service", "Get|grpc-js peer", "cpuMicrosPerCall");
@@ -306,6 +311,10 @@ export function renderReport(report: Report): string {
   lines.push("## Targets", "", "| Target | Required | Measured | |", "| --- | --- | --- | --- |");
   for (const [name, required, measured, pass] of targets)
     lines.push(`| ${name} | ${required} | ${measured} | ${mark(pass)} |`);
+  if (charts.length > 0) {
+    lines.push("", "## Charts");
+    for (const chart of charts) lines.push("", `![${chart.title}](${chart.path})`);
+  }
 
   lines.push("", "## Machine and versions", "");
   const cpus = os.cpus();
