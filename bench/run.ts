@@ -9,7 +9,8 @@
  * all of them alike. Ratios within one run are the figures to compare;
  * absolute numbers vary between runs and machines.
  */
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
 import { createSessionStoreClient, type SessionStoreProtocol } from "@sessionstore/client";
 import { Redis } from "ioredis";
@@ -31,6 +32,7 @@ import {
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
 import { refreshTokenDigest } from "../src/store/refresh-state.js";
+import { renderCharts } from "./charts.js";
 import { measureEventLatency } from "./event-latency.js";
 import { measureHeavyUser } from "./heavy-user-section.js";
 import {
@@ -577,11 +579,17 @@ async function main() {
     tracingExports: otlpSink.exports,
     goPeer: "unavailable" in goPeer ? { unavailable: goPeer.unavailable } : "measured",
   };
-  const markdown = renderReport(report);
+  // None on a quick run, which writes no files.
+  const charts = renderCharts(report);
+  const markdown = renderReport(report, charts);
   process.stdout.write(`${markdown}\n`);
   if (!quick) {
     writeFileSync("bench/RESULTS.md", markdown);
-    log("wrote bench/RESULTS.md");
+    for (const chart of charts) {
+      mkdirSync(dirname(`bench/${chart.path}`), { recursive: true });
+      writeFileSync(`bench/${chart.path}`, chart.svg);
+    }
+    log(`wrote bench/RESULTS.md and ${charts.length} charts`);
   }
 }
 
