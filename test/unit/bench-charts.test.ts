@@ -29,6 +29,7 @@ function syntheticReport({
     p99Ms: percentiles[99] ?? 2,
     p999Ms: percentiles[99.9] ?? 3,
     sendLagP99Ms: 0.1,
+    maxMs: percentiles[99.99] ?? 4,
     percentiles: Object.entries(percentiles)
       .map(([p, ms]) => ({ percentile: Number(p), ms }))
       .sort((a, b) => a.percentile - b.percentile),
@@ -82,6 +83,26 @@ function syntheticReport({
     memory: { sessions: 1000, sessionBytes: 200, rows: [{ layout: "seed", bytesPerSession: 400 }] },
     tracingExports: 1,
     security: { tokensFileLines: 10, rateLimit: "1000000/s" },
+    heavyUser: {
+      sessions: 1000,
+      otherUsers: 10,
+      sessionsPerOtherUser: 5,
+      pageSize: 100,
+      seedMs: 100,
+      getRate: 300,
+      windowMs: 1000,
+      busyMs: 900,
+      calls: [],
+      deleteByUser: { ms: 5, deleted: 999, scripts: 1, longestMicros: 100 },
+      others: { before: probe({}), during: probe({}), after: probe({}) },
+      redis: {
+        before: { entries: 0, longest: undefined, byCommand: [] },
+        during: { entries: 0, longest: undefined, byCommand: [] },
+        after: { entries: 0, longest: undefined, byCommand: [] },
+      },
+      durationMs: 2000,
+    },
+    goPeer: "measured",
   };
 }
 
