@@ -464,10 +464,11 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
     "- **Why the gRPC path is fast.** With connect-node's defaults the service spent about 285 µs of CPU per Get against 85 µs for " +
       "the peer (0.46× its throughput, measured during development). CPU profiles (`node --cpu-prof`) put most of it in connect's " +
       "per-call plumbing: async-iterable stream helpers, web `Headers`, an AbortController and a DOMException per request, and the " +
-      "garbage they leave. The service now serves plain gRPC unary calls on a small handler written against node:http2 streams " +
-      "(src/transport/grpc-unary-fast-path.ts) and leaves Connect, gRPC-Web and compressed calls to connect-node on the same port; session " +
-      "responses are spliced from the stored protobuf bytes instead of decoded and encoded again. Section 2 shows what the " +
-      "other protocols still cost through connect-node.",
+      "garbage they leave. The service now serves unary calls over HTTP/2 in gRPC, gRPC-Web (binary) and Connect (binary and JSON) " +
+      "on a small handler written against node:http2 streams (src/transport/unary-fast-path.ts), answering byte for byte as " +
+      "connect-node does, and leaves compressed requests, gRPC-Web text, Connect GET, streams and HTTP/1.1 to connect-node on the " +
+      "same port; session responses are spliced from the stored protobuf bytes instead of decoded and encoded again. Section 2 " +
+      "shows what each protocol costs.",
     "- **What auth and the rate limit cost.** Per call, the auth policy reads the `authorization` header, hashes the token " +
       "with SHA-256 and compares the digest with every line's in constant time (no early exit, so the time says nothing about " +
       "which token matched); the rate limit updates one token bucket in a Map. In isolation that is about 1.5 µs per call for a " +

@@ -93,7 +93,7 @@ export interface Config {
   readonly redisWaitReplicas: number;
   /** How long a write waits for them before the RPC fails UNAVAILABLE, in ms. */
   readonly redisWaitTimeoutMs: number;
-  /** Serve plain gRPC unary calls on the fast path; false: connect-node serves every call. */
+  /** Serve unary gRPC, gRPC-Web and Connect calls over HTTP/2 on the fast path; false: connect-node serves every call. */
   readonly grpcFastPath: boolean;
   /** The tokens file (callers, scopes, secrets); undefined: every caller is trusted. */
   readonly authTokensFile: string | undefined;
@@ -753,7 +753,7 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     key: "grpcFastPath",
     env: "GRPC_FAST_PATH",
     description:
-      "serve plain gRPC unary calls on the fast path (false: connect-node serves every call, for comparison)",
+      "serve unary gRPC, gRPC-Web and Connect calls over HTTP/2 on the fast path (false: connect-node serves every call, for comparison)",
     defaultText: "true",
     parse: boolean(true),
   },
