@@ -40,6 +40,8 @@ export interface RunningServer {
 
 /** Options of {@link startTestServer}: the server's, with test defaults. */
 export interface TestServerOptions {
+  /** The loopback port to listen on (a free one otherwise): how a test restarts a server where its clients are. */
+  readonly port?: number;
   readonly maxRequestBytes?: number;
   readonly http1HeadersTimeoutMs?: number;
   readonly policies?: readonly CallPolicy[];
@@ -91,7 +93,7 @@ export async function startTestServer(
     ...(options.tracing ? { tracing: options.tracing } : {}),
     ...options.limits,
   });
-  const { port } = await server.listen(0, "127.0.0.1");
+  const { port } = await server.listen(options.port ?? 0, "127.0.0.1");
   return {
     server,
     port,

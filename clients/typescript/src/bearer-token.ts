@@ -41,6 +41,32 @@ export function assertBearerToken(token: string): void {
 }
 
 /**
+ * The `authorization` value of each call for `token`: "Bearer <token>", the
+ * fixed token's checked once here, a function's asked and checked per call.
+ * What bearerTokenInterceptor sends, and what the SDK's own gRPC transport
+ * (grpc-unary-transport.ts) sends without an interceptor chain.
+ *
+ * @throws TypeError when a fixed token is not a valid bearer token; a
+ *   function's invalid token rejects that call with UNAUTHENTICATED.
+ */
+export function bearerAuthorization(token: BearerTokenSource): () => string | Promise<string> {
+  if (typeof token === "string") {
+    assertBearerToken(token);
+    const value = `Bearer ${token}`;
+    return () => value;
+  }
+  return async () => {
+    const current = await token();
+    const problem = invalidToken(current);
+    if (problem) {
+      // Client-side, before anything is sent: the server never sees it.
+      throw new ConnectError(`the bearer token function's token ${problem}`, Code.Unauthenticated);
+    }
+    return `Bearer ${current}`;
+  };
+}
+
+/**
  * An interceptor that sends `authorization: Bearer <token>` on every call,
  * the credential SessionStore's AUTH_TOKENS_FILE lists. Pass a function to
  * have it asked per call (it may be async), so a rotated token is used from
@@ -55,20 +81,9 @@ export function assertBearerToken(token: string): void {
  *   function's tokens are checked per call: the call fails UNAUTHENTICATED).
  */
 export function bearerTokenInterceptor(token: BearerTokenSource): Interceptor {
-  if (typeof token === "string") assertBearerToken(token);
+  const authorization = bearerAuthorization(token);
   return (next) => async (req) => {
-    if (!req.header.has("authorization")) {
-      const current = typeof token === "string" ? token : await token();
-      const problem = invalidToken(current);
-      if (problem) {
-        // Client-side, before anything is sent: the server never sees it.
-        throw new ConnectError(
-          `the bearer token function's token ${problem}`,
-          Code.Unauthenticated,
-        );
-      }
-      req.header.set("authorization", `Bearer ${current}`);
-    }
+    if (!req.header.has("authorization")) req.header.set("authorization", await authorization());
     return next(req);
   };
 }

@@ -13,6 +13,7 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import { type BearerTokenSource, bearerTokenInterceptor } from "./bearer-token.js";
+import { createGrpcUnaryTransport } from "./grpc-unary-transport.js";
 
 /** The wire protocols the server speaks, all on one port. */
 export type SessionStoreProtocol = "grpc" | "grpc-web" | "connect";
@@ -88,8 +89,11 @@ function tlsOptions(
 }
 
 /**
- * A connect-node transport for `options`, as createSessionStoreClient makes
- * it; any service's client can be created over it.
+ * The transport for `options`, as createSessionStoreClient makes it; any
+ * service's client can be created over it. For "grpc", unary calls go
+ * through the SDK's own gRPC transport (grpc-unary-transport.ts) and
+ * streaming calls through connect-node's, each on a connection of its
+ * own; "grpc-web" and "connect" are connect-node's transports.
  *
  * @throws TypeError when `token` or `tls` cannot work.
  */
@@ -104,7 +108,12 @@ export function createNodeTransport(options: SessionStoreClientOptions): Transpo
     ...(nodeOptions ? { nodeOptions } : {}),
   } as const;
   return protocol === "grpc"
-    ? createGrpcTransport(common)
+    ? createGrpcUnaryTransport({
+        baseUrl,
+        token,
+        nodeOptions,
+        streams: createGrpcTransport(common),
+      })
     : protocol === "grpc-web"
       ? createGrpcWebTransport({ ...common, useBinaryFormat: !useJson })
       : createConnectTransport({ ...common, useBinaryFormat: !useJson });
