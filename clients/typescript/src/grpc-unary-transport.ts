@@ -135,13 +135,8 @@ export function createGrpcUnaryTransport(options: GrpcUnaryTransportOptions): Tr
           call.send(connection, headers, frame);
           return;
         }
-        let value: string | Promise<string>;
-        try {
-          value = authorization();
-        } catch (error) {
-          call.fail(ConnectError.from(error));
-          return;
-        }
+        // A fixed token's value, or a promise of a function's (which rejects, never throws).
+        const value = authorization();
         if (typeof value === "string") {
           headers.authorization = value;
           call.send(connection, headers, frame);

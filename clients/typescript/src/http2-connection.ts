@@ -13,8 +13,6 @@ export interface Http2ConnectionOptions {
   readonly origin: string;
   /** node:http2 connect options: TLS (ca, cert, key) for an https origin. */
   readonly nodeOptions?: http2.SecureClientSessionOptions | undefined;
-  /** A connection without streams for this long is closed; 15 minutes by default. */
-  readonly idleTimeoutMs?: number | undefined;
 }
 
 /** A session and what the connection tracks of it. */
@@ -29,7 +27,8 @@ interface Tracked {
   idleTimer: NodeJS.Timeout | undefined;
 }
 
-const DEFAULT_IDLE_TIMEOUT_MS = 15 * 60 * 1000;
+/** A session without streams for this long is closed, as connect-node's is by default. */
+const IDLE_TIMEOUT_MS = 15 * 60 * 1000;
 
 /**
  * One HTTP/2 session at a time to one origin. Calls made while it connects
@@ -39,11 +38,8 @@ const DEFAULT_IDLE_TIMEOUT_MS = 15 * 60 * 1000;
  */
 export class Http2Connection {
   private current: Tracked | undefined;
-  private readonly idleTimeoutMs: number;
 
-  constructor(private readonly options: Http2ConnectionOptions) {
-    this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-  }
+  constructor(private readonly options: Http2ConnectionOptions) {}
 
   /**
    * Opens a stream with `headers` (pseudo-headers :method and :path
@@ -114,37 +110,37 @@ export class Http2Connection {
 
   private streamClosed(tracked: Tracked): void {
     if (--tracked.streams > 0) return;
+    tracked.session.unref();
     if (tracked.draining) {
       // A drained session has no more use: close it rather than wait
       // for the server to.
       if (!tracked.session.closed && !tracked.session.destroyed) tracked.session.close();
       return;
     }
-    tracked.session.unref();
     tracked.idleSince = Date.now();
     this.armIdleTimer(tracked);
   }
 
   /**
-   * Closes the session once it has been idle for idleTimeoutMs. One timer
+   * Closes the session once it has been idle for IDLE_TIMEOUT_MS. One timer
    * at a time rather than one per call: when it fires while streams are
    * open or before the idle period is over, it waits again.
    */
   private armIdleTimer(tracked: Tracked): void {
-    if (tracked.idleTimer !== undefined || this.idleTimeoutMs > 0x7fffffff) return;
+    if (tracked.idleTimer !== undefined) return;
     const wait = (delayMs: number) => {
       tracked.idleTimer = setTimeout(() => {
         tracked.idleTimer = undefined;
         if (tracked.draining) return;
         const idleMs = tracked.streams > 0 ? 0 : Date.now() - tracked.idleSince;
-        if (idleMs < this.idleTimeoutMs) {
-          wait(this.idleTimeoutMs - idleMs);
+        if (idleMs < IDLE_TIMEOUT_MS) {
+          wait(IDLE_TIMEOUT_MS - idleMs);
           return;
         }
         this.retire(tracked);
         tracked.session.close();
       }, delayMs).unref();
     };
-    wait(this.idleTimeoutMs);
+    wait(IDLE_TIMEOUT_MS);
   }
 }
