@@ -12,8 +12,11 @@ export interface Report {
   readonly settings: Record<string, unknown>;
   readonly redisVersion: string;
   readonly durationMs: number;
-  /** Per "<method>|<variant>" or "protocol|<name>": one result per round. */
-  readonly results: ReadonlyMap<string, readonly (LoadResult & { cpuMicrosPerCall: number })[]>;
+  /** Per "<method>|<variant>", "protocol|<name>" or "client|<name>": one result per round. */
+  readonly results: ReadonlyMap<
+    string,
+    readonly (LoadResult & { cpuMicrosPerCall: number; clientCpuMicrosPerCall: number })[]
+  >;
   readonly halfPeak: {
     rate: number;
     peak: number;
@@ -65,6 +68,13 @@ export interface Report {
   readonly goPeer: "measured" | { readonly unavailable: string };
 }
 
+/** The clients of "Client CPU per call", by role; results are keyed "client|<name>". */
+export const CLIENT_CPU_CLIENTS = {
+  grpcJs: "@grpc/grpc-js client (generated schemas)",
+  sdk: "@sessionstore/client",
+  connectEs: "connect-es client (connect-node gRPC transport)",
+} as const;
+
 const METHODS = ["Get", "Upsert", "Refresh", "Touch", "ListByUser", "DeleteByUser"];
 const AUTH_AND_RATE_LIMIT = "service, auth + rate limit";
 const GO_PEER = "Go peer";
@@ -104,7 +114,7 @@ function pairedRatio(
   report: Report,
   a: string,
   b: string,
-  field: "throughput" | "cpuMicrosPerCall",
+  field: "throughput" | "cpuMicrosPerCall" | "clientCpuMicrosPerCall",
 ): number {
   const as = report.results.get(a) ?? [];
   const bs = report.results.get(b) ?? [];
@@ -223,6 +233,16 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
   const p50Of = (name: string) => median(probes(name).map((p) => p.p50Ms));
   const sizes = report.listScaling.map((r) => r.others.toExponential(0).replace("e+", "×10^"));
 
+  const clientKey = (name: string) => `client|${name}`;
+  const sdkClientCpu = pairedRatio(
+    report,
+    clientKey(CLIENT_CPU_CLIENTS.sdk),
+    clientKey(CLIENT_CPU_CLIENTS.grpcJs),
+    "clientCpuMicrosPerCall",
+  );
+  const clientCpuOf = (name: string) =>
+    median((report.results.get(clientKey(name)) ?? []).map((r) => r.clientCpuMicrosPerCall));
+
   const targets: [string, string, string, boolean | undefined][] = [
     [
       "Get throughput: service ÷ @grpc/grpc-js peer",
@@ -255,6 +275,12 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
       true,
     ]),
     ...goPeerTargets(report),
+    [
+      "Client CPU per Get: SDK (@sessionstore/client) ÷ @grpc/grpc-js client, both decoding with the generated schemas (§7)",
+      "≤ 1.0×",
+      `${times(sdkClientCpu)} (${clientCpuOf(CLIENT_CPU_CLIENTS.sdk).toFixed(1)} vs ${clientCpuOf(CLIENT_CPU_CLIENTS.grpcJs).toFixed(1)} µs)`,
+      sdkClientCpu <= 1,
+    ],
     [
       "Upsert throughput ÷ Get throughput (service)",
       "≥ 0.8×",
@@ -442,6 +468,32 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
     "| ---: | ---: | ---: | ---: | ---: |",
     `| ${int(ev.writes)} | ${int(ev.received)} | ${ms(ev.p50Ms)} | ${ms(ev.p99Ms)} | ${ms(ev.maxMs)} |`,
   );
+
+  lines.push("", "## 7. Client CPU per call", "");
+  lines.push(
+    `The same Get, closed loop at ${report.settings.concurrency} in flight on one HTTP/2 connection, from three client stacks in the ` +
+      "benchmark's own process against the service: *client CPU* is that process's CPU time (process.cpuUsage(), all threads) per call. " +
+      "The @grpc/grpc-js client calls `makeUnaryRequest` with the generated schemas' `toBinary` and `fromBinary` as its serializer " +
+      "and deserializer, so it encodes requests and decodes responses as the other two do: the comparison is of the client stacks " +
+      "alone. @sessionstore/client is `createSessionStoreClient` (its own gRPC unary transport on node:http2, " +
+      "clients/typescript/src/grpc-unary-transport.ts); the connect-es client is `createClient` over connect-node's " +
+      "`createGrpcTransport`, what the SDK used before.",
+    "",
+    "| Client | RPC/s | client CPU µs per call | ÷ @grpc/grpc-js | server CPU µs per call |",
+    "| --- | ---: | ---: | ---: | ---: |",
+  );
+  for (const name of Object.values(CLIENT_CPU_CLIENTS)) {
+    const s = summary(report, clientKey(name));
+    const ratio = pairedRatio(
+      report,
+      clientKey(name),
+      clientKey(CLIENT_CPU_CLIENTS.grpcJs),
+      "clientCpuMicrosPerCall",
+    );
+    lines.push(
+      `| ${name} | ${int(s.throughput)} | ${clientCpuOf(name).toFixed(1)} | ${times(ratio)} | ${int(s.cpu)} |`,
+    );
+  }
 
   lines.push(...heavyUserSection(report.heavyUser, report.quick));
 

@@ -11,12 +11,21 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { fromBinary } from "@bufbuild/protobuf";
-import { createSessionStoreClient, type SessionStoreProtocol } from "@sessionstore/client";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import {
+  createSessionStoreClient,
+  type SessionStoreProtocol,
+  SessionStoreService,
+} from "@sessionstore/client";
 import { Redis } from "ioredis";
 import {
   DeleteByUserRequestSchema,
+  type GetRequest,
   GetRequestSchema,
+  GetResponseSchema,
   ListByUserRequestSchema,
   RefreshRequestSchema,
   TouchRequestSchema,
@@ -53,7 +62,7 @@ import {
   startPeer,
   startService,
 } from "./processes.js";
-import { type Report, renderReport } from "./report.js";
+import { CLIENT_CPU_CLIENTS, type Report, renderReport } from "./report.js";
 import { seedGetAll, seedUpsert } from "./seed-reference.js";
 import { median, processCpuMicros, processRssBytes, quantile } from "./stats.js";
 import { type BenchTokensFile, writeBenchTokensFile } from "./tokens-file.js";
@@ -189,9 +198,13 @@ function directVariant(handlers: SessionStoreHandlers): Variant {
   };
 }
 
-/** A measurement with the CPU the server (or this process) spent per call. */
+/**
+ * A measurement with the CPU the server (or this process) spent per call,
+ * and the CPU this process (the load's client) spent per call.
+ */
 interface Measured extends LoadResult {
   readonly cpuMicrosPerCall: number;
+  readonly clientCpuMicrosPerCall: number;
 }
 
 async function measure(
@@ -202,9 +215,15 @@ async function measure(
 ) {
   const pid = variant.server?.pid;
   const cpuBefore = pid ? processCpuMicros(pid) : cpuSelf();
+  const clientCpuBefore = cpuSelf();
   const result = await closedLoop(call, { concurrency, calls });
   const cpu = (pid ? processCpuMicros(pid) : cpuSelf()) - cpuBefore;
-  return { ...result, cpuMicrosPerCall: cpu / result.calls } satisfies Measured;
+  const clientCpu = cpuSelf() - clientCpuBefore;
+  return {
+    ...result,
+    cpuMicrosPerCall: cpu / result.calls,
+    clientCpuMicrosPerCall: clientCpu / result.calls,
+  } satisfies Measured;
 }
 
 function cpuSelf(): number {
@@ -452,8 +471,9 @@ async function main() {
         });
         const messages = workloads.Get.messages as { userId: string; sessionId: string }[];
         const name = { grpc: "gRPC", connect: "Connect", "grpc-web": "gRPC-Web" }[protocol];
+        // gRPC goes through the SDK's own unary transport; the others through connect-es's.
         return [
-          `${name} (connect-es client)`,
+          protocol === "grpc" ? `${name} (@sessionstore/client)` : `${name} (connect-es client)`,
           (i) => client.get(messages[i % messages.length] as never),
         ];
       },
@@ -473,6 +493,10 @@ async function main() {
   }
   protocolSampler.stop();
   const rssAllProtocols = protocolSampler.peak.get(service.pid) ?? Number.NaN;
+
+  await measureClientCpu(serviceVariant, workloads.Get.messages as GetRequest[], (name, result) =>
+    record(`client|${name}`, result),
+  );
 
   const events = await measureEventLatency(service.port, settings.events);
   log(
@@ -591,6 +615,65 @@ async function main() {
     }
     log(`wrote bench/RESULTS.md and ${charts.length} charts`);
   }
+}
+
+/**
+ * Client CPU per call: the same Get from three client stacks in this
+ * process against the service, measured as this process's CPU time per
+ * call. The @grpc/grpc-js client encodes requests and decodes responses
+ * with the generated schemas (toBinary and fromBinary as its serialize and
+ * deserialize), so it does the work the others do and the comparison is
+ * of the client stacks alone: the SDK (its own gRPC unary transport) and
+ * connect-es over connect-node's gRPC transport, what the SDK used before.
+ */
+async function measureClientCpu(
+  service: Variant,
+  messages: readonly GetRequest[],
+  record: (name: string, result: Measured) => void,
+) {
+  const port = (service.server as ServerUnderTest).port;
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const grpcJs = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const serialize = (message: GetRequest) => {
+    const bytes = toBinary(GetRequestSchema, message);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+  const deserialize = (bytes: Buffer) => fromBinary(GetResponseSchema, bytes);
+  const sdk = createSessionStoreClient({ baseUrl });
+  const connectEs = createClient(SessionStoreService, createGrpcTransport({ baseUrl }));
+  const message = (i: number) => messages[i % messages.length] as GetRequest;
+  const calls: Record<(typeof CLIENT_CPU_CLIENTS)[keyof typeof CLIENT_CPU_CLIENTS], Call> = {
+    [CLIENT_CPU_CLIENTS.grpcJs]: (i) =>
+      new Promise((resolve, reject) =>
+        grpcJs.makeUnaryRequest(
+          methodPath("Get"),
+          serialize,
+          deserialize,
+          message(i),
+          (error, response) => (error ? reject(error) : resolve(response)),
+        ),
+      ),
+    [CLIENT_CPU_CLIENTS.sdk]: (i) => sdk.get(message(i)),
+    [CLIENT_CPU_CLIENTS.connectEs]: (i) => connectEs.get(message(i)),
+  };
+  const clients = Object.entries(calls);
+  for (const [, call] of clients) {
+    await closedLoop(call, { concurrency: settings.concurrency, calls: settings.warmup });
+  }
+  for (let round = 0; round < settings.rounds; round++) {
+    for (const [name, call] of rotate(clients, round)) {
+      const result = await measure(service, call, settings.calls);
+      if (result.errors > 0)
+        throw new Error(
+          `Get from ${name}: ${result.errors} calls failed (${describeFailures(result.failures)})`,
+        );
+      record(name, result);
+      log(
+        `round ${round + 1}/${settings.rounds} Get from ${name}: ${Math.round(result.throughput)} RPC/s, client ${result.clientCpuMicrosPerCall.toFixed(1)} µs CPU/call`,
+      );
+    }
+  }
+  grpcJs.close();
 }
 
 /**
