@@ -113,9 +113,10 @@ export type SessionStoreClient = Client<typeof SessionStoreService>;
  * takes the usual Connect call options, e.g. `{ timeoutMs }` for a deadline
  * or `{ signal }` to cancel.
  *
- * The client keeps one HTTP/2 connection, which does not keep the process
- * alive while idle and closes after 15 idle minutes (connect-node's
- * defaults).
+ * The client keeps one HTTP/2 connection (over "grpc", a second one for
+ * streaming calls once one is made), which does not keep the process alive
+ * while idle and closes after 15 idle minutes (connect-node's defaults,
+ * which the SDK's own gRPC transport follows).
  *
  * @throws TypeError when `token` or `tls` cannot work (see their docs); the
  *   message never contains the token or a key.
