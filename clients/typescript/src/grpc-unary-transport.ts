@@ -5,9 +5,9 @@
  *
  * Why: connect-es runs every unary call through async iterables, web
  * Headers, AbortControllers, an interceptor chain and envelope helpers;
- * for SessionStore's small calls that plumbing cost the client about
- * twice the CPU of an @grpc/grpc-js client doing the same calls (see
- * bench/RESULTS.md, "Client CPU per call"). The server met the same cost
+ * for SessionStore's small calls that plumbing cost the client more than
+ * twice the CPU of an @grpc/grpc-js client doing the same calls (`npm run
+ * bench`, section "Client CPU per call"). The server met the same cost
  * and answered it with its own fast path (src/transport/grpc-unary-fast-path.ts);
  * this is the client's counterpart. A unary call here is one HTTP/2
  * stream, a few callbacks and, unless the call fails, no web Headers at
