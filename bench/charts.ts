@@ -188,10 +188,13 @@ interface VariantResult {
   readonly cpu: number;
 }
 
+/** Keys of results outside section 1: per protocol (section 2) and per client stack (section 7). */
+const OTHER_SECTIONS = /^(protocol|client)\|/;
+
 /** Section 1's results ("<method>|<variant>"), in the order the run measured them. */
 function variantResults(report: Report): VariantResult[] {
   return [...report.results]
-    .filter(([key]) => !key.startsWith("protocol|"))
+    .filter(([key]) => !OTHER_SECTIONS.test(key))
     .map(([key, runs]) => {
       const split = key.indexOf("|");
       const { throughput, cpu } = summary(report, key);

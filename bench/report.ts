@@ -554,7 +554,7 @@ function heavyUserSection(h: HeavyUserFigures, quick: boolean): string[] {
   };
   const lines = [
     "",
-    `## Heavy user (${power(h.sessions)} sessions)`,
+    `## 8. Heavy user (${power(h.sessions)} sessions)`,
     "",
     `One user holds ${int(h.sessions)} sessions${quick ? " (--quick; 10^5 in the full run)" : ""}, ` +
       `${int(h.otherUsers)} other users ${h.sessionsPerOtherUser} each (seeded through the store in ${int(h.seedMs)} ms). ` +

@@ -33,15 +33,15 @@ import {
   createConnectNodeTransport,
 } from "./transport/connect-node-transport.js";
 import {
-  createUnaryFastPath,
-  FAST_PATH_TRANSPORT,
-  type UnaryHandler,
-} from "./transport/unary-fast-path.js";
-import {
   type ConnectionLimits,
   createPortListener,
   type TlsCredentials,
 } from "./transport/listener.js";
+import {
+  createUnaryFastPath,
+  FAST_PATH_TRANSPORT,
+  type UnaryHandler,
+} from "./transport/unary-fast-path.js";
 
 /** Everything the server is built from. */
 export interface ServerOptions {
