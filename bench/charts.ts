@@ -143,6 +143,7 @@ const PREFERENCE: readonly { matches(name: string): boolean; colour: string }[] 
   { matches: (n) => n.startsWith("Go peer"), colour: "#D55E00" },
   { matches: (n) => n === DIRECT, colour: "#555555" },
   { matches: (n) => n === "bare node:http2", colour: "#555555" },
+  { matches: (n) => n.startsWith("bare node:http2 +"), colour: "#999999" },
 ];
 
 interface Series {

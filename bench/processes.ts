@@ -124,12 +124,15 @@ export function startPeer(redisUrl: string) {
   return spawnServer("grpc-js peer", ["dist/bench/grpc-js-peer.js"], { REDIS_URL: redisUrl });
 }
 
-/** A bare node:http2 server answering every call with `response` (see bare-h2-server.ts). */
-export function startBareServer(response: Uint8Array) {
+/**
+ * A bare node:http2 server answering every call with `response`, after one
+ * Redis GET per call when given `redisUrl` (see bare-h2-server.ts).
+ */
+export function startBareServer(response: Uint8Array, redisUrl?: string) {
   return spawnServer(
-    "bare node:http2",
+    redisUrl ? "bare node:http2 + one Redis GET" : "bare node:http2",
     ["dist/bench/bare-h2-server.js", Buffer.from(response).toString("hex")],
-    {},
+    redisUrl ? { REDIS_URL: redisUrl } : {},
   );
 }
 

@@ -41,6 +41,7 @@ import {
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
 import { refreshTokenDigest } from "../src/store/refresh-state.js";
+import { EVENT_RETENTION_DEFAULTS } from "../src/store/session-events.js";
 import { renderCharts } from "./charts.js";
 import { measureEventLatency } from "./event-latency.js";
 import { measureHeavyUser } from "./heavy-user-section.js";
@@ -62,7 +63,13 @@ import {
   startPeer,
   startService,
 } from "./processes.js";
-import { CLIENT_CPU_CLIENTS, type Report, renderReport } from "./report.js";
+import {
+  BARE_WITH_REDIS,
+  CLIENT_CPU_CLIENTS,
+  PROTOCOL_CLIENTS,
+  type Report,
+  renderReport,
+} from "./report.js";
 import { seedGetAll, seedUpsert } from "./seed-reference.js";
 import { median, processCpuMicros, processRssBytes, quantile } from "./stats.js";
 import { type BenchTokensFile, writeBenchTokensFile } from "./tokens-file.js";
@@ -205,6 +212,8 @@ function directVariant(handlers: SessionStoreHandlers): Variant {
 interface Measured extends LoadResult {
   readonly cpuMicrosPerCall: number;
   readonly clientCpuMicrosPerCall: number;
+  /** Redis's own CPU per call (section 1 only). */
+  readonly redisCpuMicrosPerCall?: number;
 }
 
 async function measure(
@@ -224,6 +233,13 @@ async function measure(
     cpuMicrosPerCall: cpu / result.calls,
     clientCpuMicrosPerCall: clientCpu / result.calls,
   } satisfies Measured;
+}
+
+/** The CPU time Redis has used, µs (INFO cpu: its main thread and the rest, user and system). */
+async function redisCpuMicros(redis: RedisServer): Promise<number> {
+  const info = await redis.info("cpu");
+  const seconds = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1]);
+  return (seconds("used_cpu_user") + seconds("used_cpu_sys")) * 1e6;
 }
 
 function cpuSelf(): number {
@@ -355,6 +371,12 @@ async function main() {
     ),
     ListByUser: workload([requests.listByUser("bench-list")], ListByUserRequestSchema),
   };
+  // The floor of a Node server doing a Get: node:http2 and one Redis GET per
+  // call, answering the service's own response bytes (bare-h2-server.ts).
+  const getRequest = workloads.Get.bytes[0] as Buffer;
+  const getResponse = await rawGrpcClient(service.port).call(methodPath("Get"), getRequest);
+  const floor = owned(await startBareServer(getResponse, redis.url));
+  variants.push(grpcVariant(floor, ["Get"]));
 
   // Each DeleteByUser call empties a user of its own, prepared beforehand.
   let deleteBatch = 0;
@@ -428,7 +450,12 @@ async function main() {
           method === "DeleteByUser" || method === "Refresh"
             ? await oneOffWorkload(method, calls)
             : workloads[method];
-        const result = await measure(variant, (i) => variant.call(method, input, i), calls);
+        const redisBefore = await redisCpuMicros(redis);
+        const measured = await measure(variant, (i) => variant.call(method, input, i), calls);
+        const result = {
+          ...measured,
+          redisCpuMicrosPerCall: ((await redisCpuMicros(redis)) - redisBefore) / measured.calls,
+        };
         if (result.errors > 0)
           throw new Error(
             `${method} on ${variant.name}: ${result.errors} of ${calls} calls failed (${describeFailures(result.failures)})`,
@@ -462,22 +489,24 @@ async function main() {
   // The same Get over every protocol and client stack the port serves.
   const protocolSampler = new RssSampler([service.pid]);
   const protocolClients: [string, Call][] = [
-    ["gRPC (@grpc/grpc-js client)", (i) => serviceVariant.call("Get", workloads.Get, i)],
-    ...(["grpc", "connect", "grpc-web"] as SessionStoreProtocol[]).map(
-      (protocol): [string, Call] => {
-        const client = createSessionStoreClient({
-          baseUrl: `http://127.0.0.1:${service.port}`,
-          protocol,
-        });
-        const messages = workloads.Get.messages as { userId: string; sessionId: string }[];
-        const name = { grpc: "gRPC", connect: "Connect", "grpc-web": "gRPC-Web" }[protocol];
-        // gRPC goes through the SDK's own unary transport; the others through connect-es's.
-        return [
-          protocol === "grpc" ? `${name} (@sessionstore/client)` : `${name} (connect-es client)`,
-          (i) => client.get(messages[i % messages.length] as never),
-        ];
-      },
-    ),
+    [PROTOCOL_CLIENTS.grpc, (i) => serviceVariant.call("Get", workloads.Get, i)],
+    ...(
+      [
+        [PROTOCOL_CLIENTS.sdk, "grpc", false],
+        [PROTOCOL_CLIENTS.connect, "connect", false],
+        [PROTOCOL_CLIENTS.connectJson, "connect", true],
+        [PROTOCOL_CLIENTS.grpcWeb, "grpc-web", false],
+      ] as [string, SessionStoreProtocol, boolean][]
+    ).map(([name, protocol, useJson]): [string, Call] => {
+      // gRPC goes through the SDK's own unary transport; the others through connect-es's.
+      const client = createSessionStoreClient({
+        baseUrl: `http://127.0.0.1:${service.port}`,
+        protocol,
+        useJson,
+      });
+      const messages = workloads.Get.messages as { userId: string; sessionId: string }[];
+      return [name, (i) => client.get(messages[i % messages.length] as never)];
+    }),
   ];
   for (const [, call] of protocolClients) {
     await closedLoop(call, { concurrency: settings.concurrency, calls: settings.warmup });
@@ -512,13 +541,12 @@ async function main() {
   // process; the same load on the peer and on a bare node:http2 server.
   const peak = median((results.get("Get|service") ?? []).map((r) => r.throughput));
   const halfRate = Math.round(peak / 2);
-  const getRequest = workloads.Get.bytes[0] as Buffer;
-  const getResponse = await rawGrpcClient(service.port).call(methodPath("Get"), getRequest);
   const bare = owned(await startBareServer(getResponse));
   const latencyTargets: [string, ServerUnderTest][] = [
     ["service", service],
     ["grpc-js peer", peer],
     ["bare node:http2", bare],
+    [BARE_WITH_REDIS, floor],
   ];
   const latency = new Map<string, LatencyProbe[]>();
   for (let round = 0; round < Math.min(settings.rounds, 3); round++) {
@@ -538,6 +566,7 @@ async function main() {
     }
   }
   await bare.stop();
+  await floor.stop();
 
   // The same probe on a second service process started with --trace-gc,
   // to see which pauses the tail is made of.
@@ -829,6 +858,18 @@ async function measureMemory() {
       "service, 1 session per user",
       (redis, n) => storeFor(redis).upsert(benchInput(`user-${n}`, `session-${n}`)),
     ],
+    // The same two without the event log (EVENT_RETENTION_COUNT=0): its share.
+    [
+      `service, ${SESSIONS_PER_LIST_USER} sessions per user, events off`,
+      (redis, n) =>
+        storeFor(redis, false).upsert(
+          benchInput(`user-${Math.floor(n / SESSIONS_PER_LIST_USER)}`, `session-${n}`),
+        ),
+    ],
+    [
+      "service, 1 session per user, events off",
+      (redis, n) => storeFor(redis, false).upsert(benchInput(`user-${n}`, `session-${n}`)),
+    ],
     [
       "seed (one key per session)",
       (redis, n) => {
@@ -870,10 +911,16 @@ async function measureMemory() {
 }
 
 const stores = new WeakMap<Redis, RedisSessionStore>();
-function storeFor(redis: Redis): RedisSessionStore {
+/** The store on `redis`, with the default event log or (`events` false) none. */
+function storeFor(redis: Redis, events = true): RedisSessionStore {
   let store = stores.get(redis);
   if (!store) {
-    store = new RedisSessionStore({ redis, keyPrefix: "sessionstore", maxSessionsPerUser: 0 });
+    store = new RedisSessionStore({
+      redis,
+      keyPrefix: "sessionstore",
+      maxSessionsPerUser: 0,
+      ...(events ? {} : { events: { ...EVENT_RETENTION_DEFAULTS, retentionCount: 0 } }),
+    });
     stores.set(redis, store);
   }
   return store;
