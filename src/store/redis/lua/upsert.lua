@@ -55,8 +55,10 @@ if not current and cap > 0 then
 end
 -- Removing all the user holds and writing the keys again cannot be done
 -- where they cannot be created (see common.lua): ask before any change.
-local left = stored(e)
-if left > 0 and #dead + #victims >= left and not can_create_keys(h) then
+-- (Only a write that removes something can empty the keys: the count is
+-- read only then.)
+local removing = #dead + #victims
+if removing > 0 and removing >= stored(e) and not can_create_keys(h) then
   return try_again()
 end
 if #dead > 0 then
