@@ -608,7 +608,9 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
       "user's hash is a full hash table rather than a compact listpack. The event log costs " +
       `${int((memoryRows[1]?.bytesPerSession ?? Number.NaN) - (memoryRows[3]?.bytesPerSession ?? Number.NaN))} bytes per session ` +
       `at one session per user and ${int((memoryRows[0]?.bytesPerSession ?? Number.NaN) - (memoryRows[2]?.bytesPerSession ?? Number.NaN))} ` +
-      "at five (the rows with events off).",
+      "at five (the rows with events off). With `hash-max-listpack-value 512` in Redis's configuration (docs/scaling.md), " +
+      `the same layouts take ${int(memoryRows[4]?.bytesPerSession ?? Number.NaN)} and ${int(memoryRows[5]?.bytesPerSession ?? Number.NaN)} bytes ` +
+      `per session (${times((memoryRows[4]?.bytesPerSession ?? Number.NaN) / seedMemory)} and ${times((memoryRows[5]?.bytesPerSession ?? Number.NaN) / seedMemory)} the seed's).`,
   );
   return lines.join("\n");
 }
