@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { entryPointCommand } from "../harness/entry-point.js";
+import { offlineGoEnv } from "../harness/offline-go.js";
 import { waitFor } from "../harness/wait-for.js";
 import { scriptSource } from "../src/store/redis/redis-session-store.js";
 import { rawGrpcClient } from "./load.js";
@@ -140,9 +141,6 @@ export function startBareServer(response: Uint8Array, redisUrl?: string) {
 export const GO_PEER_PACKAGES =
   "golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev golang-github-gomodule-redigo-dev";
 
-/** Where Debian's golang-*-dev packages put their sources. */
-const DEBIAN_GOPATH = "/usr/share/gocode";
-
 /**
  * The Go peer (bench/go-peer): grpc-go and redigo doing the service's
  * Redis work for Get and Upsert, run with GOMAXPROCS=1 so that it is
@@ -198,14 +196,7 @@ async function buildGoPeer(temp: string): Promise<string | { readonly unavailabl
   cpSync("clients/go", join(temp, "src", "sessionstore", "clients", "go"), { recursive: true });
   cpSync("bench/go-peer", source, { recursive: true });
   const binary = join(temp, "go-peer");
-  const env = {
-    PATH: process.env.PATH ?? "",
-    HOME: process.env.HOME ?? temp,
-    GOPATH: `${temp}:${DEBIAN_GOPATH}`,
-    GO111MODULE: "off",
-    GOFLAGS: "",
-    GOPROXY: "off",
-  };
+  const env = offlineGoEnv(temp);
   try {
     await promisify(execFile)("go", ["build", "-o", binary, "."], { cwd: source, env });
     return binary;

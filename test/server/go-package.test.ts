@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { offlineGoEnv } from "../../harness/offline-go.js";
 import {
   expectScenarioPassed,
   scenarioArgs,
@@ -20,7 +21,6 @@ import type { ServerProcess } from "../support/server-process.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const MODULE = "sessionstore/clients/go";
-const DEBIAN_GOPATH = "/usr/share/gocode";
 const INSTALL =
   "sudo apt-get install golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev";
 /** The Go toolchain, when installed (.ci/run installs it). */
@@ -41,16 +41,8 @@ describe("the Go client module", () => {
         const source = join(temp, "src", MODULE);
         mkdirSync(join(source, ".."), { recursive: true });
         cpSync(join(ROOT, "clients/go"), source, { recursive: true });
-        // GOPATH mode: imports resolve under the two GOPATH entries, nothing
-        // is downloaded. The build cache stays Go's default, shared by runs.
-        const env = {
-          PATH: process.env.PATH ?? "",
-          HOME: process.env.HOME ?? temp,
-          GOPATH: `${temp}:${DEBIAN_GOPATH}`,
-          GO111MODULE: "off",
-          GOFLAGS: "",
-          GOPROXY: "off",
-        };
+        // The build cache stays Go's default, shared by runs.
+        const env = offlineGoEnv(temp);
         const binary = join(temp, "scenario");
         const built = await runCommand("go", ["build", "-o", binary, "./cmd/scenario"], {
           cwd: source,
