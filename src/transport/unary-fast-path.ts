@@ -335,6 +335,8 @@ function serveUnary(
       const status = toStatusError(error, options.logger, route.procedure);
       sendError(stream, wire, status, handlerRan ? compression : undefined);
       outcome = status.code;
+      // An answer before the whole body (only a failure can be one).
+      if (!bodyEnded) releaseWhenAnswered(stream);
     }
     admission?.finish(outcome);
   };
@@ -382,8 +384,9 @@ function serveUnary(
     else proceed();
   };
 
-  // Data keeps flowing after an early answer (and is dropped), so a client
-  // still sending is never stalled on flow control.
+  // Data keeps flowing after an early answer (and is dropped) until the
+  // stream is reset, so a client still sending is never stalled on flow
+  // control.
   stream.on("data", (chunk: Buffer) => {
     if (outcome !== undefined || requestError) return;
     if (wire.enveloped && received === 0 && chunk.length >= ENVELOPE_HEADER_BYTES) {
@@ -430,6 +433,28 @@ function serveUnary(
   const started = options.pipeline.start(call);
   if (started instanceof Promise) started.then(admit);
   else admit(started);
+}
+
+/**
+ * Once an answer given before the whole request body arrived is complete on
+ * the wire, resets the stream with RST_STREAM(NO_ERROR), how HTTP/2 asks a
+ * client to stop sending after a complete response (RFC 9113, section 8.1),
+ * and releases it: Node counts a stream against MAX_CONCURRENT_STREAMS until
+ * its readable side has ended, so a client uploading the rest of a body
+ * the answer no longer needs would hold its slot, and the connection's next
+ * streams would be refused. connect-node's answers get the same treatment
+ * (endUnreadRequestAfter in connect-node-transport.ts). Node flushes the
+ * frames already queued before the reset; the next turn of the event loop
+ * sends it.
+ */
+function releaseWhenAnswered(stream: http2.ServerHttp2Stream): void {
+  const reset = () => {
+    if (stream.readableEnded || stream.closed || stream.destroyed) return;
+    stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    stream.destroy();
+  };
+  if (stream.writableFinished) setImmediate(reset);
+  else stream.once("finish", () => setImmediate(reset));
 }
 
 /**
