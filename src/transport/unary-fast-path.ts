@@ -161,6 +161,8 @@ const COMPRESSIONS: Compression[] = [compressionGzip, compressionBrotli];
 const COMPRESS_MIN_BYTES = 1024;
 /** connect's JSON options: unknown fields are ignored. */
 const JSON_OPTIONS = { ignoreUnknownFields: true } as const;
+/** Not fatal: invalid UTF-8 is replaced, as connect-node's decoder does. One for every call. */
+const UTF8 = new TextDecoder();
 
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH } =
   http2.constants;
@@ -503,7 +505,7 @@ function decodeJson(
   explain: ExplainUndecodable | undefined,
 ): MessageShape<DescMessage> {
   try {
-    return fromJsonString(schema, new TextDecoder().decode(body), JSON_OPTIONS);
+    return fromJsonString(schema, UTF8.decode(body), JSON_OPTIONS);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     throw (
