@@ -8,6 +8,7 @@ import { offlineGoEnv } from "../harness/offline-go.js";
 import { waitFor } from "../harness/wait-for.js";
 import { scriptSource } from "../src/store/redis/redis-session-store.js";
 import { rawGrpcClient } from "./load.js";
+import { BARE_WITH_REDIS } from "./report.js";
 import { methodPath, requests } from "./workload.js";
 
 /** A server process under test. */
@@ -126,13 +127,23 @@ export function startPeer(redisUrl: string) {
 }
 
 /**
- * A bare node:http2 server answering every call with `response`, after one
- * Redis GET per call when given `redisUrl` (see bare-h2-server.ts).
+ * A bare node:http2 server answering every call with a canned response
+ * (`responses.upsert` for Upsert, `responses.get` for anything else), after
+ * the service's Redis script for the call when given `redisUrl` (see
+ * bare-h2-server.ts).
  */
-export function startBareServer(response: Uint8Array, redisUrl?: string) {
+export function startBareServer(
+  responses: { readonly get: Uint8Array; readonly upsert?: Uint8Array },
+  redisUrl?: string,
+) {
+  const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
   return spawnServer(
-    redisUrl ? "bare node:http2 + one Redis GET" : "bare node:http2",
-    ["dist/bench/bare-h2-server.js", Buffer.from(response).toString("hex")],
+    redisUrl ? BARE_WITH_REDIS : "bare node:http2",
+    [
+      "dist/bench/bare-h2-server.js",
+      hex(responses.get),
+      ...(responses.upsert ? [hex(responses.upsert)] : []),
+    ],
     redisUrl ? { REDIS_URL: redisUrl } : {},
   );
 }

@@ -39,6 +39,7 @@ import {
   type SessionStoreHandlers,
 } from "../src/service/session-store-service.js";
 import { connectRedis } from "../src/store/redis/redis-client.js";
+import { userKeys } from "../src/store/redis/redis-keys.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
 import { refreshTokenDigest } from "../src/store/refresh-state.js";
 import { EVENT_RETENTION_DEFAULTS } from "../src/store/session-events.js";
@@ -69,6 +70,7 @@ import {
   PROTOCOL_CLIENTS,
   type Report,
   renderReport,
+  TUNED_LISTPACK_VALUE,
 } from "./report.js";
 import { seedGetAll, seedUpsert } from "./seed-reference.js";
 import { median, processCpuMicros, processRssBytes, quantile } from "./stats.js";
@@ -143,8 +145,6 @@ const TRACING_VARIANTS = [
 type Method = (typeof METHODS)[number];
 const SESSIONS_PER_KEYED_USER = 100;
 const SESSIONS_PER_LIST_USER = 5;
-/** The hash-max-listpack-value of the tuned-Redis memory rows (docs/scaling.md). */
-const TUNED_LISTPACK_VALUE = 512;
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
 
@@ -373,12 +373,22 @@ async function main() {
     ),
     ListByUser: workload([requests.listByUser("bench-list")], ListByUserRequestSchema),
   };
-  // The floor of a Node server doing a Get: node:http2 and one Redis GET per
-  // call, answering the service's own response bytes (bare-h2-server.ts).
+  // The floor of a Node server doing the service's Get and Upsert: node:http2
+  // and the service's Redis script per call, answering the service's own
+  // response bytes (bare-h2-server.ts).
   const getRequest = workloads.Get.bytes[0] as Buffer;
-  const getResponse = await rawGrpcClient(service.port).call(methodPath("Get"), getRequest);
-  const floor = owned(await startBareServer(getResponse, redis.url));
-  variants.push(grpcVariant(floor, ["Get"]));
+  const answered = rawGrpcClient(service.port);
+  const getResponse = await answered.call(methodPath("Get"), getRequest);
+  const upsertResponse = await answered.call(
+    methodPath("Upsert"),
+    requests.upsert(benchSession("bench-floor", "template")),
+  );
+  answered.close();
+  const floor = owned(
+    await startBareServer({ get: getResponse, upsert: upsertResponse }, redis.url),
+  );
+  await checkFloorWrites(floor, bench, workloads.Upsert.bytes[0] as Buffer);
+  variants.push(grpcVariant(floor, ["Get", "Upsert"]));
 
   // Each DeleteByUser call empties a user of its own, prepared beforehand.
   let deleteBatch = 0;
@@ -543,7 +553,7 @@ async function main() {
   // process; the same load on the peer and on a bare node:http2 server.
   const peak = median((results.get("Get|service") ?? []).map((r) => r.throughput));
   const halfRate = Math.round(peak / 2);
-  const bare = owned(await startBareServer(getResponse));
+  const bare = owned(await startBareServer({ get: getResponse }));
   const latencyTargets: [string, ServerUnderTest][] = [
     ["service", service],
     ["grpc-js peer", peer],
@@ -738,6 +748,25 @@ async function checkPoliciesRun(server: ServerUnderTest, tokens: BenchTokensFile
   await expectStatus("the second call of a 1/h caller", limited, "RESOURCE_EXHAUSTED");
 }
 
+/**
+ * Checks that the Node floor does the Upsert work it stands for, so that a
+ * floor skipping its script cannot pass for a fast one: one Upsert through
+ * it stores a session of its user and records the event.
+ */
+async function checkFloorWrites(floor: ServerUnderTest, redis: Redis, request: Buffer) {
+  const keys = userKeys("sessionstore", "bench-floor");
+  const before = await Promise.all([redis.hlen(keys.sessions), redis.llen(keys.events)]);
+  const client = rawGrpcClient(floor.port);
+  try {
+    await client.call(methodPath("Upsert"), request);
+  } finally {
+    client.close();
+  }
+  const after = await Promise.all([redis.hlen(keys.sessions), redis.llen(keys.events)]);
+  if (!(after[0] > before[0] && after[1] > before[1]))
+    throw new Error(`${floor.name}: an Upsert left its user's keys as they were`);
+}
+
 /** GC pauses in --trace-gc output: how many, how many over 2 ms, the longest. */
 function gcPauses(trace: string) {
   const pauses = [...trace.matchAll(/: (Scavenge|Mark-Compact)[^,]*, ([\d.]+) \//g)].map((m) => ({
@@ -890,6 +919,14 @@ async function measureMemory() {
       (redis, n) => storeFor(redis).upsert(benchInput(`user-${n}`, `session-${n}`)),
       listpackHashes,
     ],
+    // The floor of any layout with a hash per user (what lets DeleteByUser
+    // make all of a user's sessions unreadable at once): the service's
+    // hashes alone, its indexes and event log removed after each write.
+    [
+      `the user's hash alone, ${SESSIONS_PER_LIST_USER} sessions per user`,
+      (redis, n) => hashAlone(redis, `user-${Math.floor(n / SESSIONS_PER_LIST_USER)}`, n),
+    ],
+    ["the user's hash alone, 1 session per user", (redis, n) => hashAlone(redis, `user-${n}`, n)],
     [
       "seed (one key per session)",
       (redis, n) => {
@@ -928,6 +965,13 @@ async function measureMemory() {
     sessionBytes: benchInput("user-0", "session-0").data.byteLength,
     rows,
   };
+}
+
+/** Stores session `n` of `userId` as the service does, then deletes all the user's keys but the hash. */
+async function hashAlone(redis: Redis, userId: string, n: number) {
+  await storeFor(redis).upsert(benchInput(userId, `session-${n}`));
+  const keys = userKeys("sessionstore", userId);
+  await redis.del(keys.byExpiry, keys.byId, keys.events);
 }
 
 const stores = new WeakMap<Redis, RedisSessionStore>();
