@@ -295,8 +295,7 @@ function serveUnary(
   const compression =
     accepted === undefined
       ? null
-      : compressionNegotiate(COMPRESSIONS, null, String(accepted), wire.acceptHeader as string)
-          .response;
+      : responseCompression(wire.acceptHeader as string, String(accepted));
   let admission: Admission | undefined;
   /** The status the call ended with, once answered or cancelled. */
   let outcome: number | undefined;
@@ -544,6 +543,26 @@ function sendMessage(
     return;
   }
   write(stream, wire, message, false, negotiated);
+}
+
+/**
+ * The response compressions already negotiated, by accept header name and
+ * value: a client sends the same value on every call, and connect's
+ * negotiation splits and scans it each time. Bounded: cleared when full.
+ */
+const negotiatedCompressions = new Map<string, Compression | null>();
+const NEGOTIATED_COMPRESSIONS_KEPT = 64;
+
+/** The compression of a response to a caller accepting `accepted` in header `header`. */
+function responseCompression(header: string, accepted: string): Compression | null {
+  const key = `${header}:${accepted}`;
+  let compression = negotiatedCompressions.get(key);
+  if (compression === undefined) {
+    compression = compressionNegotiate(COMPRESSIONS, null, accepted, header).response;
+    if (negotiatedCompressions.size >= NEGOTIATED_COMPRESSIONS_KEPT) negotiatedCompressions.clear();
+    negotiatedCompressions.set(key, compression);
+  }
+  return compression;
 }
 
 /**
