@@ -241,6 +241,33 @@ function upsertVsGetElsewhere(report: Report): string {
   return [...of(GO_PEER), ...of(BARE_WITH_REDIS)].join(", ");
 }
 
+/**
+ * The note on the Go peer targets: where the Node floor stands, what the
+ * service spends above it, and what was tried; none when Go did not run.
+ */
+function againstGo(report: Report): string[] {
+  if (report.goPeer !== "measured" || !report.results.has(`Upsert|${BARE_WITH_REDIS}`)) return [];
+  const cpu = (key: string) => summary(report, key).cpu;
+  const floorRatio = (method: string) =>
+    pairedRatio(report, `${method}|${BARE_WITH_REDIS}`, `${method}|${GO_PEER}`, "cpuMicrosPerCall");
+  const floorMisses = floorRatio("Get") > 1.5 && floorRatio("Upsert") > 1.5;
+  return [
+    `- **Against the Go peer.** grpc-go and redigo on one core spend ${int(cpu(`Get|${GO_PEER}`))} µs per Get and ` +
+      `${int(cpu(`Upsert|${GO_PEER}`))} µs per Upsert. The Node floor, node:http2 and ioredis running the same scripts and nothing ` +
+      `else, spends ${int(cpu(`Get|${BARE_WITH_REDIS}`))} and ${int(cpu(`Upsert|${BARE_WITH_REDIS}`))} µs ` +
+      `(${times(floorRatio("Get"))} and ${times(floorRatio("Upsert"))} Go's)` +
+      (floorMisses ? ": on Node, the floor alone is past the 1.5× target. " : ". ") +
+      `The service spends ${int(cpu("Get|service") - cpu(`Get|${BARE_WITH_REDIS}`))} µs per Get and ` +
+      `${int(cpu("Upsert|service") - cpu(`Upsert|${BARE_WITH_REDIS}`))} µs per Upsert above the floor: decoding and checking the request, ` +
+      "the pipeline's policies (telemetry's histogram and counters on every call), the deadline and cancellation plumbing, and " +
+      "the garbage all that leaves. CPU profiles of the service and the floor under the same Get load (`node --cpu-prof`, " +
+      "measured during development) put a fifth of the service's CPU per call in the write() of its Redis command (one system call " +
+      "per command, as in the floor) and show twice the floor's garbage collection per call. Tried and left out: ioredis's " +
+      "`enableAutoPipelining`, which batches those writes (11-13% less server CPU per call, but lower Upsert throughput at 32 calls " +
+      "in flight).",
+  ];
+}
+
 /** Section 1's sentence on the Go peer: how it is built and run, or why it is missing. */
 function goPeerDescription(report: Report): string {
   const what =
@@ -615,6 +642,7 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
       "connect-node does, and leaves compressed requests, gRPC-Web text, Connect GET, streams and HTTP/1.1 to connect-node on the " +
       "same port; session responses are spliced from the stored protobuf bytes instead of decoded and encoded again. Section 2 " +
       "shows what each protocol costs.",
+    ...againstGo(report),
     "- **What auth and the rate limit cost.** Per call, the auth policy reads the `authorization` header, hashes the token " +
       "with SHA-256 and compares the digest with every line's in constant time (no early exit, so the time says nothing about " +
       "which token matched); the rate limit updates one token bucket in a Map. In isolation that is about 1.5 µs per call for a " +
@@ -641,7 +669,9 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
       `(${times(bytes(4) / seedMemory)} and ${times(bytes(5) / seedMemory)} the seed's). ` +
       "The floor of any layout that keeps a user's sessions in one hash (so that DeleteByUser makes them all unreadable at once) " +
       `is that hash alone: ${int(bytes(6))} and ${int(bytes(7))} bytes per session at five and one per user ` +
-      `(${times(bytes(6) / seedMemory)} and ${times(bytes(7) / seedMemory)} the seed's), before any index or event log.`,
+      `(${times(bytes(6) / seedMemory)} and ${times(bytes(7) / seedMemory)} the seed's), before any index or event log. ` +
+      "The two sorted sets are what keeps every call's Redis work bounded for users with many sessions (pages in O(log n + page), " +
+      "pruning and eviction by expiry); the event log is a list because a Redis stream takes about 4 KB from its first entry.",
   );
   return lines.join("\n");
 }
