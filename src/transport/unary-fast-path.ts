@@ -161,7 +161,7 @@ const COMPRESSIONS: Compression[] = [compressionGzip, compressionBrotli];
 const COMPRESS_MIN_BYTES = 1024;
 /** connect's JSON options: unknown fields are ignored. */
 const JSON_OPTIONS = { ignoreUnknownFields: true } as const;
-/** Not fatal: invalid UTF-8 is replaced, as connect-node's decoder does. One for every call. */
+/** Not fatal: invalid UTF-8 is replaced, as connect-node's decoder does. Shared by every call. */
 const UTF8 = new TextDecoder();
 
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH } =
@@ -295,7 +295,8 @@ function serveUnary(
   const compression =
     accepted === undefined
       ? null
-      : responseCompression(wire.acceptHeader as string, String(accepted));
+      : compressionNegotiate(COMPRESSIONS, null, String(accepted), wire.acceptHeader as string)
+          .response;
   let admission: Admission | undefined;
   /** The status the call ended with, once answered or cancelled. */
   let outcome: number | undefined;
@@ -543,26 +544,6 @@ function sendMessage(
     return;
   }
   write(stream, wire, message, false, negotiated);
-}
-
-/**
- * The response compressions already negotiated, by accept header name and
- * value: a client sends the same value on every call, and connect's
- * negotiation splits and scans it each time. Bounded: cleared when full.
- */
-const negotiatedCompressions = new Map<string, Compression | null>();
-const NEGOTIATED_COMPRESSIONS_KEPT = 64;
-
-/** The compression of a response to a caller accepting `accepted` in header `header`. */
-function responseCompression(header: string, accepted: string): Compression | null {
-  const key = `${header}:${accepted}`;
-  let compression = negotiatedCompressions.get(key);
-  if (compression === undefined) {
-    compression = compressionNegotiate(COMPRESSIONS, null, accepted, header).response;
-    if (negotiatedCompressions.size >= NEGOTIATED_COMPRESSIONS_KEPT) negotiatedCompressions.clear();
-    negotiatedCompressions.set(key, compression);
-  }
-  return compression;
 }
 
 /**
