@@ -1,9 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import {
-  type Http2ServerRequest,
-  type Http2ServerResponse,
-  constants as http2Constants,
-} from "node:http2";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescMessage } from "@bufbuild/protobuf";
 import {
   Code,
@@ -46,6 +42,7 @@ import {
 import { binaryResponseToText, textRequestToBinary } from "./grpc-web-text.js";
 import { nodeCallHeaders } from "./node-call-headers.js";
 import { peerCertificateOf } from "./peer-certificate.js";
+import { resetUnreadRequest } from "./unread-request.js";
 import {
   errorOfResponse,
   errorResponse,
@@ -234,40 +231,28 @@ async function writeResponse(
 }
 
 /**
- * Resets the stream with RST_STREAM(NO_ERROR) once the response is
- * complete on the wire, if the request body has not ended by then: how
- * HTTP/2 asks a client to stop sending after a complete response (RFC
- * 9113, section 8.1).
+ * Resets the stream once the response is complete on the wire if the
+ * request body has not ended by then (resetUnreadRequest).
  *
  * When: Node's compatibility layer always responds with waitForTrailers,
  * and sends the trailers (or an empty END_STREAM frame) from its own
  * "wantTrailers" listener, registered when the response was created, so
- * before this one; Node flushes the frames already queued before an
- * RST_STREAM. Neither the response's "finish" (the compatibility layer
+ * before this one. Neither the response's "finish" (the compatibility layer
  * emits it only when the stream closes, the very thing that never
  * happens here) nor the stream's (it comes before the trailers) would do,
  * nor waiting for connect-node's writer to resolve: over HTTP/2 it waits
  * for an "end" event Http2ServerResponse never emits, so it resolves only
- * through the stream closing (see `send` in serveCall).
+ * through the stream closing (see `send` in serveCall). connect-node has
+ * stopped reading, and may have destroyed the request, after which Node's
+ * compatibility layer pauses the stream at every chunk.
  */
 function endUnreadRequestAfter(req: NodeServerRequest, res: Http2ServerResponse): void {
   const { stream } = res;
-  const reset = () => {
-    if (req.complete || stream.closed || stream.destroyed) return;
-    stream.close(http2Constants.NGHTTP2_NO_ERROR);
-    // Node keeps a stream, and counts it against MAX_CONCURRENT_STREAMS
-    // (refusing new ones with ENHANCE_YOUR_CALM), until its readable side
-    // has ended, which takes someone reading what arrived before the
-    // reset; connect-node has stopped reading, and may have destroyed the
-    // request, after which Node's compatibility layer pauses the stream
-    // at every chunk. Destroying the stream releases it (its RST_STREAM,
-    // submitted by close() as the response is finished, is still sent).
-    if (stream.writableFinished) stream.destroy();
-    else stream.once("finish", () => stream.destroy());
-  };
   // "wantTrailers" is emitted from inside nghttp2's send loop, where a
   // reset submitted is not sent: the next turn of the event loop is.
-  stream.once("wantTrailers", () => setImmediate(reset));
+  stream.once("wantTrailers", () =>
+    setImmediate(() => resetUnreadRequest(stream, () => req.complete)),
+  );
 }
 
 async function runHandler(

@@ -42,6 +42,7 @@ import {
 } from "./deadline.js";
 import { nodeCallHeaders } from "./node-call-headers.js";
 import { peerCertificateOf } from "./peer-certificate.js";
+import { resetUnreadRequest } from "./unread-request.js";
 
 /**
  * A unary handler the fast path can call: it takes the decoded request, the
@@ -439,22 +440,15 @@ function serveUnary(
 
 /**
  * Once an answer given before the whole request body arrived is complete on
- * the wire, resets the stream with RST_STREAM(NO_ERROR), how HTTP/2 asks a
- * client to stop sending after a complete response (RFC 9113, section 8.1),
- * and releases it: Node counts a stream against MAX_CONCURRENT_STREAMS until
- * its readable side has ended, so a client uploading the rest of a body
- * the answer no longer needs would hold its slot, and the connection's next
- * streams would be refused. connect-node's answers get the same treatment
- * (endUnreadRequestAfter in connect-node-transport.ts). Node flushes the
- * frames already queued before the reset; the next turn of the event loop
- * sends it.
+ * the wire ("finish": its last frame is queued), resets the stream on the
+ * next turn of the event loop (resetUnreadRequest), as connect-node's
+ * answers are (endUnreadRequestAfter in connect-node-transport.ts): a
+ * client uploading the rest of a body the answer no longer needs would
+ * otherwise hold its MAX_CONCURRENT_STREAMS slot, and the connection's next
+ * streams would be refused.
  */
 function releaseWhenAnswered(stream: http2.ServerHttp2Stream): void {
-  const reset = () => {
-    if (stream.readableEnded || stream.closed || stream.destroyed) return;
-    stream.close(http2.constants.NGHTTP2_NO_ERROR);
-    stream.destroy();
-  };
+  const reset = () => resetUnreadRequest(stream, () => stream.readableEnded);
   if (stream.writableFinished) setImmediate(reset);
   else stream.once("finish", () => setImmediate(reset));
 }
