@@ -9,7 +9,7 @@
  * service's own call has come back instead: the store's script by EVALSHA
  * (ioredis, default options), with the arguments the service would pass.
  * A Get reads one of the bench's "bench-get" sessions; an Upsert writes one
- * of 100 sessions of user "bench-floor", the request's message bytes as the
+ * of SESSIONS_PER_KEYED_USER sessions of user "bench-floor", the request's message bytes as the
  * session's data. That is the floor of a Node server doing the service's
  * work: node:http2 and the Redis round trip, no codec, pipeline or checks.
  *
@@ -21,7 +21,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { Redis } from "ioredis";
 import { userKeys } from "../src/store/redis/redis-keys.js";
 import { scriptSource } from "../src/store/redis/redis-session-store.js";
-import { TTL_MS } from "./workload.js";
+import { KEY_PREFIX, SESSIONS_PER_KEYED_USER, TTL_MS } from "./workload.js";
 
 /** The gRPC frame of a response message given in hex. */
 function frameOf(hex: string | undefined): Buffer {
@@ -34,11 +34,8 @@ function frameOf(hex: string | undefined): Buffer {
 const getFrame = frameOf(process.argv[2]);
 const upsertFrame = frameOf(process.argv[3]);
 
-/** How many sessions the floor's calls cycle through, as the bench's workloads do. */
-const SESSIONS = 100;
-const PREFIX = "sessionstore";
-const getKeys = userKeys(PREFIX, "bench-get");
-const upsertKeys = userKeys(PREFIX, "bench-floor");
+const getKeys = userKeys(KEY_PREFIX, "bench-get");
+const upsertKeys = userKeys(KEY_PREFIX, "bench-floor");
 /** A refresh token digest as long as the service's (base64url of a SHA-256). */
 const DIGEST = "f".repeat(43);
 
@@ -65,7 +62,7 @@ function afterWork(upsert: boolean, body: Buffer, answer: (ok: boolean) => void)
     setImmediate(answer, true);
     return;
   }
-  const sessionId = `s${calls++ % SESSIONS}`;
+  const sessionId = `s${calls++ % SESSIONS_PER_KEYED_USER}`;
   const work = upsert
     ? redis.floorUpsert(
         upsertKeys.sessions,

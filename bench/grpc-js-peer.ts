@@ -12,6 +12,7 @@ import { createLogger } from "../src/observability/logger.js";
 import { createSessionStoreHandlers } from "../src/service/session-store-service.js";
 import { connectRedis } from "../src/store/redis/redis-client.js";
 import { RedisSessionStore } from "../src/store/redis/redis-session-store.js";
+import { KEY_PREFIX } from "./workload.js";
 
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const logger = createLogger("warn");
@@ -19,7 +20,7 @@ const redis = await connectRedis(
   { url: redisUrl, cluster: false, commandTimeoutMs: 1000, connectTimeoutMs: 10_000 },
   logger,
 );
-const store = new RedisSessionStore({ redis, keyPrefix: "sessionstore", maxSessionsPerUser: 0 });
+const store = new RedisSessionStore({ redis, keyPrefix: KEY_PREFIX, maxSessionsPerUser: 0 });
 const handlers = createSessionStoreHandlers({
   store,
   maxTtlSeconds: 34_560_000,

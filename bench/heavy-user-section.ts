@@ -40,7 +40,14 @@ import {
   timeEveryCommand,
 } from "./slowlog.js";
 import { quantile } from "./stats.js";
-import { benchInput, benchSession, forEachConcurrently, methodPath, requests } from "./workload.js";
+import {
+  benchInput,
+  benchSession,
+  forEachConcurrently,
+  KEY_PREFIX,
+  methodPath,
+  requests,
+} from "./workload.js";
 
 /** How big the section is. */
 export interface HeavyUserOptions {
@@ -131,7 +138,7 @@ export async function measureHeavyUser(options: HeavyUserOptions): Promise<Heavy
   const seeder = new Redis(redis.url, { enableAutoPipelining: true, connectionName: SEEDER });
   const store = new RedisSessionStore({
     redis: seeder,
-    keyPrefix: "sessionstore",
+    keyPrefix: KEY_PREFIX,
     maxSessionsPerUser: 0,
   });
   try {

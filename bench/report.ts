@@ -222,8 +222,17 @@ function goPeerTargets(report: Report): [string, string, string, boolean | undef
 function floorVsGo(report: Report, method: string): string {
   const floor = `${method}|${BARE_WITH_REDIS}`;
   if (!report.results.has(floor)) return "";
-  const ratio = pairedRatio(report, floor, `${method}|${GO_PEER}`, "cpuMicrosPerCall");
-  return `; the Node floor (${BARE_WITH_REDIS}) ÷ Go peer: ${times(ratio)} (${int(summary(report, floor).cpu)} µs)`;
+  return `; the Node floor (${BARE_WITH_REDIS}) ÷ Go peer: ${times(floorCpuVsGo(report, method))} (${int(summary(report, floor).cpu)} µs)`;
+}
+
+/** The Node floor's CPU per call ÷ the Go peer's, for `method`. */
+function floorCpuVsGo(report: Report, method: string): number {
+  return pairedRatio(
+    report,
+    `${method}|${BARE_WITH_REDIS}`,
+    `${method}|${GO_PEER}`,
+    "cpuMicrosPerCall",
+  );
 }
 
 /**
@@ -248,8 +257,7 @@ function upsertVsGetElsewhere(report: Report): string {
 function againstGo(report: Report): string[] {
   if (report.goPeer !== "measured" || !report.results.has(`Upsert|${BARE_WITH_REDIS}`)) return [];
   const cpu = (key: string) => summary(report, key).cpu;
-  const floorRatio = (method: string) =>
-    pairedRatio(report, `${method}|${BARE_WITH_REDIS}`, `${method}|${GO_PEER}`, "cpuMicrosPerCall");
+  const floorRatio = (method: string) => floorCpuVsGo(report, method);
   const pastTarget = ["Get", "Upsert"].filter((method) => floorRatio(method) > 1.5);
   const within = ["Get", "Upsert"].filter((method) => floorRatio(method) <= 1.5);
   return [
@@ -294,6 +302,7 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
   const getVsPeer = pairedRatio(report, "Get|service", "Get|grpc-js peer", "throughput");
   const cpuVsPeer = pairedRatio(report, "Get|service", "Get|grpc-js peer", "cpuMicrosPerCall");
   const upsertVsGet = pairedRatio(report, "Upsert|service", "Get|service", "throughput");
+  const sameScripts = upsertVsGetElsewhere(report);
   const connectOnly = "service, connect-node only";
   const connectOnlyCpu = pairedRatio(
     report,
@@ -392,7 +401,7 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
     [
       "Upsert throughput ÷ Get throughput (service)",
       "≥ 0.9×",
-      `${times(upsertVsGet)} (${int(upsert.throughput)} vs ${int(get.throughput)} RPC/s)${upsertVsGetElsewhere(report) && `; with the same scripts, ${upsertVsGetElsewhere(report)}`}`,
+      `${times(upsertVsGet)} (${int(upsert.throughput)} vs ${int(get.throughput)} RPC/s)${sameScripts && `; with the same scripts, ${sameScripts}`}`,
       upsertVsGet >= 0.9,
     ],
     [
@@ -675,8 +684,8 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
       "it reads the record, prunes expired sessions, writes the record and the by-expiry index, moves the user's keys' expiry and " +
       "appends to the event log, trimming it at EVENT_RETENTION_COUNT (about 16 Redis commands for an update, where a Get's script runs two), " +
       "and the request carries the whole session, which the server decodes to check it. " +
-      (upsertVsGetElsewhere(report) &&
-        `Servers doing the same Redis work with little else of their own: ${upsertVsGetElsewhere(report)} (Upsert ÷ Get throughput). `) +
+      (sameScripts &&
+        `Servers doing the same Redis work with little else of their own: ${sameScripts} (Upsert ÷ Get throughput). `) +
       "The service stores the session's bytes as the client encoded them rather than encoding the decoded message again.",
     "- **Memory per session** depends on how many sessions a user has. A user's sessions live in four keys (a hash of records, " +
       "two sorted sets of their ids, by expiry and by id for paging, and the event log), and each key costs Redis its name, a " +

@@ -79,8 +79,10 @@ import {
   benchInput,
   benchSession,
   forEachConcurrently,
+  KEY_PREFIX,
   methodPath,
   requests,
+  SESSIONS_PER_KEYED_USER,
   TTL_MS,
   usedMemory,
 } from "./workload.js";
@@ -143,7 +145,6 @@ const TRACING_VARIANTS = [
   { name: "service, tracing 100%", ratio: "1" },
 ] as const;
 type Method = (typeof METHODS)[number];
-const SESSIONS_PER_KEYED_USER = 100;
 const SESSIONS_PER_LIST_USER = 5;
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
@@ -321,7 +322,7 @@ async function main() {
   const bench = new Redis(redis.url, { enableAutoPipelining: true });
   const store = new RedisSessionStore({
     redis: bench,
-    keyPrefix: "sessionstore",
+    keyPrefix: KEY_PREFIX,
     maxSessionsPerUser: 0,
   });
   const inProcess = await connectRedis(
@@ -331,7 +332,7 @@ async function main() {
   const handlers = createSessionStoreHandlers({
     store: new RedisSessionStore({
       redis: inProcess,
-      keyPrefix: "sessionstore",
+      keyPrefix: KEY_PREFIX,
       maxSessionsPerUser: 0,
     }),
     maxTtlSeconds: 34_560_000,
@@ -754,7 +755,7 @@ async function checkPoliciesRun(server: ServerUnderTest, tokens: BenchTokensFile
  * it stores a session of its user and records the event.
  */
 async function checkFloorWrites(floor: ServerUnderTest, redis: Redis, request: Buffer) {
-  const keys = userKeys("sessionstore", "bench-floor");
+  const keys = userKeys(KEY_PREFIX, "bench-floor");
   const before = await Promise.all([redis.hlen(keys.sessions), redis.llen(keys.events)]);
   const client = rawGrpcClient(floor.port);
   try {
@@ -806,7 +807,7 @@ async function measureListScaling(redis: RedisServer, service: ServerUnderTest, 
   const seed = new Redis(`${redis.url}/1`, { enableAutoPipelining: true });
   const store = new RedisSessionStore({
     redis: bench,
-    keyPrefix: "sessionstore",
+    keyPrefix: KEY_PREFIX,
     maxSessionsPerUser: 0,
   });
   await bench.flushall();
@@ -970,7 +971,7 @@ async function measureMemory() {
 /** Stores session `n` of `userId` as the service does, then deletes all the user's keys but the hash. */
 async function hashAlone(redis: Redis, userId: string, n: number) {
   await storeFor(redis).upsert(benchInput(userId, `session-${n}`));
-  const keys = userKeys("sessionstore", userId);
+  const keys = userKeys(KEY_PREFIX, userId);
   await redis.del(keys.byExpiry, keys.byId, keys.events);
 }
 
@@ -981,7 +982,7 @@ function storeFor(redis: Redis, events = true): RedisSessionStore {
   if (!store) {
     store = new RedisSessionStore({
       redis,
-      keyPrefix: "sessionstore",
+      keyPrefix: KEY_PREFIX,
       maxSessionsPerUser: 0,
       ...(events ? {} : { events: { ...EVENT_RETENTION_DEFAULTS, retentionCount: 0 } }),
     });

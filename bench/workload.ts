@@ -51,6 +51,12 @@ function encode<T extends DescMessage>(schema: T, init: MessageInitShape<T>): Bu
 
 export const TTL_MS = 3_600_000;
 
+/** The service's default KEY_PREFIX: the bench's own stores write what the service reads. */
+export const KEY_PREFIX = "sessionstore";
+
+/** How many sessions each user of the repeatable methods (Get, Upsert, Touch) holds, and their calls cycle through. */
+export const SESSIONS_PER_KEYED_USER = 100;
+
 /** A store upsert of a bench session, kept for TTL_MS: how the benches seed Redis directly. */
 export function benchInput(userId: string, sessionId: string): UpsertInput {
   return {
