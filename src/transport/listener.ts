@@ -112,8 +112,12 @@ export function createPortListener(options: PortListenerOptions): PortListener {
     },
     options.handler,
   );
-  const rapidReset = new RapidResetGuard(options.logger);
-  routeStreams(h2Server, options.fastPath, limits.maxHeaderListSize, rapidReset);
+  const rapidReset = routeStreams(
+    h2Server,
+    options.fastPath,
+    limits.maxHeaderListSize,
+    options.logger,
+  );
   const sessions = new Set<http2.ServerHttp2Session>();
   const idle = new IdleSessions(limits.idleTimeoutMs);
   h2Server.on("session", (session) => {
@@ -335,25 +339,28 @@ function routeConnection(socket: net.Socket, route: (isHttp2: boolean) => void):
  * that work is wasted on streams the fast path serves, so the listener is
  * taken off and called only for the streams the fast path declines.
  * Streams of TLS and cleartext connections alike come through here.
+ * Returns the rapid reset guard, which must watch each new session.
  */
 function routeStreams(
   server: http2.Http2Server,
   fastPath: FastPath | undefined,
   maxHeaderListSize: number,
-  rapidReset: RapidResetGuard,
-): void {
+  logger: Logger,
+): RapidResetGuard {
   const compat = server.listeners("stream");
   if (compat.length !== 1) {
     throw new Error(`expected Node's one HTTP/2 compatibility listener, found ${compat.length}`);
   }
   const [toCompat] = compat as ((...args: unknown[]) => void)[];
   server.removeAllListeners("stream");
+  const rapidReset = new RapidResetGuard(logger, (stream, headers, rest) => {
+    if (!fastPath?.(stream, headers)) toCompat?.call(server, stream, headers, ...rest);
+  });
   server.on("stream", (stream, headers, ...rest: unknown[]) => {
     if (refuseLargeHeaders(stream, headers, maxHeaderListSize)) return;
-    rapidReset.handOff(stream, () => {
-      if (!fastPath?.(stream, headers)) toCompat?.call(server, stream, headers, ...rest);
-    });
+    rapidReset.handOff(stream, headers, rest);
   });
+  return rapidReset;
 }
 
 /** How often, at most, refused connections are logged: a flood of them must not flood the log. */

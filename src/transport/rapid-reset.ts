@@ -18,6 +18,13 @@ const MAX_HELD_ADDRESSES = 10_000;
 /** How often, at most, connections cut off are logged: an attack must not flood the log. */
 const CUT_LOG_INTERVAL_MS = 10_000;
 
+/** A stream waiting to be served, and what came with it. */
+interface Pending {
+  readonly stream: http2.ServerHttp2Stream;
+  readonly headers: http2.IncomingHttpHeaders;
+  readonly rest: unknown[];
+}
+
 /** What is left of one connection's budget of streams reset before they are served. */
 interface Budget extends Tokens {
   /** The client's address, held once the connection is cut off (see holdOf). */
@@ -42,8 +49,8 @@ interface Budget extends Tokens {
  *
  * So, here:
  * - Each new stream is handed to its handler on the next turn of the event
- *   loop (setImmediate: once Node has processed what it read with the
- *   stream's HEADERS). A stream whose RST_STREAM came in with them is
+ *   loop (one setImmediate for all the streams of a turn: once Node has
+ *   processed what it read with their HEADERS). A stream whose RST_STREAM came in with them is
  *   closed by then and costs no handler work at all. (The end of an
  *   empty body, which Node announces meanwhile, is passed on to the
  *   handler; request trailers, which nothing here reads, are not.)
@@ -66,14 +73,38 @@ interface Budget extends Tokens {
  * means its calls fail anyway (and nghttp2 would cut it at a thousand).
  */
 export class RapidResetGuard {
-  /** Streams handed to their handler. */
-  private readonly served = new WeakSet<http2.ServerHttp2Stream>();
-  /** Addresses with a connection cut off lately, and until when they are held. */
+  /** Each open connection's budget. */
+  private readonly budgets = new WeakMap<http2.Http2Session, Budget>();
+  /** Streams handed off since the last turn of the event loop, served on the next (see handOff). */
+  private pending: Pending[] = [];
   private readonly held = new Map<string, number>();
   private readonly cutLog = new LogThrottle(CUT_LOG_INTERVAL_MS);
+  /**
+   * The "aborted" listener of a stream not served yet: one function for
+   * every stream (it is called with the stream as `this`), taken off once
+   * the stream is served.
+   */
+  private readonly onUnservedAbort: (this: http2.ServerHttp2Stream) => void;
 
-  /** @param logger where connections cut off are reported (warn, counted, without the address) */
-  constructor(private readonly logger: Logger) {}
+  /**
+   * @param logger where connections cut off are reported (warn, counted, without the address)
+   * @param serve what a stream handed off is given to, with what came with it
+   */
+  constructor(
+    private readonly logger: Logger,
+    private readonly serve: (
+      stream: http2.ServerHttp2Stream,
+      headers: http2.IncomingHttpHeaders,
+      rest: unknown[],
+    ) => void,
+  ) {
+    const guard = this;
+    this.onUnservedAbort = function () {
+      const session = this.session;
+      const budget = session && guard.budgets.get(session);
+      if (session && budget) guard.resetBeforeServed(session, budget);
+    };
+  }
 
   /**
    * Counts the streams of a new connection that are reset before they are
@@ -85,55 +116,58 @@ export class RapidResetGuard {
       at: performance.now(),
       address: session.socket?.remoteAddress ?? "",
     };
+    this.budgets.set(session, budget);
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
       // Node announces a stream on the tick after its HEADERS; when it read
       // the RST_STREAM in the same call, the stream is closed already.
-      if (stream.closed || stream.destroyed) {
-        this.resetBeforeServed(session, budget);
-        return;
-      }
-      // "aborted", not "close": Node emits it as nghttp2 processes the
-      // RST_STREAM, so a connection over its budget is destroyed before
-      // the frames behind it reach JavaScript; "close" comes a tick later.
-      stream.once("aborted", () => {
-        if (!this.served.has(stream)) this.resetBeforeServed(session, budget);
-      });
+      if (stream.closed || stream.destroyed) this.resetBeforeServed(session, budget);
     });
   }
 
   /**
-   * Calls `serve` on the next turn of the event loop unless `stream` is
-   * closed by then.
+   * Serves `stream` (see the constructor's `serve`) on the next turn of the
+   * event loop unless it is closed by then. The streams handed off during
+   * one turn are served together, by one setImmediate, in the order they
+   * came.
    */
-  handOff(stream: http2.ServerHttp2Stream, serve: () => void): void {
+  handOff(
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    rest: unknown[],
+  ): void {
     // Until it is served nothing else listens: a reset with an error code,
     // or its connection's error, makes Node emit "error" on it (maybe on a
     // later tick), which must not reach the process.
     stream.on("error", ignore);
     // Reset before Node even announced it (see watch): nothing to wait for.
     if (stream.closed || stream.destroyed) return;
-    let endedEarly = false;
-    const onEnd = () => {
-      endedEarly = true;
-    };
-    stream.once("end", onEnd);
-    setImmediate(() => {
-      stream.off("end", onEnd);
-      if (stream.closed || stream.destroyed) return;
-      this.served.add(stream);
-      if (!endedEarly) {
-        serve();
-        return;
+    // "aborted", not "close": Node emits it as nghttp2 processes the
+    // RST_STREAM, so a connection over its budget is destroyed before the
+    // frames behind it reach JavaScript; "close" comes a tick later.
+    stream.on("aborted", this.onUnservedAbort);
+    if (this.pending.length === 0) setImmediate(this.servePending);
+    this.pending.push({ stream, headers, rest });
+  }
+
+  private readonly servePending = (): void => {
+    const pending = this.pending;
+    this.pending = [];
+    for (const { stream, headers, rest } of pending) {
+      stream.off("aborted", this.onUnservedAbort);
+      if (stream.closed || stream.destroyed) continue;
+      if (!stream.readableEnded) {
+        this.serve(stream, headers, rest);
+        continue;
       }
       // Node ends an empty request body itself as soon as its END_STREAM is
       // read: "end" came before the handler listened, so it gets it now.
       const before = new Set(stream.rawListeners("end"));
-      serve();
+      this.serve(stream, headers, rest);
       for (const listener of stream.rawListeners("end")) {
         if (!before.has(listener)) listener.call(stream);
       }
-    });
-  }
+    }
+  };
 
   /**
    * How long a new HTTP/2 connection from `address` is to wait, unread,
@@ -148,7 +182,7 @@ export class RapidResetGuard {
     return 0;
   }
 
-  private resetBeforeServed(session: http2.ServerHttp2Session, budget: Budget): void {
+  private resetBeforeServed(session: http2.Http2Session, budget: Budget): void {
     // A connection being destroyed closes its streams: not the client's doing.
     if (session.destroyed || session.closed) return;
     const now = performance.now();
