@@ -1,6 +1,7 @@
 import { createHmac, randomBytes } from "node:crypto";
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Logger, LogLevel } from "./logger.js";
+import { codeName, RpcMetrics } from "./rpc-metrics.js";
 
 /** Why a store call failed, as the error mapping classifies it. */
 export type StoreErrorKind = "unavailable" | "internal";
@@ -53,30 +54,6 @@ export interface TelemetryOptions {
 /** The caller label and log field of calls without credentials. */
 export const ANONYMOUS = "anonymous";
 
-/** Latency buckets in seconds: the calls this service answers take about a millisecond. */
-const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
-
-/** gRPC's canonical status names, by code number (the `code` label and log field). */
-const CODE_NAMES = [
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
-];
-
 /**
  * Creates the metrics and the RPC log. Metric names:
  *
@@ -103,24 +80,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   const { logger, rpcLogLevel } = options;
   const registry = new Registry();
   if (options.processMetrics) collectDefaultMetrics({ register: registry });
-  const rpcs = new Counter({
-    name: "sessionstore_rpcs_total",
-    help: "RPCs finished, by method, status code and caller name.",
-    labelNames: ["method", "code", "caller"],
-    registers: [registry],
-  });
-  const duration = new Histogram({
-    name: "sessionstore_rpc_duration_seconds",
-    help: "RPC latency, from the request's arrival to the status being sent.",
-    labelNames: ["method"],
-    buckets: LATENCY_BUCKETS,
-    registers: [registry],
-  });
-  const inFlight = new Gauge({
-    name: "sessionstore_rpcs_in_flight",
-    help: "RPCs started and not yet finished.",
-    registers: [registry],
-  });
+  const rpcMetrics = new RpcMetrics(registry);
   const storeErrors = new Counter({
     name: "sessionstore_store_errors_total",
     help: "Failures of the session store, by kind (unavailable: backend unreachable; internal: unexpected).",
@@ -152,9 +112,6 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     registers: [registry],
   });
 
-  // Label children looked up once per (method, code) rather than per call.
-  const counters = new Map<string, Counter.Internal>();
-  const histograms = new Map<string, Histogram.Internal<"method">>();
   const pseudonymKey = randomBytes(32);
   const pseudonym = (address: string | undefined) =>
     address === undefined
@@ -164,31 +121,19 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   return {
     registry,
     rpcStarted(procedure, context) {
-      const started = process.hrtime.bigint();
-      inFlight.inc();
-      let histogram = histograms.get(procedure);
-      if (!histogram) {
-        histogram = duration.labels(procedure);
-        histograms.set(procedure, histogram);
-      }
+      const started = performance.now();
+      const counts = rpcMetrics.method(procedure);
+      rpcMetrics.inFlight++;
       return (code) => {
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        inFlight.dec();
-        histogram.observe(seconds);
-        const codeName = CODE_NAMES[code] ?? String(code);
+        const seconds = (performance.now() - started) / 1000;
+        rpcMetrics.inFlight--;
         const caller = context.caller?.name ?? ANONYMOUS;
-        const key = `${procedure}|${codeName}|${caller}`;
-        let counter = counters.get(key);
-        if (!counter) {
-          counter = rpcs.labels(procedure, codeName, caller);
-          counters.set(key, counter);
-        }
-        counter.inc();
+        counts.finished(seconds, code, caller);
         if (logger.isLevelEnabled(rpcLogLevel)) {
           logger[rpcLogLevel === "silent" ? "trace" : rpcLogLevel](
             {
               method: procedure,
-              code: codeName,
+              code: codeName(code),
               durationMs: Math.round(seconds * 1e6) / 1000,
               protocol: context.protocol,
               transport: context.transport,
