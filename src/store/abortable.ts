@@ -12,7 +12,7 @@ export function abortable<T>(
   operation: () => Promise<T>,
 ): Promise<T> {
   if (!signal) return operation();
-  signal.throwIfAborted();
+  if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });

@@ -41,7 +41,8 @@ export class IdleSessions {
     this.sessions.set(session, state);
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
       state.streams++;
-      stream.once("close", () => {
+      // Emitted once: a plain listener, without once()'s wrapper per stream.
+      stream.on("close", () => {
         state.streams--;
         if (state.streams === 0) state.idleSince = Date.now();
       });

@@ -405,7 +405,9 @@ function serveUnary(
     }
     chunks.push(chunk);
   });
-  stream.once("end", () => {
+  // "end" and "close" come once each: plain listeners, without the wrapper
+  // once() makes per call.
+  stream.on("end", () => {
     bodyEnded = true;
     proceed();
   });
@@ -413,9 +415,9 @@ function serveUnary(
   // A client that resets the stream with an error code makes Node emit
   // "error" on it; "close" follows and cancels the call, so nothing is left
   // to do here but keep the process from treating it as unhandled.
-  stream.on("error", () => {});
+  stream.on("error", ignore);
 
-  stream.once("close", () => {
+  stream.on("close", () => {
     if (outcome !== undefined) return;
     // The client went away (cancelled, or the connection dropped): stop the
     // work, whether or not it set a deadline.
@@ -437,6 +439,8 @@ function serveUnary(
   if (started instanceof Promise) started.then(admit);
   else admit(started);
 }
+
+function ignore(): void {}
 
 /**
  * Once an answer given before the whole request body arrived is complete on
@@ -558,7 +562,7 @@ function write(
         { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: wire.contentType },
         { waitForTrailers: true },
       );
-      stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
       stream.end(envelope(0, message));
       return;
     case "grpc-web": {

@@ -537,15 +537,13 @@ export class RedisSessionStore implements SessionStore {
   }
 
   /** Runs one Redis call, translating connection-level failures. */
-  private async call<T>(signal: StoreSignal | undefined, operation: () => Promise<T>): Promise<T> {
-    try {
-      return await abortable(signal, operation);
-    } catch (error) {
+  private call<T>(signal: StoreSignal | undefined, operation: () => Promise<T>): Promise<T> {
+    return abortable(signal, operation).catch((error: unknown) => {
       if (signal?.aborted && error === signal.reason) throw error;
       // Already said (a write that replicas did not acknowledge): keep what it says.
       if (error instanceof StoreUnavailableError) throw error;
       throw isUnavailable(error) ? new StoreUnavailableError(error) : error;
-    }
+    });
   }
 }
 
