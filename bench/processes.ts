@@ -135,16 +135,18 @@ export function startPeer(redisUrl: string) {
 export function startBareServer(
   responses: { readonly get: Uint8Array; readonly upsert?: Uint8Array },
   redisUrl?: string,
+  options: Pick<SpawnOptions, "nodeFlags" | "name"> = {},
 ) {
   const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
   return spawnServer(
-    redisUrl ? BARE_WITH_REDIS : "bare node:http2",
+    options.name ?? (redisUrl ? BARE_WITH_REDIS : "bare node:http2"),
     [
       "dist/bench/bare-h2-server.js",
       hex(responses.get),
       ...(responses.upsert ? [hex(responses.upsert)] : []),
     ],
     redisUrl ? { REDIS_URL: redisUrl } : {},
+    options.nodeFlags ? { nodeFlags: options.nodeFlags } : {},
   );
 }
 

@@ -6,6 +6,20 @@ import type { HeavyUserFigures, Windows } from "./heavy-user-section.js";
 import type { LatencyProbe, LoadResult } from "./load.js";
 import { median } from "./stats.js";
 
+/** What --trace-gc-nvp said of a process through one latency probe. */
+export interface GcTrace {
+  /** Collections (pauses), how many took over 2 ms, the longest. */
+  count: number;
+  over2ms: number;
+  markCompacts: number;
+  over2msMarkCompacts: number;
+  maxMs: number;
+  /** Bytes the process allocated per call of the probe. */
+  allocatedPerCall: number;
+  /** Bytes per call that survived into V8's old generation. */
+  promotedPerCall: number;
+}
+
 /** Everything one benchmark run measured. */
 export interface Report {
   readonly quick: boolean;
@@ -26,15 +40,12 @@ export interface Report {
     peak: number;
     /** Per server ("service", "grpc-js peer", "bare node:http2"): one probe per round. */
     latency: ReadonlyMap<string, readonly LatencyProbe[]>;
-    /** The probe on a service process run with --trace-gc, and its GC pauses. */
+    /** The probe on a service process run with --trace-gc-nvp, and what its GCs said. */
     traced: LatencyProbe;
-    gc: {
-      count: number;
-      over2ms: number;
-      markCompacts: number;
-      over2msMarkCompacts: number;
-      maxMs: number;
-    };
+    gc: GcTrace;
+    /** The same on a floor process (BARE_WITH_REDIS). */
+    tracedFloor: LatencyProbe;
+    floorGc: GcTrace;
   };
   /** Write acknowledged to event received, on WatchUser streams. */
   readonly events: EventLatency;
@@ -150,6 +161,7 @@ export const int = (n: number) => Math.round(n).toLocaleString("en-US");
 const ms = (n: number) => n.toFixed(2);
 const times = (n: number) => `${n >= 100 ? int(n) : n.toFixed(2)}×`;
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const kb = (bytes: number) => (bytes / 1024).toFixed(1);
 /** A target's verdict; undefined when it could not be measured on this machine. */
 const mark = (pass: boolean | undefined) =>
   pass === undefined ? "➖ not measured" : pass ? "✅ pass" : "❌ miss";
@@ -272,13 +284,14 @@ function againstGo(report: Report): string[] {
         ? `${pastTarget.length > 0 ? "; for" : ": for"} ${within.join(" and ")}, the floor is within it, and the gap is the service's own work. `
         : ". ") +
       `The service spends ${int(cpu("Get|service") - cpu(`Get|${BARE_WITH_REDIS}`))} µs per Get and ` +
-      `${int(cpu("Upsert|service") - cpu(`Upsert|${BARE_WITH_REDIS}`))} µs per Upsert above the floor: decoding and checking the request, ` +
-      "the pipeline's policies (telemetry's histogram and counters on every call), the deadline and cancellation plumbing, and " +
-      "the garbage all that leaves. CPU profiles of the service and the floor under the same Get load (`node --cpu-prof`, " +
-      "measured during development) put a fifth of the service's CPU per call in the write() of its Redis command (one system call " +
-      "per command, as in the floor) and show twice the floor's garbage collection per call. Tried and left out: ioredis's " +
-      "`enableAutoPipelining`, which batches those writes (11-13% less server CPU per call, but lower Upsert throughput at 32 calls " +
-      "in flight).",
+      `${int(cpu("Upsert|service") - cpu(`Upsert|${BARE_WITH_REDIS}`))} µs per Upsert above the floor: decoding and checking the request ` +
+      "(an Upsert's carries the whole session, its payload a Struct decoded value by value), the pipeline's policies, the " +
+      "deadline and cancellation plumbing, and the garbage all that leaves (section 2's traced probes). Profiles of the service " +
+      "against the floor (`node --cpu-prof` and V8's sampling heap profiler, measured during development) led to this round's " +
+      "cuts: new streams handed to the handlers by one setImmediate per event-loop turn rather than one each, RPC metrics " +
+      "counted in plain numbers that prom-client reads at scrape time rather than hashed label sets per call, and fewer promises " +
+      "and listener wrappers per call. Tried and left out: ioredis's `enableAutoPipelining`, which batches the Redis writes of " +
+      "a turn (less server CPU per call, but lower Upsert throughput at 32 calls in flight).",
   ];
 }
 
@@ -547,10 +560,22 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
     const p999 = median(probes(name).map((p) => p.p999Ms));
     lines.push(`| ${name} | ${ms(p50Of(name))} | ${ms(p99Of(name))} | ${ms(p999)} | ${ms(lag)} |`);
   }
+  const floorGc = report.halfPeak.floorGc;
   lines.push(
     "",
-    `The same probe on a service process started with \`--trace-gc\`: p99 ${ms(report.halfPeak.traced.p99Ms)} ms; ` +
-      `${gc.count} GC pauses, ${gc.over2ms} of them over 2 ms (${gc.over2msMarkCompacts} of ${gc.markCompacts} mark-compacts), longest ${ms(gc.maxMs)} ms.`,
+    "The same probe once more on a service process and on a floor process started with `--trace-gc --trace-gc-nvp`, whose " +
+      "line per collection gives its pause and the bytes allocated and promoted to V8's old generation since the one before:",
+    "",
+    "| Process | p99 ms | GC pauses | over 2 ms (mark-compacts) | longest ms | KB allocated per call | bytes promoted per call |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...[
+      ["service", report.halfPeak.traced, gc] as const,
+      [BARE_WITH_REDIS, report.halfPeak.tracedFloor, floorGc] as const,
+    ].map(
+      ([name, probe, trace]) =>
+        `| ${name} | ${ms(probe.p99Ms)} | ${trace.count} | ${trace.over2ms} (${trace.over2msMarkCompacts} of ${trace.markCompacts}) | ` +
+        `${ms(trace.maxMs)} | ${kb(trace.allocatedPerCall)} | ${int(trace.promotedPerCall)} |`,
+    ),
   );
 
   lines.push("", "## 3. ListByUser while Redis holds other users' sessions", "");
@@ -590,11 +615,10 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
     "",
     "VmRSS sampled every 100 ms: through section 1 and a sustained closed-loop gRPC Get load at 64 in flight, then through section 2. " +
       "The service runs as `npm start` and the Docker image run it: the entry point's `#!` line sets `MALLOC_ARENA_MAX=2` and " +
-      "`--max-semi-space-size=4` (the peer runs with Node's defaults). What makes up the peak (/proc/<pid>/smaps and " +
-      "`process.memoryUsage()` under closed-loop Get and Upsert load, measured during development): about 41 MB of the node " +
-      "executable's own pages, 22-37 MB of memory malloc'd by Node's native side (HTTP/2 sessions, sockets), and V8's heap, " +
-      "38 MB at rest, whose old generation fills with the calls in flight promoted at each scavenge up to 60-80 MB before a " +
-      "mark-compact frees it. The peak so grows with the rate of calls: compare it with section 1's throughput, not across runs.",
+      "`--max-semi-space-size=4` (the peer runs with Node's defaults). The peak is the node executable's own pages, the memory " +
+      "Node's native side allocates (HTTP/2 sessions, sockets) and V8's heap, whose old generation fills with what the calls in " +
+      "flight leave promoted (section 2's traced probes) until a mark-compact frees it: it grows with the rate of calls, so compare " +
+      "it with section 1's throughput, not across runs.",
   );
 
   const ev = report.events;
@@ -648,15 +672,16 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
     `- **p99 at half of the peak.** A bare node:http2 server with no framework, store or codec shows p99 ${ms(p99Bare)} ms ` +
       `under the same open-loop load, against ${ms(p99Service)} ms for the service (p50 ${ms(p50Of("bare node:http2"))} vs ` +
       `${ms(p50Of("service"))} ms); probe by probe, the service's p99 was ${eachProbe("service")} ms and the bare server's ` +
-      `${eachProbe("bare node:http2")} ms, so one run's ratio moves with the machine. With \`--trace-gc\`, the service paused ` +
-      `${gc.count} times in one probe, ${gc.over2ms} of them over 2 ms, the longest ${ms(gc.maxMs)} ms, and that probe's p99 was ` +
-      `${ms(report.halfPeak.traced.p99Ms)} ms. The load client itself starts its calls up to ` +
+      `${eachProbe("bare node:http2")} ms, so one run's ratio moves with the machine. The load client itself starts its calls up to ` +
       `${ms(median(probes("service").map((p) => p.sendLagP99Ms)))} ms late at p99: Redis, the server and the client share two vCPUs, ` +
       "and every process waits for a core now and then. What the service adds to the bare server is the Redis round trip and its " +
-      "garbage: a Get allocates about 25 KB against the bare server's 15 KB (V8's sampling heap profiler, measured during " +
-      "development), and V8 moves part of the young generation's calls in flight to the old generation at each scavenge, so " +
-      "the old generation fills and is collected by a mark-compact (10-30 ms under closed-loop load on this machine) every " +
-      "few seconds." +
+      `garbage: through the traced probes (section 2), a Get allocated ${kb(gc.allocatedPerCall)} KB in the service and promoted ` +
+      `${int(gc.promotedPerCall)} bytes to the old generation, against ${kb(floorGc.allocatedPerCall)} KB and ` +
+      `${int(floorGc.promotedPerCall)} bytes in the floor doing the same Redis work; the service paused ${gc.count} times ` +
+      `(${gc.over2ms} over 2 ms, ${gc.markCompacts} mark-compacts, the longest ${ms(gc.maxMs)} ms; that probe's p99 ` +
+      `${ms(report.halfPeak.traced.p99Ms)} ms), the floor ${floorGc.count} times (${floorGc.over2ms} over 2 ms, ` +
+      `${floorGc.markCompacts} mark-compacts, the longest ${ms(floorGc.maxMs)} ms). What is promoted fills the old generation ` +
+      "until a mark-compact frees it." +
       (p99Service > 2
         ? " On this machine 2 ms is below what Node's HTTP/2 stack itself delivers under this load; measuring it needs the " +
           "load generator on other cores."

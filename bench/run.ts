@@ -67,6 +67,7 @@ import {
 import {
   BARE_WITH_REDIS,
   CLIENT_CPU_CLIENTS,
+  type GcTrace,
   PROTOCOL_CLIENTS,
   type Report,
   renderReport,
@@ -581,22 +582,39 @@ async function main() {
   await bare.stop();
   await floor.stop();
 
-  // The same probe on a second service process started with --trace-gc,
-  // to see which pauses the tail is made of.
-  const traced = owned(
-    await startService(redis.url, { nodeFlags: ["--trace-gc"], name: "traced service" }),
+  // The same probe on a service process and on a floor process started
+  // with --trace-gc-nvp, to see which pauses the tail is made of and how
+  // much garbage each call leaves.
+  const tracedProbe = async (server: ServerUnderTest) => {
+    const from = server.stdout().length;
+    const probe = await probeLatency(
+      server.port,
+      methodPath("Get"),
+      getRequest,
+      halfRate,
+      settings.halfPeakMs,
+    );
+    if (probe.errors > 0)
+      throw new Error(`latency probe on ${server.name}: ${probe.errors} errors`);
+    await server.stop();
+    const gc = gcTrace(server.stdout().slice(from), probe.calls);
+    log(
+      `${server.name}: p99 ${probe.p99Ms.toFixed(2)} ms; ${gc.count} GC pauses, ${gc.over2ms} over 2 ms, longest ${gc.maxMs} ms; ` +
+        `${Math.round(gc.allocatedPerCall)} bytes allocated and ${Math.round(gc.promotedPerCall)} promoted per call`,
+    );
+    return { probe, gc };
+  };
+  const traceFlags = ["--trace-gc", "--trace-gc-nvp"];
+  const traced = await tracedProbe(
+    owned(await startService(redis.url, { nodeFlags: traceFlags, name: "traced service" })),
   );
-  const tracedProbe = await probeLatency(
-    traced.port,
-    methodPath("Get"),
-    getRequest,
-    halfRate,
-    settings.halfPeakMs,
-  );
-  await traced.stop();
-  const gc = gcPauses(traced.stdout());
-  log(
-    `traced service: p99 ${tracedProbe.p99Ms.toFixed(2)} ms; ${gc.count} GC pauses, ${gc.over2ms} over 2 ms, longest ${gc.maxMs} ms`,
+  const tracedFloor = await tracedProbe(
+    owned(
+      await startBareServer({ get: getResponse }, redis.url, {
+        nodeFlags: traceFlags,
+        name: `traced ${BARE_WITH_REDIS}`,
+      }),
+    ),
   );
 
   for (const variant of variants) variant.close();
@@ -629,7 +647,15 @@ async function main() {
     redisVersion,
     durationMs: Date.now() - started,
     results,
-    halfPeak: { rate: halfRate, peak, latency, traced: tracedProbe, gc },
+    halfPeak: {
+      rate: halfRate,
+      peak,
+      latency,
+      traced: traced.probe,
+      gc: traced.gc,
+      tracedFloor: tracedFloor.probe,
+      floorGc: tracedFloor.gc,
+    },
     rss: {
       serviceAtRest: rssAtRest,
       serviceUnderLoad: rssUnderLoad,
@@ -768,19 +794,32 @@ async function checkFloorWrites(floor: ServerUnderTest, redis: Redis, request: B
     throw new Error(`${floor.name}: an Upsert left its user's keys as they were`);
 }
 
-/** GC pauses in --trace-gc output: how many, how many over 2 ms, the longest. */
-function gcPauses(trace: string) {
-  const pauses = [...trace.matchAll(/: (Scavenge|Mark-Compact)[^,]*, ([\d.]+) \//g)].map((m) => ({
-    kind: m[1] as string,
-    ms: Number(m[2]),
+/**
+ * What --trace-gc-nvp output says of a process over `calls` calls: its GC
+ * pauses (how many, how many over 2 ms, the longest; mark-compacts apart)
+ * and the bytes allocated and promoted to the old generation per call
+ * (each GC line counts those since the previous GC).
+ */
+function gcTrace(trace: string, calls: number): GcTrace {
+  const gcs = [
+    ...trace.matchAll(/pause=([\d.]+) .*?gc=(\w+) .*?allocated=(\d+) promoted=(\d+)/g),
+  ].map((m) => ({
+    ms: Number(m[1]),
+    markCompact: m[2] === "mc",
+    allocated: Number(m[3]),
+    promoted: Number(m[4]),
   }));
-  const over2 = pauses.filter((p) => p.ms > 2);
+  if (gcs.length === 0) throw new Error("--trace-gc-nvp printed no collection with its allocation");
+  const over2 = gcs.filter((gc) => gc.ms > 2);
+  const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
   return {
-    count: pauses.length,
+    count: gcs.length,
     over2ms: over2.length,
-    markCompacts: pauses.filter((p) => p.kind === "Mark-Compact").length,
-    over2msMarkCompacts: over2.filter((p) => p.kind === "Mark-Compact").length,
-    maxMs: Math.max(0, ...pauses.map((p) => p.ms)),
+    markCompacts: gcs.filter((gc) => gc.markCompact).length,
+    over2msMarkCompacts: over2.filter((gc) => gc.markCompact).length,
+    maxMs: Math.max(0, ...gcs.map((gc) => gc.ms)),
+    allocatedPerCall: sum(gcs.map((gc) => gc.allocated)) / calls,
+    promotedPerCall: sum(gcs.map((gc) => gc.promoted)) / calls,
   };
 }
 

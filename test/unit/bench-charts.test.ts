@@ -34,6 +34,15 @@ function syntheticReport({
       .map(([p, ms]) => ({ percentile: Number(p), ms }))
       .sort((a, b) => a.percentile - b.percentile),
   });
+  const gcTrace = {
+    count: 10,
+    over2ms: 1,
+    markCompacts: 2,
+    over2msMarkCompacts: 0,
+    maxMs: 2.5,
+    allocatedPerCall: 20_000,
+    promotedPerCall: 500,
+  };
   return {
     quick,
     settings: { rounds: 1, concurrency: 32 },
@@ -60,7 +69,9 @@ function syntheticReport({
       peak: 8000,
       latency: new Map(Object.entries(latency).map(([name, p]) => [name, [probe(p)]])),
       traced: probe({ 50: 1, 99: 2 }),
-      gc: { count: 10, over2ms: 1, markCompacts: 2, over2msMarkCompacts: 0, maxMs: 2.5 },
+      gc: gcTrace,
+      tracedFloor: probe({ 50: 1, 99: 1.5 }),
+      floorGc: gcTrace,
     },
     events: {
       watchers: 10,
