@@ -1,5 +1,6 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import { ANONYMOUS } from "../observability/telemetry.js";
+import { sha256 } from "../sha256.js";
 import type { PeerCertificate, Rate } from "./call.js";
 import { parseRate } from "./rate.js";
 
@@ -39,7 +40,7 @@ export class CredentialsFileError extends Error {
 
 /** The SHA-256 digest every secret is compared by. */
 function digest(secret: string): Buffer {
-  return createHash("sha256").update(secret, "utf8").digest();
+  return sha256(secret);
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

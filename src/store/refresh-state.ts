@@ -1,4 +1,5 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
+import { sha256 } from "../sha256.js";
 
 /**
  * What the stores keep to rotate refresh tokens, and the one place where a
@@ -13,11 +14,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
  */
 export function refreshTokenDigest(tokenId: string): string {
   if (tokenId === "") return "";
-  return createHash("sha256")
-    .update(tokenId, "utf8")
-    .digest()
-    .subarray(0, 16)
-    .toString("base64url");
+  return sha256(tokenId).subarray(0, 16).toString("base64url");
 }
 
 /**
