@@ -25,6 +25,7 @@ import {
   registerSessionStoreService,
   sessionStoreService,
 } from "./service/session-store-service.js";
+import { decodeUpsertRequest } from "./service/upsert-request.js";
 import { createWatchHandlers, DEFAULT_WATCH_BUFFER_EVENTS } from "./service/watch.js";
 import type { SessionStore } from "./store/session-store.js";
 import { type StoreSystem, tracedStore } from "./store/traced-store.js";
@@ -239,6 +240,7 @@ export function createServer(options: ServerOptions): SessionStoreServer {
           maxDeadlineMs,
           logger,
           explainUndecodable,
+          binaryDecoders: { upsert: decodeUpsertRequest },
         })
       : undefined,
     http1HeadersTimeoutMs: options.http1HeadersTimeoutMs ?? 10_000,

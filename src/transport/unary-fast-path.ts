@@ -72,6 +72,14 @@ export interface UnaryFastPathOptions {
   readonly logger: Logger;
   /** A more precise answer for some bodies that do not decode (see ExplainUndecodable). */
   readonly explainUndecodable?: ExplainUndecodable;
+  /**
+   * Decoders of some methods' binary requests, by the method's local name,
+   * in place of fromBinary (see decodeUpsertRequest): each must accept and
+   * refuse exactly what fromBinary does.
+   */
+  readonly binaryDecoders?: Readonly<
+    Record<string, (bytes: Uint8Array) => MessageShape<DescMessage>>
+  >;
 }
 
 /**
@@ -89,6 +97,8 @@ export const FAST_PATH_TRANSPORT = "fast-path";
 interface Route {
   readonly procedure: string;
   readonly input: DescMessage;
+  /** Decodes a binary request. */
+  readonly decode: (bytes: Uint8Array) => MessageShape<DescMessage>;
   readonly output: DescMessage;
   readonly handler: UnaryHandler;
 }
@@ -200,6 +210,8 @@ export function createUnaryFastPath(options: UnaryFastPathOptions): FastPath {
     routes.set(`/${options.service.typeName}/${method.name}`, {
       procedure: `${options.service.typeName}/${method.name}`,
       input: method.input,
+      decode:
+        options.binaryDecoders?.[method.localName] ?? ((bytes) => fromBinary(method.input, bytes)),
       output: method.output,
       handler,
     });
@@ -354,7 +366,7 @@ function serveUnary(
         request = decodeJson(route.input, body, options.explainUndecodable);
       } else {
         encoded = wire.enveloped ? unwrapEnvelope(body, route.input.typeName) : body;
-        request = decodeMessage(route.input, encoded, options.explainUndecodable);
+        request = decodeMessage(route, encoded, options.explainUndecodable);
       }
     } catch (error) {
       finish(undefined, error);
@@ -484,15 +496,16 @@ function unwrapEnvelope(body: Buffer, typeName: string): Uint8Array {
 }
 
 function decodeMessage(
-  schema: DescMessage,
+  route: Route,
   bytes: Uint8Array,
   explain: ExplainUndecodable | undefined,
 ): MessageShape<DescMessage> {
   try {
-    return fromBinary(schema, bytes);
+    return route.decode(bytes);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    throw explain?.(schema.typeName, message) ?? undecodableRequest(schema.typeName);
+    const { typeName } = route.input;
+    throw explain?.(typeName, message) ?? undecodableRequest(typeName);
   }
 }
 
