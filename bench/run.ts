@@ -562,17 +562,22 @@ async function main() {
     ["bare node:http2", bare],
     [BARE_WITH_REDIS, floor],
   ];
+  /** The open-loop Get probe at half of the peak on one server; any failed call fails the run. */
+  const halfPeakProbe = async (server: ServerUnderTest, name: string) => {
+    const probe = await probeLatency(
+      server.port,
+      methodPath("Get"),
+      getRequest,
+      halfRate,
+      settings.halfPeakMs,
+    );
+    if (probe.errors > 0) throw new Error(`latency probe on ${name}: ${probe.errors} errors`);
+    return probe;
+  };
   const latency = new Map<string, LatencyProbe[]>();
   for (let round = 0; round < Math.min(settings.rounds, 3); round++) {
     for (const [name, server] of rotate(latencyTargets, round)) {
-      const probe = await probeLatency(
-        server.port,
-        methodPath("Get"),
-        getRequest,
-        halfRate,
-        settings.halfPeakMs,
-      );
-      if (probe.errors > 0) throw new Error(`latency probe on ${name}: ${probe.errors} errors`);
+      const probe = await halfPeakProbe(server, name);
       latency.set(name, [...(latency.get(name) ?? []), probe]);
       log(
         `Get at ${halfRate} RPC/s on ${name}: p50 ${probe.p50Ms.toFixed(2)} ms, p99 ${probe.p99Ms.toFixed(2)} ms (client send lag p99 ${probe.sendLagP99Ms.toFixed(2)} ms)`,
@@ -587,15 +592,7 @@ async function main() {
   // much garbage each call leaves.
   const tracedProbe = async (server: ServerUnderTest) => {
     const from = server.stdout().length;
-    const probe = await probeLatency(
-      server.port,
-      methodPath("Get"),
-      getRequest,
-      halfRate,
-      settings.halfPeakMs,
-    );
-    if (probe.errors > 0)
-      throw new Error(`latency probe on ${server.name}: ${probe.errors} errors`);
+    const probe = await halfPeakProbe(server, server.name);
     await server.stop();
     const gc = gcTrace(server.stdout().slice(from), probe.calls);
     log(

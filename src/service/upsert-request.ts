@@ -157,19 +157,35 @@ export function plainStructDepth(
   end: number,
   level: number,
 ): number {
+  return plainContainerDepth(bytes, start, end, level, true);
+}
+
+/**
+ * As plainStructDepth, for a Struct (`struct`: its field 1 holds map
+ * entries) or a ListValue (its field 1 holds Values).
+ */
+function plainContainerDepth(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  level: number,
+  struct: boolean,
+): number {
   if (level > MAX_PAYLOAD_DEPTH) return 0;
   let deepest = level;
   for (let pos = start; pos < end; ) {
-    // A map entry: the key, then the Value.
-    const entryEnd = lengthDelimitedEnd(bytes, pos, end, 1);
-    if (entryEnd < 0) return 0;
-    const keyEnd = lengthDelimitedEnd(bytes, varintEnd, entryEnd, 1);
-    if (keyEnd < 0 || !isUtf8At(bytes, varintEnd, keyEnd)) return 0;
-    if (lengthDelimitedEnd(bytes, keyEnd, entryEnd, 2) !== entryEnd) return 0;
-    const depth = plainValueDepth(bytes, varintEnd, entryEnd, level + 1);
+    const fieldEnd = lengthDelimitedEnd(bytes, pos, end, 1);
+    if (fieldEnd < 0) return 0;
+    if (struct) {
+      // A map entry: the key, then the Value.
+      const keyEnd = lengthDelimitedEnd(bytes, varintEnd, fieldEnd, 1);
+      if (keyEnd < 0 || !isUtf8At(bytes, varintEnd, keyEnd)) return 0;
+      if (lengthDelimitedEnd(bytes, keyEnd, fieldEnd, 2) !== fieldEnd) return 0;
+    }
+    const depth = plainValueDepth(bytes, varintEnd, fieldEnd, level + 1);
     if (depth === 0) return 0;
     if (depth > deepest) deepest = depth;
-    pos = entryEnd;
+    pos = fieldEnd;
   }
   return deepest;
 }
@@ -196,34 +212,21 @@ function plainValueDepth(bytes: Uint8Array, start: number, end: number, level: n
       valueEnd = start + 2;
       break;
     case (5 << 3) | LENGTH_DELIMITED: // struct_value
-      valueEnd = lengthDelimitedEnd(bytes, start, end, 5);
-      if (valueEnd < 0) return 0;
-      depth = plainStructDepth(bytes, varintEnd, valueEnd, level + 1);
-      break;
     case (6 << 3) | LENGTH_DELIMITED: // list_value
-      valueEnd = lengthDelimitedEnd(bytes, start, end, 6);
+      valueEnd = lengthDelimitedEnd(bytes, start, end, (bytes[start] as number) >> 3);
       if (valueEnd < 0) return 0;
-      depth = plainListDepth(bytes, varintEnd, valueEnd, level + 1);
+      depth = plainContainerDepth(
+        bytes,
+        varintEnd,
+        valueEnd,
+        level + 1,
+        bytes[start] === ((5 << 3) | LENGTH_DELIMITED),
+      );
       break;
     default:
       return 0;
   }
   return valueEnd === end ? depth : 0;
-}
-
-/** As plainStructDepth, for a google.protobuf.ListValue. */
-function plainListDepth(bytes: Uint8Array, start: number, end: number, level: number): number {
-  if (level > MAX_PAYLOAD_DEPTH) return 0;
-  let deepest = level;
-  for (let pos = start; pos < end; ) {
-    const itemEnd = lengthDelimitedEnd(bytes, pos, end, 1);
-    if (itemEnd < 0) return 0;
-    const depth = plainValueDepth(bytes, varintEnd, itemEnd, level + 1);
-    if (depth === 0) return 0;
-    if (depth > deepest) deepest = depth;
-    pos = itemEnd;
-  }
-  return deepest;
 }
 
 /**
