@@ -615,7 +615,7 @@ export function renderReport(report: Report, charts: readonly Chart[] = []): str
     "",
     "VmRSS sampled every 100 ms: through section 1 and a sustained closed-loop gRPC Get load at 64 in flight, then through section 2. " +
       "The service runs as `npm start` and the Docker image run it: the entry point's `#!` line sets `MALLOC_ARENA_MAX=2` and " +
-      "`--max-semi-space-size=4` (the peer runs with Node's defaults). The peak is the node executable's own pages, the memory " +
+      "`--max-semi-space-size=4 --heap-growing-percent=150` (the peer runs with Node's defaults). The peak is the node executable's own pages, the memory " +
       "Node's native side allocates (HTTP/2 sessions, sockets) and V8's heap, whose old generation fills with what the calls in " +
       "flight leave promoted (section 2's traced probes) until a mark-compact frees it: it grows with the rate of calls, so compare " +
       "it with section 1's throughput, not across runs.",
