@@ -285,12 +285,13 @@ function againstGo(report: Report): string[] {
         : ". ") +
       `The service spends ${int(cpu("Get|service") - cpu(`Get|${BARE_WITH_REDIS}`))} µs per Get and ` +
       `${int(cpu("Upsert|service") - cpu(`Upsert|${BARE_WITH_REDIS}`))} µs per Upsert above the floor: decoding and checking the request ` +
-      "(an Upsert's carries the whole session, its payload a Struct decoded value by value), the pipeline's policies, the " +
+      "(an Upsert's carries the whole session; in binary calls its payload is checked on the wire, not decoded), the pipeline's policies, the " +
       "deadline and cancellation plumbing, and the garbage all that leaves (section 2's traced probes). Profiles of the service " +
       "against the floor (`node --cpu-prof` and V8's sampling heap profiler, measured during development) led to this round's " +
       "cuts: new streams handed to the handlers by one setImmediate per event-loop turn rather than one each, RPC metrics " +
-      "counted in plain numbers that prom-client reads at scrape time rather than hashed label sets per call, and fewer promises " +
-      "and listener wrappers per call. Tried and left out: ioredis's `enableAutoPipelining`, which batches the Redis writes of " +
+      "counted in plain numbers that prom-client reads at scrape time rather than hashed label sets per call, an Upsert's Struct " +
+      "payload checked on the wire rather than decoded value by value, one-shot SHA-256 digests, and fewer promises and " +
+      "listener wrappers per call. Tried and left out: ioredis's `enableAutoPipelining`, which batches the Redis writes of " +
       "a turn (less server CPU per call, but lower Upsert throughput at 32 calls in flight).",
   ];
 }
