@@ -9,8 +9,8 @@
  * service's own call has come back instead: the store's script by EVALSHA
  * (ioredis, default options), with the arguments the service would pass.
  * A Get reads one of the bench's "bench-get" sessions; an Upsert writes one
- * of SESSIONS_PER_KEYED_USER sessions of user "bench-floor", the request's message bytes as the
- * session's data. That is the floor of a Node server doing the service's
+ * of SESSIONS_PER_KEYED_USER sessions of user "bench-floor", the request's
+ * message bytes as the session's data. That is the floor of a Node server doing the service's
  * work: node:http2 and the Redis round trip, no codec, pipeline or checks.
  *
  * Usage: node bare-h2-server.js <hex Get response> [<hex Upsert response>];

@@ -13,6 +13,7 @@ import {
   TouchRequestSchema,
   UpsertRequestSchema,
 } from "../gen/sessionstore/v1/session_store_pb.js";
+import { DEFAULT_KEY_PREFIX } from "../src/config.js";
 import { encodeSession } from "../src/service/session-codec.js";
 import type { UpsertInput } from "../src/store/session-store.js";
 
@@ -52,7 +53,7 @@ function encode<T extends DescMessage>(schema: T, init: MessageInitShape<T>): Bu
 export const TTL_MS = 3_600_000;
 
 /** The service's default KEY_PREFIX: the bench's own stores write what the service reads. */
-export const KEY_PREFIX = "sessionstore";
+export const KEY_PREFIX = DEFAULT_KEY_PREFIX;
 
 /** How many sessions each user of the repeatable methods (Get, Upsert, Touch) holds, and their calls cycle through. */
 export const SESSIONS_PER_KEYED_USER = 100;

@@ -177,6 +177,9 @@ class Invalid {
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
+/** KEY_PREFIX when it is not set. */
+export const DEFAULT_KEY_PREFIX = "sessionstore";
+
 /** The largest SESSIONSTORE_TEST_CLOCK_OFFSET_MS either way: a year, far more than any skew to test. */
 const MAX_TEST_CLOCK_OFFSET_MS = 365 * 24 * 3600 * 1000;
 
@@ -573,10 +576,10 @@ const SETTINGS: readonly Setting<keyof Config>[] = [
     key: "keyPrefix",
     env: "KEY_PREFIX",
     description: "prefix of every Redis key",
-    defaultText: "sessionstore",
+    defaultText: DEFAULT_KEY_PREFIX,
     parse: (raw) =>
       raw === undefined
-        ? "sessionstore"
+        ? DEFAULT_KEY_PREFIX
         : /^[\x21-\x7a\x7c\x7e]{1,64}$/.test(raw)
           ? raw
           : new Invalid("1 to 64 printable ASCII characters without spaces, { or }"),
