@@ -33,8 +33,12 @@ export function codeName(code: number): string {
 
 /** What one method's calls added up to. */
 export class MethodCounts {
-  /** Calls per latency bucket: bucket i holds those of at most LATENCY_BUCKETS[i] seconds and more than the one before; the last, the rest. */
-  readonly buckets: number[] = new Array(LATENCY_BUCKETS.length + 1).fill(0);
+  /**
+   * Calls per latency bucket: bucket i holds those of at most
+   * LATENCY_BUCKETS[i] seconds and more than the one before. Slower calls
+   * are in none: the +Inf bucket is every call (`calls`).
+   */
+  readonly buckets: number[] = new Array(LATENCY_BUCKETS.length).fill(0);
   /** Seconds of all calls together. */
   seconds = 0;
   calls = 0;
@@ -49,7 +53,7 @@ export class MethodCounts {
     while (bucket < LATENCY_BUCKETS.length && seconds > (LATENCY_BUCKETS[bucket] as number)) {
       bucket++;
     }
-    this.buckets[bucket] = (this.buckets[bucket] ?? 0) + 1;
+    if (bucket < LATENCY_BUCKETS.length) this.buckets[bucket] = (this.buckets[bucket] ?? 0) + 1;
     this.seconds += seconds;
     this.calls++;
     let codes = this.byCaller.get(caller);

@@ -38,11 +38,6 @@ export class CredentialsFileError extends Error {
   }
 }
 
-/** The SHA-256 digest every secret is compared by. */
-function digest(secret: string): Buffer {
-  return sha256(secret);
-}
-
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** RFC 6750's b64token: what may follow "Bearer " in an authorization header. */
 const BEARER_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
@@ -85,7 +80,7 @@ export class Credentials {
    * attacker how close a guess came or where it matched.
    */
   byToken(token: string): Grant | undefined {
-    const presented = digest(token);
+    const presented = sha256(token);
     let found: Grant | undefined;
     for (const entry of this.tokens) {
       if (timingSafeEqual(presented, entry.digest) && found === undefined) found = entry.grant;
@@ -179,7 +174,7 @@ export class Credentials {
             `TOKEN must be at least ${MIN_TOKEN_LENGTH} characters of A-Z a-z 0-9 - . _ ~ + / (then = padding), sha256:<64 hex>, or cert:<SAN>`,
           );
         }
-        secretDigest = digest(secret);
+        secretDigest = sha256(secret);
         plainTokens++;
       }
       const key = secretDigest.toString("hex");
