@@ -5,9 +5,9 @@ import type { AddressInfo } from "node:net";
 // semi-space and two malloc arenas keep the resident memory under load
 // about 25 MB lower for a few µs of CPU per call (see bench/RESULTS.md); an
 // old generation allowed to grow to 2.5 times what the last full collection
-// kept, rather than V8's own factor of up to 4, kept the peak under Get
-// load about 20 MB lower (113 against 142 MB after 6 rounds of Get and
-// Upsert load, 2026-11-30) with no CPU per call the same runs could tell.
+// kept, rather than V8's own factor of up to 4, took the benchmark's RSS
+// peak from 151 to 120 MB (its two runs of 2026-11-30, before and after
+// this flag: `git log bench/RESULTS.md`).
 import { type Clock, processClock } from "../clock.js";
 import { type Config, ConfigError, helpText, loadConfig } from "../config.js";
 import { createLogger, type Logger } from "../observability/logger.js";

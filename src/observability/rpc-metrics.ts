@@ -73,8 +73,7 @@ const DURATION = "sessionstore_rpc_duration_seconds";
  *
  * A call adds to plain numbers (see MethodCounts), and prom-client reads
  * them when /metrics is scraped. prom-client's own observe() and inc()
- * build and hash a label set on every call: in a CPU profile of the
- * service under Get load they took more than any module of ours. The
+ * build and hash a label set on every call, work a call need not do. The
  * counter and the gauge are prom-client's, filled in by their collect();
  * the histogram is a metric of our own, as prom-client's histograms can
  * only be filled one observation at a time. /metrics says the same either
